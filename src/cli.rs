@@ -1,0 +1,114 @@
+//! The command line: clap types and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runbookd",
+    version,
+    about = "Runs support and operations runbooks: YAML with Rhai scripts, on schedules, webhooks or by hand."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file [default: runbookd.yaml when it exists]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL [default: sqlite://runbookd.db]
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+    /// Runbooks directory [default: runbooks]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub runbooks: Option<PathBuf>,
+    /// Scripts directory, the only place `import` and `file:` read from [default: scripts]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub scripts: Option<PathBuf>,
+    /// Diagnostics format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate runbooks; print every error as path:line:col; exit 1 if any
+    Check(CheckArgs),
+    /// Run a runbook once now, stream its log, record it; exit 0 only on success
+    Run(RunArgs),
+    /// List recorded runs, newest first
+    Runs(RunsArgs),
+    /// Show one run: attempts, steps, logs and output
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Runbook files or directories [default: the runbooks directory]
+    pub paths: Vec<PathBuf>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The runbook's name
+    pub name: String,
+    /// A param, as NAME=VALUE (repeatable); lists as a,b or JSON, maps as JSON
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub params: Vec<(String, String)>,
+    /// Run as if it were this time (RFC 3339); the clock advances from there
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Print the outcome as JSON instead of streaming the log
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs of this runbook
+    #[arg(long, value_name = "NAME")]
+    pub runbook: Option<String>,
+    /// Only runs with this status (succeeded, failed, timed_out, ...)
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// How many runs to list
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Only runs older than this run id (the next page)
+    #[arg(long, value_name = "RUN_ID")]
+    pub before: Option<i64>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run's id, as `runbookd runs` lists it
+    pub run_id: i64,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("\"{s}\" is not NAME=VALUE"))
+}

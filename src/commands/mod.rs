@@ -1,0 +1,105 @@
+//! One file per CLI command; `dispatch` is the one `match`.
+
+mod check;
+mod output;
+mod run;
+mod runs;
+mod show;
+
+use std::sync::Arc;
+
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::runbook::{Loaded, Loader};
+use crate::script::{Limits, Sandbox};
+use crate::secrets::Secrets;
+
+/// Process exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The command did what was asked (for `run`: the run succeeded).
+    Ok = 0,
+    /// The command worked but the answer is "no": the run did not succeed,
+    /// `check` found errors, the run asked for does not exist.
+    Failed = 1,
+    /// The request cannot be carried out as given: bad flags or params, an
+    /// unknown or invalid runbook.
+    Usage = 2,
+    /// The environment is not usable: config, secrets file or database.
+    Unavailable = 3,
+}
+
+/// A command's failure: one sentence, an optional hint, and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Failure {
+            exit,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
+        Failure::new(Exit::Unavailable, e.to_string())
+    }
+}
+
+pub type Outcome = Result<Exit, Failure>;
+
+/// What every command starts from: the config and the secrets.
+pub struct Env {
+    pub config: Config,
+    pub secrets: Secrets,
+}
+
+impl Env {
+    pub fn new(cli: &Cli) -> Result<Self, Failure> {
+        let config = Config::load(&cli.global).map_err(|m| Failure::new(Exit::Unavailable, m))?;
+        let secrets = match &config.secrets_file {
+            Some(p) => Secrets::from_file(p).map_err(|m| Failure::new(Exit::Unavailable, m))?,
+            None => Secrets::default(),
+        };
+        Ok(Env { config, secrets })
+    }
+
+    pub fn loader(&self, sandbox: Arc<Sandbox>) -> Loader {
+        let secrets = self.secrets.clone();
+        Loader {
+            sandbox,
+            scripts_dir: self.config.scripts.clone(),
+            default_tz: self.config.timezone,
+            secret_is_set: Box::new(move |name| secrets.get(name).is_some()),
+        }
+    }
+
+    /// Load the runbooks directory.
+    pub fn load_runbooks(&self, sandbox: Arc<Sandbox>) -> Loaded {
+        self.loader(sandbox)
+            .load(std::slice::from_ref(&self.config.runbooks))
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> Outcome {
+    let env = Env::new(&cli)?;
+    let sandbox = Sandbox::new(Limits::default());
+    match cli.command {
+        Command::Check(args) => check::run(&env, sandbox, args),
+        Command::Run(args) => run::run(&env, sandbox, args).await,
+        Command::Runs(args) => runs::run(&env, args).await,
+        Command::Show(args) => show::run(&env, args).await,
+    }
+}

@@ -1,0 +1,195 @@
+//! `runbookd run NAME`: run a runbook once, now, in this process; stream its
+//! log; record it like any other run.
+
+use std::sync::Arc;
+
+use chrono::DateTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::output::{clock_time, elapsed};
+use super::{Env, Exit, Failure, Outcome};
+use crate::cli::RunArgs;
+use crate::run::{Clock, Executor, RunEvent, RunRequest, TriggerInfo, bind_cli_params};
+use crate::script::Sandbox;
+use crate::store::{Access, RunStatus};
+
+pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
+    let loaded = env.load_runbooks(sandbox.clone());
+    let Some(rb) = loaded
+        .runbooks
+        .iter()
+        .find(|r| r.name == args.name)
+        .cloned()
+    else {
+        if loaded.failed.iter().any(|(_, n)| *n == args.name) {
+            for e in &loaded.errors {
+                eprintln!("{e}");
+            }
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("runbook {} has errors and cannot run", args.name),
+            )
+            .hint("fix the errors above; `runbookd check` lists them"));
+        }
+        let names: Vec<&str> = loaded.runbooks.iter().map(|r| r.name.as_str()).collect();
+        let hint =
+            crate::runbook::did_you_mean(&args.name, names.iter().copied()).unwrap_or_else(|| {
+                format!(
+                    "`runbookd check` lists the runbooks in {}",
+                    env.config.runbooks.display()
+                )
+            });
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "there is no runbook named \"{}\" in {}",
+                args.name,
+                env.config.runbooks.display()
+            ),
+        )
+        .hint(hint));
+    };
+    if !loaded.errors.is_empty() {
+        eprintln!(
+            "note: {} other runbook file(s) have errors; `runbookd check` lists them",
+            loaded.failed.len()
+        );
+    }
+    let params = bind_cli_params(&rb, &args.params).map_err(|problems| {
+        Failure::new(Exit::Usage, problems.join("; ")).hint(format!(
+            "runbook {} takes: {}",
+            rb.name,
+            describe_params(&rb)
+        ))
+    })?;
+    let clock = match &args.now {
+        None => Clock::real(),
+        Some(t) => Clock::starting_at(
+            DateTime::parse_from_rfc3339(t)
+                .map_err(|_| {
+                    Failure::new(
+                        Exit::Usage,
+                        format!("--now \"{t}\" is not an RFC 3339 time"),
+                    )
+                    .hint("write it like 2026-03-08T09:00:00Z")
+                })?
+                .to_utc(),
+        ),
+    };
+    let store = crate::store::open(&env.config.database, Access::Exclusive).await?;
+    let executor = Executor::new(store, sandbox, env.secrets.clone(), env.config.timezone, 1);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let req = RunRequest {
+        runbook: rb.clone(),
+        trigger: TriggerInfo::manual(),
+        params,
+        clock,
+        events: (!args.json).then_some(tx),
+        cancel: cancel.clone(),
+    };
+    let run_id = executor.submit(&req).await?;
+    if !args.json {
+        println!(
+            "run {run_id} of {} (version {})",
+            rb.name,
+            &rb.version.hash[..12]
+        );
+    }
+    let started = chrono::Utc::now();
+    let printer = tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            print_event(&ev);
+        }
+    });
+    let interrupt = tokio::spawn(watch_interrupts(cancel));
+    let outcome = executor.execute(run_id, req).await;
+    interrupt.abort();
+    let _ = printer.await;
+    if args.json {
+        let detail = executor.store().run_detail(run_id).await?;
+        println!("{}", serde_json::to_string_pretty(&detail).expect("json"));
+    } else {
+        let took = elapsed(started, Some(chrono::Utc::now()));
+        match &outcome.error {
+            None => println!("run {run_id} {} in {took}", outcome.status),
+            Some(e) => println!("run {run_id} {} after {took}: {e}", outcome.status),
+        }
+        if let Some(out) = outcome.output.as_ref().filter(|o| !o.is_null()) {
+            println!(
+                "output: {}",
+                serde_json::to_string_pretty(out).expect("json")
+            );
+        }
+    }
+    if let Some(e) = &outcome.record_error {
+        return Err(Failure::new(
+            Exit::Unavailable,
+            format!("run {run_id} could not be fully recorded: {e}"),
+        ));
+    }
+    Ok(if outcome.status == RunStatus::Succeeded {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    })
+}
+
+fn describe_params(rb: &crate::runbook::Runbook) -> String {
+    if rb.params.is_empty() {
+        return "no params".into();
+    }
+    rb.params
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({}{})",
+                p.name,
+                p.kind.as_str(),
+                if p.required { ", required" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_event(ev: &RunEvent) {
+    match ev {
+        RunEvent::Log(l) => {
+            let step = l
+                .step
+                .as_deref()
+                .map(|s| format!(" [{s}]"))
+                .unwrap_or_default();
+            println!(
+                "{} {:<5}{step} {}",
+                clock_time(l.at),
+                l.level.to_uppercase(),
+                l.message
+            );
+        }
+        RunEvent::AttemptStarted { attempt } if *attempt > 1 => println!("attempt {attempt}"),
+        RunEvent::AttemptStarted { .. } => {}
+        RunEvent::StepFinished {
+            name,
+            status,
+            millis,
+        } => {
+            let took = crate::duration::human(std::time::Duration::from_millis(*millis));
+            println!("step {name} {status} ({took})");
+        }
+    }
+}
+
+/// The first Ctrl-C cancels the run (it is recorded as cancelled); a second
+/// one exits at once.
+async fn watch_interrupts(cancel: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!("cancelling the run; press Ctrl-C again to exit at once");
+        cancel.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    }
+}

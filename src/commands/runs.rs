@@ -1,0 +1,67 @@
+//! `runbookd runs`: recorded runs, newest first.
+
+use super::output::{Table, elapsed, local_time};
+use super::{Env, Exit, Failure, Outcome};
+use crate::cli::RunsArgs;
+use crate::store::{Access, RunFilter, RunStatus, sqlite_path};
+
+pub async fn run(env: &Env, args: RunsArgs) -> Outcome {
+    let status = match &args.status {
+        None => None,
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            let hint = crate::runbook::did_you_mean(s, RunStatus::ALL.iter().copied())
+                .unwrap_or_else(|| format!("statuses are {}", RunStatus::ALL.join(", ")));
+            Failure::new(Exit::Usage, format!("unknown status \"{s}\"")).hint(hint)
+        })?),
+    };
+    if !sqlite_path(&env.config.database).exists() {
+        if args.json {
+            println!("[]");
+        } else {
+            println!(
+                "no runs recorded yet (the database {} does not exist)",
+                env.config.database
+            );
+        }
+        return Ok(Exit::Ok);
+    }
+    let store = crate::store::open(&env.config.database, Access::Read).await?;
+    let filter = RunFilter {
+        runbook: args.runbook,
+        status,
+        before: args.before,
+        limit: args.limit.clamp(1, 1000),
+    };
+    let runs = store.list_runs(&filter).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&runs).expect("json"));
+        return Ok(Exit::Ok);
+    }
+    if runs.is_empty() {
+        println!("no runs match");
+        return Ok(Exit::Ok);
+    }
+    let mut table = Table::new(vec![
+        "ID", "STATUS", "TRIGGER", "STARTED", "TOOK", "RUNBOOK",
+    ]);
+    for r in &runs {
+        let when = r.started_at.or(r.scheduled_at).unwrap_or(r.created_at);
+        table.row(vec![
+            r.id.to_string(),
+            r.status.to_string(),
+            r.trigger_kind.clone(),
+            local_time(when),
+            r.started_at
+                .map(|s| elapsed(s, r.finished_at))
+                .unwrap_or_else(|| "-".into()),
+            r.runbook.clone(),
+        ]);
+    }
+    print!("{}", table.render(80));
+    if runs.len() as u32 == filter.limit
+        && let Some(last) = runs.last()
+    {
+        println!("more: runbookd runs --before {}", last.id);
+    }
+    Ok(Exit::Ok)
+}

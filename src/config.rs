@@ -1,0 +1,202 @@
+//! Daemon settings: defaults, then `runbookd.yaml`, then `RUNBOOKD_*`
+//! environment variables, then flags. Every key has a default, so no file is
+//! needed to start from a checkout.
+
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::cli::GlobalArgs;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://FILE`.
+    pub database: String,
+    pub runbooks: PathBuf,
+    pub scripts: PathBuf,
+    /// Read-only files scripts may read.
+    pub data: PathBuf,
+    /// Zone of cron triggers that name none, and of `format()` without one.
+    pub timezone: Tz,
+    /// How many runs execute at once.
+    pub workers: usize,
+    /// YAML file of secret values, besides the environment.
+    pub secrets_file: Option<PathBuf>,
+    /// The config file that was read, if any.
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: "sqlite://runbookd.db".into(),
+            runbooks: "runbooks".into(),
+            scripts: "scripts".into(),
+            data: "data".into(),
+            timezone: Tz::UTC,
+            workers: 8,
+            secrets_file: None,
+            source: None,
+        }
+    }
+}
+
+/// The file's mirror: unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    database: Option<String>,
+    runbooks: Option<PathBuf>,
+    scripts: Option<PathBuf>,
+    data: Option<PathBuf>,
+    timezone: Option<String>,
+    workers: Option<usize>,
+    secrets_file: Option<PathBuf>,
+}
+
+const KEYS: &[&str] = &[
+    "database",
+    "runbooks",
+    "scripts",
+    "data",
+    "timezone",
+    "workers",
+    "secrets_file",
+];
+
+impl Config {
+    /// Build the config from all its layers.
+    ///
+    /// Fails when a named config file is missing, a file or variable holds an
+    /// invalid value, or the file has an unknown key.
+    pub fn load(flags: &GlobalArgs) -> Result<Config, String> {
+        let mut cfg = Config::default();
+        let explicit = flags
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("RUNBOOKD_CONFIG").map(PathBuf::from));
+        let file = match explicit {
+            Some(p) if !p.exists() => {
+                return Err(format!("the config file {} does not exist", p.display()));
+            }
+            Some(p) => Some(p),
+            None => Some(PathBuf::from("runbookd.yaml")).filter(|p| p.exists()),
+        };
+        if let Some(path) = file {
+            cfg.apply_file(&path)?;
+        }
+        cfg.apply_env()?;
+        if let Some(d) = &flags.database {
+            cfg.database = d.clone();
+        }
+        if let Some(d) = &flags.runbooks {
+            cfg.runbooks = d.clone();
+        }
+        if let Some(d) = &flags.scripts {
+            cfg.scripts = d.clone();
+        }
+        if cfg.workers == 0 {
+            return Err("`workers` must be at least 1".into());
+        }
+        Ok(cfg)
+    }
+
+    fn apply_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        let f: ConfigFile = if text.trim().is_empty() {
+            ConfigFile::default()
+        } else {
+            serde_yaml::from_str(&text).map_err(|e| {
+                let hint = e
+                    .to_string()
+                    .split("unknown field `")
+                    .nth(1)
+                    .and_then(|r| r.split('`').next())
+                    .and_then(|w| crate::runbook::did_you_mean(w, KEYS.iter().copied()))
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                format!(
+                    "{}: {}{hint}",
+                    path.display(),
+                    e.to_string().replace("unknown field", "unknown key")
+                )
+            })?
+        };
+        // Paths in the file are relative to the file, so a config works from anywhere.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: PathBuf| {
+            if p.is_absolute() || base.as_os_str().is_empty() {
+                p
+            } else {
+                base.join(p)
+            }
+        };
+        if let Some(d) = f.database {
+            self.database = match d.strip_prefix("sqlite://") {
+                Some(file) if !file.starts_with('/') && !base.as_os_str().is_empty() => {
+                    format!("sqlite://{}", base.join(file).display())
+                }
+                _ => d,
+            };
+        }
+        if let Some(p) = f.runbooks {
+            self.runbooks = rel(p);
+        }
+        if let Some(p) = f.scripts {
+            self.scripts = rel(p);
+        }
+        if let Some(p) = f.data {
+            self.data = rel(p);
+        }
+        if let Some(tz) = f.timezone {
+            self.timezone = parse_tz(&tz).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if let Some(w) = f.workers {
+            self.workers = w;
+        }
+        if let Some(p) = f.secrets_file {
+            self.secrets_file = Some(rel(p));
+        }
+        self.source = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    fn apply_env(&mut self) -> Result<(), String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = var("RUNBOOKD_DATABASE") {
+            self.database = v;
+        }
+        if let Some(v) = var("RUNBOOKD_RUNBOOKS") {
+            self.runbooks = v.into();
+        }
+        if let Some(v) = var("RUNBOOKD_SCRIPTS") {
+            self.scripts = v.into();
+        }
+        if let Some(v) = var("RUNBOOKD_DATA") {
+            self.data = v.into();
+        }
+        if let Some(v) = var("RUNBOOKD_TIMEZONE") {
+            self.timezone = parse_tz(&v).map_err(|e| format!("RUNBOOKD_TIMEZONE: {e}"))?;
+        }
+        if let Some(v) = var("RUNBOOKD_WORKERS") {
+            self.workers = v
+                .parse()
+                .map_err(|_| format!("RUNBOOKD_WORKERS: \"{v}\" is not a whole number"))?;
+        }
+        if let Some(v) = var("RUNBOOKD_SECRETS_FILE") {
+            self.secrets_file = Some(v.into());
+        }
+        Ok(())
+    }
+}
+
+fn parse_tz(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>().map_err(|_| {
+        let hint = crate::runbook::timezone_hint(name)
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        format!("unknown timezone \"{name}\"{hint}")
+    })
+}

@@ -1,0 +1,82 @@
+//! Duration strings as runbooks and the config write them: `30s`, `5m`, `2h`, `1d`, `1h30m`.
+
+use std::time::Duration;
+
+/// Parse a duration string.
+///
+/// Fails with a sentence that says what a valid duration looks like.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration; write a number and a unit, like 30s, 5m, 2h or 1d".into());
+    }
+    if t.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "duration \"{t}\" has no unit; write {t}s for seconds or {t}m for minutes"
+        ));
+    }
+    humantime::parse_duration(t).map_err(|_| {
+        format!("invalid duration \"{t}\"; write a number and a unit, like 30s, 5m, 2h or 1d")
+    })
+}
+
+/// Render a duration for people: `850ms`, `12.4s`, `3m 05s`, `2h 10m`, `3d 4h`.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    if secs < 60 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let (m, s) = (secs / 60, secs % 60);
+    if m < 60 {
+        return format!("{m}m {s:02}s");
+    }
+    let (h, m) = (m / 60, m % 60);
+    if h < 24 {
+        return format!("{h}h {m:02}m");
+    }
+    format!("{}d {}h", h / 24, h % 24)
+}
+
+/// Render a duration the way a runbook writes it: `90s` → `1m 30s`.
+pub fn spec(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_units_runbooks_use() {
+        assert_eq!(parse("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse("1d").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn explains_bad_durations() {
+        assert_eq!(
+            parse("15").unwrap_err(),
+            "duration \"15\" has no unit; write 15s for seconds or 15m for minutes"
+        );
+        assert!(
+            parse("soon")
+                .unwrap_err()
+                .starts_with("invalid duration \"soon\"")
+        );
+    }
+
+    #[test]
+    fn renders_for_people() {
+        assert_eq!(human(Duration::from_millis(850)), "850ms");
+        assert_eq!(human(Duration::from_millis(12_400)), "12.4s");
+        assert_eq!(human(Duration::from_secs(185)), "3m 05s");
+        assert_eq!(human(Duration::from_secs(7800)), "2h 10m");
+    }
+}

@@ -1,0 +1,22 @@
+//! runbookd runs support and operations runbooks: YAML files with Rhai scripts,
+//! on schedules, webhooks or by hand, recording every run.
+//!
+//! - [`cli`]: the command-line types, nothing else.
+//! - [`config`]: daemon settings from defaults, file, environment and flags.
+//! - [`secrets`]: where secret values come from, and how they are masked.
+//! - [`duration`]: duration strings as runbooks write them.
+//! - [`script`]: the hardened Rhai sandbox and the script API behind a `Host` trait.
+//! - [`runbook`]: the runbook format, its validation and the directory loader.
+//! - [`store`]: the database behind an interface, SQLite first.
+//! - [`run`]: the executor, the only code that performs runs and writes their rows.
+//! - [`commands`]: one file per CLI command.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod duration;
+pub mod run;
+pub mod runbook;
+pub mod script;
+pub mod secrets;
+pub mod store;

@@ -1,0 +1,43 @@
+//! The `runbookd` binary.
+
+use clap::Parser;
+use runbookd::cli::{Cli, LogFormat};
+use runbookd::commands;
+
+fn main() {
+    // 1. Parse flags (clap exits with 2 on bad usage).
+    let cli = Cli::parse();
+    // 2. Diagnostics go to stderr; RUST_LOG tunes them.
+    init_tracing(cli.global.log_format);
+    // 3. A runtime whose blocking threads have room for deep script call stacks.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 * 1024 * 1024)
+        .build()
+        .expect("the async runtime starts");
+    // 4. Run the command; report a failure as one sentence and a hint.
+    let code = match runtime.block_on(commands::dispatch(cli)) {
+        Ok(exit) => exit,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            if let Some(h) = f.hint {
+                eprintln!("hint: {h}");
+            }
+            f.exit
+        }
+    };
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code as i32);
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

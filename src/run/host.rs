@@ -1,0 +1,229 @@
+//! The executor's side of the script API: what `log`, `secret`, `state` and
+//! the clock do for one run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::RunEvent;
+use crate::script::{Host, LogLevel};
+use crate::secrets::Redactor;
+use crate::store::{LogRow, RunId, Store};
+
+/// A run keeps at most this many log lines; the rest are counted, not stored.
+pub const MAX_LOG_LINES: usize = 10_000;
+/// A state value is at most this large, as JSON.
+pub const MAX_STATE_BYTES: usize = 1024 * 1024;
+
+/// The clock scripts see: real time, or real time shifted to start at `--now`.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Option<(DateTime<Utc>, Instant)>,
+}
+
+impl Clock {
+    pub fn real() -> Self {
+        Clock { base: None }
+    }
+
+    /// A clock that reads `start` now and advances in real time.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Clock {
+            base: Some((start, Instant::now())),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self.base {
+            None => Utc::now(),
+            Some((start, at)) => {
+                start + chrono::TimeDelta::from_std(at.elapsed()).unwrap_or_default()
+            }
+        }
+    }
+}
+
+pub struct RunHost {
+    pub store: Arc<dyn Store>,
+    pub handle: Handle,
+    pub runbook: String,
+    pub run_id: RunId,
+    pub attempt: AtomicU32,
+    /// The step now running, for log lines; `None` between steps.
+    pub step: Mutex<Option<String>>,
+    pub redactor: Redactor,
+    /// Declared secrets that have a value, by name.
+    pub secrets: HashMap<String, String>,
+    pub declared: Vec<String>,
+    pub clock: Clock,
+    pub timezone: Tz,
+    /// Lines not yet written to the store; flushed after each step.
+    pending: Mutex<Vec<LogRow>>,
+    lines: AtomicUsize,
+    pub events: Option<UnboundedSender<RunEvent>>,
+}
+
+impl RunHost {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        runbook: String,
+        run_id: RunId,
+        secrets: HashMap<String, String>,
+        declared: Vec<String>,
+        clock: Clock,
+        timezone: Tz,
+        events: Option<UnboundedSender<RunEvent>>,
+    ) -> Self {
+        let redactor = Redactor::new(secrets.values().cloned());
+        RunHost {
+            store,
+            handle: Handle::current(),
+            runbook,
+            run_id,
+            attempt: AtomicU32::new(1),
+            step: Mutex::new(None),
+            redactor,
+            secrets,
+            declared,
+            clock,
+            timezone,
+            pending: Mutex::new(Vec::new()),
+            lines: AtomicUsize::new(0),
+            events,
+        }
+    }
+
+    /// Record a line of the run log (the executor's own notes use this too).
+    pub fn note(&self, level: LogLevel, message: &str) {
+        let n = self.lines.fetch_add(1, Ordering::Relaxed);
+        if n > MAX_LOG_LINES {
+            return;
+        }
+        let message = if n == MAX_LOG_LINES {
+            format!(
+                "log truncated: this run wrote more than {MAX_LOG_LINES} lines; later lines are not kept"
+            )
+        } else {
+            self.redactor.redact(message)
+        };
+        let line = LogRow {
+            run_id: self.run_id,
+            attempt: self.attempt.load(Ordering::Relaxed),
+            step: self.step.lock().expect("step lock").clone(),
+            at: Utc::now(),
+            level: if n == MAX_LOG_LINES {
+                "warn".into()
+            } else {
+                level.as_str().into()
+            },
+            message,
+        };
+        if let Some(tx) = &self.events {
+            let _ = tx.send(RunEvent::Log(line.clone()));
+        }
+        self.pending.lock().expect("log lock").push(line);
+    }
+
+    /// Write pending log lines to the store.
+    pub async fn flush(&self) -> crate::store::Result<()> {
+        let lines = std::mem::take(&mut *self.pending.lock().expect("log lock"));
+        self.store.insert_logs(&lines).await
+    }
+
+    pub fn set_step(&self, name: Option<&str>) {
+        *self.step.lock().expect("step lock") = name.map(str::to_string);
+    }
+
+    fn check_key(key: &str) -> Result<(), String> {
+        if key.is_empty() || key.len() > 256 {
+            return Err("a state key is 1 to 256 characters".into());
+        }
+        Ok(())
+    }
+
+    fn store_call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = crate::store::Result<T>>,
+    ) -> Result<T, String> {
+        self.handle
+            .block_on(fut)
+            .map_err(|e| format!("{what} failed: {e}"))
+    }
+}
+
+impl Host for RunHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.note(level, message);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
+    fn secret(&self, name: &str) -> Result<String, String> {
+        if !self.declared.iter().any(|d| d == name) {
+            return Err(format!(
+                "secret \"{name}\" is not declared; add it to the runbook's `secrets:`"
+            ));
+        }
+        self.secrets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("secret {name} is not set"))
+    }
+
+    fn state_get(&self, key: &str) -> Result<Option<serde_json::Value>, String> {
+        Self::check_key(key)?;
+        self.store_call(
+            "state::get",
+            self.store.state_get(&self.runbook, key, Utc::now()),
+        )
+    }
+
+    fn state_set(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), String> {
+        Self::check_key(key)?;
+        let size = value.to_string().len();
+        if size > MAX_STATE_BYTES {
+            return Err(format!(
+                "state value for \"{key}\" is {size} bytes; the limit is 1 MiB"
+            ));
+        }
+        let now = Utc::now();
+        let expires = match ttl {
+            None => None,
+            Some(t) => Some(
+                now + chrono::TimeDelta::from_std(t)
+                    .map_err(|_| "state ttl too long".to_string())?,
+            ),
+        };
+        let value = self.redactor.redact_json(value);
+        self.store_call(
+            "state::set",
+            self.store
+                .state_set(&self.runbook, key, &value, expires, now),
+        )
+    }
+
+    fn state_delete(&self, key: &str) -> Result<bool, String> {
+        Self::check_key(key)?;
+        self.store_call("state::delete", self.store.state_delete(&self.runbook, key))
+    }
+}

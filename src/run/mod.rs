@@ -1,0 +1,246 @@
+//! The executor: the only code that performs a run and writes its rows.
+//!
+//! A run is recorded before it starts, then executed as one or more attempts
+//! (retries), each running the steps in order on a blocking thread. Whatever
+//! happens inside a script ends as a recorded result, never as an error of the
+//! process.
+
+mod attempt;
+mod host;
+mod params;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+pub use host::{Clock, MAX_LOG_LINES};
+pub use params::bind_cli_params;
+
+use crate::runbook::Runbook;
+use crate::script::{LogLevel, Sandbox};
+use crate::secrets::Secrets;
+use crate::store::{LogRow, NewRun, RunEnd, RunId, RunStatus, Store, StoreError, VersionRow};
+
+/// What fired a run.
+#[derive(Debug, Clone)]
+pub struct TriggerInfo {
+    /// `manual`, `cron`, `every` or `webhook`.
+    pub kind: String,
+    /// Which trigger of the runbook; with `scheduled_at`, the slot.
+    pub key: Option<String>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// What scripts see as `trigger` besides kind and scheduled_at (body, headers...).
+    pub data: serde_json::Value,
+}
+
+impl TriggerInfo {
+    pub fn manual() -> Self {
+        TriggerInfo {
+            kind: "manual".into(),
+            key: None,
+            scheduled_at: None,
+            data: serde_json::json!({}),
+        }
+    }
+}
+
+pub struct RunRequest {
+    pub runbook: Arc<Runbook>,
+    pub trigger: TriggerInfo,
+    /// Already checked against the runbook's params.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub clock: Clock,
+    /// Progress for a person watching (the CLI); the store gets everything anyway.
+    pub events: Option<UnboundedSender<RunEvent>>,
+    pub cancel: CancellationToken,
+}
+
+/// What a watcher sees while a run goes on.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    Log(LogRow),
+    AttemptStarted {
+        attempt: u32,
+    },
+    StepFinished {
+        name: String,
+        status: RunStatus,
+        millis: u64,
+    },
+}
+
+/// How a run ended, as recorded.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run_id: RunId,
+    pub status: RunStatus,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<String>,
+    /// Set when part of the run could not be written to the store.
+    pub record_error: Option<String>,
+}
+
+pub struct Executor {
+    store: Arc<dyn Store>,
+    sandbox: Arc<Sandbox>,
+    secrets: Secrets,
+    timezone: Tz,
+    /// At most `workers` runs execute at once; the rest wait for a permit.
+    workers: Arc<Semaphore>,
+}
+
+impl Executor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sandbox: Arc<Sandbox>,
+        secrets: Secrets,
+        timezone: Tz,
+        workers: usize,
+    ) -> Self {
+        Executor {
+            store,
+            sandbox,
+            secrets,
+            timezone,
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Record a run as queued (and the runbook version it will run).
+    ///
+    /// Fails only when the store cannot write.
+    pub async fn submit(&self, req: &RunRequest) -> Result<RunId, StoreError> {
+        let rb = &req.runbook;
+        let now = Utc::now();
+        self.store
+            .save_version(&VersionRow {
+                hash: rb.version.hash.clone(),
+                runbook: rb.name.clone(),
+                path: rb.path.display().to_string(),
+                yaml: rb.version.yaml.clone(),
+                scripts: rb.version.scripts.clone(),
+                created_at: now,
+            })
+            .await?;
+        self.store
+            .insert_run(&NewRun {
+                runbook: rb.name.clone(),
+                version_hash: rb.version.hash.clone(),
+                trigger_kind: req.trigger.kind.clone(),
+                trigger_key: req.trigger.key.clone(),
+                scheduled_at: req.trigger.scheduled_at,
+                status: RunStatus::Queued,
+                params: serde_json::Value::Object(req.params.clone()),
+                trigger_data: req.trigger.data.clone(),
+                dry_run: false,
+                created_at: now,
+            })
+            .await
+    }
+
+    /// Execute a submitted run to its end: attempts, retries, and the final record.
+    pub async fn execute(&self, run_id: RunId, req: RunRequest) -> Outcome {
+        let _permit = self
+            .workers
+            .acquire()
+            .await
+            .expect("the worker pool is never closed");
+        let rb = req.runbook.clone();
+        let secrets: HashMap<String, String> = rb
+            .secrets
+            .iter()
+            .filter_map(|n| self.secrets.get(n).map(|v| (n.clone(), v)))
+            .collect();
+        let host = Arc::new(host::RunHost::new(
+            self.store.clone(),
+            rb.name.clone(),
+            run_id,
+            secrets,
+            rb.secrets.clone(),
+            req.clock,
+            self.timezone,
+            req.events.clone(),
+        ));
+        let mut record_error: Option<String> = None;
+        let mut keep = |r: Result<(), StoreError>| {
+            if let Err(e) = r {
+                tracing::error!(run.id = run_id, runbook = %rb.name, error = %e, "could not record part of a run");
+                record_error.get_or_insert(e.to_string());
+            }
+        };
+        let mut attempt = 1;
+        let result = loop {
+            host.attempt
+                .store(attempt, std::sync::atomic::Ordering::Relaxed);
+            if let Some(tx) = &req.events {
+                let _ = tx.send(RunEvent::AttemptStarted { attempt });
+            }
+            let attempt_id = match self.store.start_attempt(run_id, attempt, Utc::now()).await {
+                Ok(id) => id,
+                Err(e) => {
+                    keep(Err(e));
+                    break attempt::AttemptResult::failed(
+                        RunStatus::Failed,
+                        "the run could not be recorded".into(),
+                    );
+                }
+            };
+            let result = attempt::run(self, &req, &host, attempt_id).await;
+            keep(host.flush().await);
+            keep(
+                self.store
+                    .finish_attempt(
+                        attempt_id,
+                        result.status,
+                        result.error.as_deref(),
+                        Utc::now(),
+                    )
+                    .await,
+            );
+            let retryable = matches!(result.status, RunStatus::Failed | RunStatus::TimedOut);
+            if !retryable || attempt >= rb.retry.attempts || req.cancel.is_cancelled() {
+                break result;
+            }
+            attempt += 1;
+            let delay = rb.retry.delay_before(attempt);
+            host.note(
+                LogLevel::Warn,
+                &format!(
+                    "attempt {} {}; attempt {attempt} in {}",
+                    attempt - 1,
+                    result.status,
+                    crate::duration::human(delay)
+                ),
+            );
+            keep(host.flush().await);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = req.cancel.cancelled() => break attempt::AttemptResult::failed(RunStatus::Cancelled, "cancelled while waiting to retry".into()),
+            }
+        };
+        let end = RunEnd {
+            status: result.status,
+            output: result.output.clone(),
+            error: result.error.clone(),
+            at: Utc::now(),
+        };
+        keep(self.store.finish_run(run_id, &end).await);
+        tracing::info!(run.id = run_id, runbook = %rb.name, status = %result.status, "run finished");
+        Outcome {
+            run_id,
+            status: result.status,
+            output: result.output,
+            error: result.error,
+            record_error,
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Reading runbook files: every good runbook and every error, never the first
+//! error alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use sha2::{Digest, Sha256};
+
+use super::hints::did_you_mean;
+use super::model::{Runbook, Trigger, Version};
+use super::spec::{RunbookSpec, TOP_LEVEL_KEYS};
+use super::validate::{Ctx, Loc, Problem, validate};
+use super::yaml_index::{self, PosIndex};
+use crate::script::Sandbox;
+
+/// Runbook files are small; anything larger is refused before parsing.
+pub const MAX_RUNBOOK_BYTES: u64 = 1024 * 1024;
+
+/// A problem with a runbook, at a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.col,
+            self.message
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of loading: what can run, and everything that is wrong.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub runbooks: Vec<Arc<Runbook>>,
+    pub errors: Vec<LoadError>,
+    pub warnings: Vec<LoadError>,
+    /// Files that failed, with the runbook name they would have had.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+pub struct Loader {
+    pub sandbox: Arc<Sandbox>,
+    pub scripts_dir: PathBuf,
+    pub default_tz: Tz,
+    /// Whether a secret is available; a missing one fails an enabled runbook.
+    pub secret_is_set: Box<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl Loader {
+    /// Load every `*.yaml`/`*.yml` of the given directories and files.
+    pub fn load(&self, paths: &[PathBuf]) -> Loaded {
+        let mut out = Loaded::default();
+        let mut files = Vec::new();
+        for p in paths {
+            match runbook_files(p) {
+                Ok(mut found) => files.append(&mut found),
+                Err(message) => out.errors.push(LoadError {
+                    path: p.clone(),
+                    line: 1,
+                    col: 1,
+                    message,
+                    hint: None,
+                }),
+            }
+        }
+        let mut names: HashMap<String, PathBuf> = HashMap::new();
+        let mut hooks: HashMap<String, String> = HashMap::new();
+        for file in files {
+            let stem = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match self.load_file(&file) {
+                Ok((rb, warnings)) => {
+                    out.warnings.extend(warnings);
+                    if let Some(first) = names.get(&rb.name) {
+                        out.errors.push(at(
+                            &file,
+                            1,
+                            1,
+                            format!(
+                                "runbook name \"{}\" is already used by {}",
+                                rb.name,
+                                first.display()
+                            ),
+                            Some("give one of them another `name:`".into()),
+                        ));
+                        out.failed.push((file, rb.name.clone()));
+                        continue;
+                    }
+                    if let Some(clash) = rb.triggers.iter().find_map(|t| match t {
+                        Trigger::Webhook(w) => hooks
+                            .get(&w.path)
+                            .map(|other| (w.path.clone(), other.clone())),
+                        _ => None,
+                    }) {
+                        out.errors.push(at(
+                            &file,
+                            1,
+                            1,
+                            format!(
+                                "webhook path {} is already used by runbook {}",
+                                clash.0, clash.1
+                            ),
+                            Some("set another `path:` on the webhook".into()),
+                        ));
+                        out.failed.push((file, rb.name.clone()));
+                        continue;
+                    }
+                    for t in &rb.triggers {
+                        if let Trigger::Webhook(w) = t {
+                            hooks.insert(w.path.clone(), rb.name.clone());
+                        }
+                    }
+                    names.insert(rb.name.clone(), file);
+                    out.runbooks.push(Arc::new(rb));
+                }
+                Err((name, errors, warnings)) => {
+                    out.errors.extend(errors);
+                    out.warnings.extend(warnings);
+                    out.failed.push((file, name.unwrap_or(stem)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Load one file.
+    ///
+    /// Fails with every problem found in it (and the runbook's name when it
+    /// could be read), never only the first.
+    #[allow(clippy::type_complexity)]
+    pub fn load_file(
+        &self,
+        path: &Path,
+    ) -> Result<(Runbook, Vec<LoadError>), (Option<String>, Vec<LoadError>, Vec<LoadError>)> {
+        let fail = |e: LoadError| (None, vec![e], Vec::new());
+        let text = read_text(path).map_err(fail)?;
+        let index = yaml_index::index(&text)
+            .map_err(|e| fail(at(path, e.pos.line, e.pos.col, e.message, None)))?;
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            return Err(fail(at(
+                path,
+                1,
+                1,
+                "the file is empty; a runbook needs at least `steps:` or `run:`".into(),
+                None,
+            )));
+        }
+        let spec: RunbookSpec =
+            serde_yaml::from_str(&text).map_err(|e| fail(serde_error(path, &e)))?;
+        let name = spec.name.clone();
+        let compiler = self.sandbox.compiler(&self.scripts_dir);
+        let mut ctx = Ctx {
+            text: &text,
+            index: &index,
+            compiler: &compiler,
+            scripts_dir: &self.scripts_dir,
+            default_tz: self.default_tz,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            file_scripts: BTreeMap::new(),
+        };
+        let validated = validate(spec, path, &mut ctx);
+        if let Some(rb) = &validated
+            && rb.enabled
+        {
+            for (i, s) in rb.secrets.iter().enumerate() {
+                if !(self.secret_is_set)(s) {
+                    ctx.error(
+                        Loc::Value(format!("secrets.{i}")),
+                        format!("secret {s} is not set"),
+                        Some(format!(
+                            "set the environment variable {s} or add it to the secrets file"
+                        )),
+                    );
+                }
+            }
+        }
+        let warnings = ctx
+            .warnings
+            .iter()
+            .map(|p| locate(path, &index, p))
+            .collect();
+        if !ctx.problems.is_empty() {
+            let errors = ctx
+                .problems
+                .iter()
+                .map(|p| locate(path, &index, p))
+                .collect();
+            return Err((name, errors, warnings));
+        }
+        let mut rb = validated.expect("no problems means a runbook");
+        let mut scripts = compiler.scripts();
+        scripts.extend(std::mem::take(&mut ctx.file_scripts));
+        rb.version = Arc::new(version(text, scripts));
+        Ok((rb, warnings))
+    }
+}
+
+fn at(path: &Path, line: usize, col: usize, message: String, hint: Option<String>) -> LoadError {
+    LoadError {
+        path: path.to_path_buf(),
+        line,
+        col,
+        message,
+        hint,
+    }
+}
+
+fn locate(path: &Path, index: &PosIndex, p: &Problem) -> LoadError {
+    let (file, pos) = match &p.loc {
+        Loc::Key(k) => (path.to_path_buf(), index.key(k)),
+        Loc::Value(k) => (path.to_path_buf(), index.value(k)),
+        Loc::At(pos) => (path.to_path_buf(), *pos),
+        Loc::File(f, pos) => (f.clone(), *pos),
+    };
+    LoadError {
+        path: file,
+        line: pos.line,
+        col: pos.col,
+        message: p.message.clone(),
+        hint: p.hint.clone(),
+    }
+}
+
+fn version(yaml: String, scripts: BTreeMap<String, String>) -> Version {
+    let mut h = Sha256::new();
+    h.update(yaml.as_bytes());
+    for (name, source) in &scripts {
+        h.update([0]);
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(source.as_bytes());
+    }
+    Version {
+        hash: hex::encode(h.finalize()),
+        yaml,
+        scripts,
+    }
+}
+
+fn runbook_files(p: &Path) -> Result<Vec<PathBuf>, String> {
+    let meta = std::fs::metadata(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    if meta.is_file() {
+        return Ok(vec![p.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+        .map_err(|e| format!("cannot read directory {}: {e}", p.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|f| {
+            !f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn read_text(path: &Path) -> Result<String, LoadError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| at(path, 1, 1, format!("cannot read the file: {e}"), None))?;
+    if meta.len() > MAX_RUNBOOK_BYTES {
+        return Err(at(
+            path,
+            1,
+            1,
+            format!(
+                "the file is {} bytes; runbooks are limited to 1 MiB",
+                meta.len()
+            ),
+            Some("move data into data/ and code into scripts/".into()),
+        ));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| at(path, 1, 1, format!("cannot read the file: {e}"), None))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        at(
+            path,
+            line,
+            col,
+            "the file is not UTF-8 text".into(),
+            Some("save it as UTF-8".into()),
+        )
+    })
+}
+
+/// Turn a serde error into `path:line:col: message`, with a did-you-mean for
+/// unknown keys and values.
+fn serde_error(path: &Path, e: &serde_yaml::Error) -> LoadError {
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1));
+    let full = e.to_string();
+    let message = match full.rfind(" at line ") {
+        Some(i) => full[..i].to_string(),
+        None => full.clone(),
+    };
+    let hint = unknown_word(&message).and_then(|(word, candidates)| {
+        let candidates: Vec<&str> = if candidates.is_empty() {
+            TOP_LEVEL_KEYS.to_vec()
+        } else {
+            candidates.iter().map(String::as_str).collect()
+        };
+        did_you_mean(&word, candidates.iter().copied())
+    });
+    let message = message.replace("unknown field", "unknown key");
+    LoadError {
+        path: path.to_path_buf(),
+        line,
+        col,
+        message,
+        hint,
+    }
+}
+
+/// From "unknown field `x`, expected one of `a`, `b`", the word and the candidates.
+fn unknown_word(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message
+        .split("unknown field `")
+        .nth(1)
+        .or_else(|| message.split("unknown variant `").nth(1))?;
+    let word = rest.split('`').next()?.to_string();
+    let candidates = rest
+        .split('`')
+        .skip(2)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((word, candidates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unknown_word;
+
+    #[test]
+    fn reads_unknown_field_messages() {
+        let (w, c) = unknown_word(
+            "triggers[0]: unknown field `timezon`, expected one of `cron`, `timezone`",
+        )
+        .unwrap();
+        assert_eq!(w, "timezon");
+        assert_eq!(c, ["cron", "timezone"]);
+    }
+}

@@ -1,0 +1,15 @@
+//! What a runbook is: the YAML mirror (`spec`), its validation into the model
+//! the rest of the code trusts (`validate`, `model`), and the loader that reads
+//! a directory and returns the good runbooks and every error (`load`).
+
+mod hints;
+mod load;
+mod model;
+mod spec;
+mod triggers;
+mod validate;
+mod yaml_index;
+
+pub use hints::{did_you_mean, timezone as timezone_hint};
+pub use load::{LoadError, Loaded, Loader};
+pub use model::*;

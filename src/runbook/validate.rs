@@ -1,0 +1,687 @@
+//! Validation: a parsed [`RunbookSpec`] becomes a [`Runbook`], or a list of
+//! problems, each tied to the place in the file it concerns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::hints::did_you_mean;
+use super::model::*;
+use super::spec::{ParamSpec, RunbookSpec, StepSpec};
+use super::yaml_index::{Pos, PosIndex};
+use crate::script::{CompileError, CompiledScript, Compiler};
+
+/// Where a problem is.
+#[derive(Debug, Clone)]
+pub enum Loc {
+    /// At the key of this dotted path (`triggers.0.timezone`).
+    Key(String),
+    /// At the value of this dotted path.
+    Value(String),
+    /// At an exact place of the runbook file.
+    At(Pos),
+    /// In another file (a script), at a place.
+    File(PathBuf, Pos),
+}
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub loc: Loc,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Everything validation needs besides the spec.
+pub struct Ctx<'a> {
+    pub text: &'a str,
+    pub index: &'a PosIndex,
+    pub compiler: &'a Compiler,
+    pub scripts_dir: &'a Path,
+    pub default_tz: Tz,
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+    /// Scripts read for `file:` steps: name → source.
+    pub file_scripts: BTreeMap<String, String>,
+}
+
+impl Ctx<'_> {
+    pub fn error(&mut self, loc: Loc, message: impl Into<String>, hint: Option<String>) {
+        self.problems.push(Problem {
+            loc,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    pub fn warn(&mut self, loc: Loc, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            loc,
+            message: message.into(),
+            hint: None,
+        });
+    }
+
+    /// Parse a duration field; `None` (and a problem) when it is invalid.
+    pub fn duration(&mut self, path: &str, text: &str, min: Duration) -> Option<Duration> {
+        match crate::duration::parse(text) {
+            Ok(d) if d < min => {
+                let field = path.rsplit('.').next().unwrap_or(path);
+                self.error(
+                    Loc::Value(path.into()),
+                    format!("`{field}` must be at least {}", crate::duration::spec(min)),
+                    None,
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(Loc::Value(path.into()), e, None);
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of words, with a did-you-mean when it is not.
+    pub fn choice<T>(
+        &mut self,
+        path: &str,
+        value: &str,
+        parse: fn(&str) -> Option<T>,
+        all: &[&str],
+    ) -> Option<T> {
+        let got = parse(value);
+        if got.is_none() {
+            let field = path.rsplit('.').next().unwrap_or(path);
+            self.error(
+                Loc::Value(path.into()),
+                format!(
+                    "unknown {field} \"{value}\"; expected one of {}",
+                    all.join(", ")
+                ),
+                did_you_mean(value, all.iter().copied()),
+            );
+        }
+        got
+    }
+
+    /// Compile a script written inline at `path`.
+    pub fn compile_inline(&mut self, path: &str, source: &str) -> Option<CompiledScript> {
+        match self.compiler.compile(source, path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let pos = self.script_pos(path, &e);
+                self.error(
+                    Loc::At(pos),
+                    format!("script does not compile: {}", e.message),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// Map a place inside an inline script to the place in the file.
+    fn script_pos(&self, path: &str, e: &CompileError) -> Pos {
+        let start = self.index.value(path);
+        let (Some(line), Some(col)) = (e.line, e.col) else {
+            return start;
+        };
+        let lines: Vec<&str> = self.text.lines().collect();
+        let first = lines
+            .get(start.line - 1)
+            .and_then(|l| l.get(start.col - 1..))
+            .unwrap_or("");
+        if first.starts_with('|') || first.starts_with('>') {
+            // Block scalar: the script starts on the next line, indented.
+            let indent = lines
+                .iter()
+                .skip(start.line)
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.len() - l.trim_start().len())
+                .unwrap_or(0);
+            Pos {
+                line: start.line + line,
+                col: indent + col,
+            }
+        } else if line == 1 {
+            let quote = usize::from(first.starts_with('"') || first.starts_with('\''));
+            Pos {
+                line: start.line,
+                col: start.col + quote + col - 1,
+            }
+        } else {
+            Pos {
+                line: start.line + line - 1,
+                col,
+            }
+        }
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_secret_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Validate a spec into a runbook. `path` is the runbook file.
+///
+/// Returns `None` when any problem was recorded in `ctx`.
+pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook> {
+    let name = runbook_name(&spec, path, ctx);
+    let secrets = secrets(&spec.secrets, ctx);
+    let triggers = super::triggers::validate(&spec.triggers, &name, &secrets, ctx);
+    let params = params(&spec.params, ctx);
+    let http_allow = http_allow(
+        spec.http
+            .as_ref()
+            .map(|h| h.allow.as_slice())
+            .unwrap_or(&[]),
+        ctx,
+    );
+    let concurrency = match spec.concurrency.as_deref() {
+        None => Concurrency::Forbid,
+        Some(v) => ctx
+            .choice(
+                "concurrency",
+                v,
+                parse_concurrency,
+                &["forbid", "allow", "replace", "queue"],
+            )
+            .unwrap_or(Concurrency::Forbid),
+    };
+    let catch_up = match spec.catch_up.as_deref() {
+        None => CatchUp::Latest,
+        Some(v) => ctx
+            .choice("catch_up", v, parse_catch_up, &["skip", "latest", "all"])
+            .unwrap_or(CatchUp::Latest),
+    };
+    let catch_up_within = spec
+        .catch_up_within
+        .as_deref()
+        .and_then(|t| ctx.duration("catch_up_within", t, Duration::from_secs(1)));
+    let timeout = spec
+        .timeout
+        .as_deref()
+        .and_then(|t| ctx.duration("timeout", t, Duration::from_secs(1)))
+        .unwrap_or(Duration::from_secs(300));
+    let retry = retry(&spec, ctx);
+    let limit = spec.limit.as_ref().and_then(|l| {
+        let runs = match l.runs {
+            Some(n) if n >= 1 => Some(n),
+            _ => {
+                ctx.error(
+                    Loc::Value("limit".into()),
+                    "`limit` needs `runs:` of at least 1",
+                    None,
+                );
+                None
+            }
+        };
+        let per = match l.per.as_deref() {
+            Some(t) => ctx.duration("limit.per", t, Duration::from_secs(1)),
+            None => {
+                ctx.error(
+                    Loc::Value("limit".into()),
+                    "`limit` needs `per:`, such as `per: 1h`",
+                    None,
+                );
+                None
+            }
+        };
+        Some(RateLimit {
+            runs: runs?,
+            per: per?,
+        })
+    });
+    let success_within = spec
+        .expect
+        .as_ref()
+        .and_then(|e| match e.success_within.as_deref() {
+            Some(t) => ctx.duration("expect.success_within", t, Duration::from_secs(60)),
+            None => {
+                ctx.error(
+                    Loc::Value("expect".into()),
+                    "`expect` needs `success_within:`, such as `26h`",
+                    None,
+                );
+                None
+            }
+        });
+    let steps = steps(&spec, ctx);
+    if !ctx.problems.is_empty() {
+        return None;
+    }
+    Some(Runbook {
+        name,
+        description: spec.description,
+        enabled: spec.enabled.unwrap_or(true),
+        path: path.to_path_buf(),
+        triggers,
+        params,
+        secrets,
+        http_allow,
+        concurrency,
+        catch_up,
+        catch_up_within,
+        timeout,
+        retry,
+        limit,
+        success_within,
+        steps,
+        version: Default::default(),
+    })
+}
+
+fn parse_concurrency(s: &str) -> Option<Concurrency> {
+    Some(match s {
+        "forbid" => Concurrency::Forbid,
+        "allow" => Concurrency::Allow,
+        "replace" => Concurrency::Replace,
+        "queue" => Concurrency::Queue,
+        _ => return None,
+    })
+}
+
+fn parse_catch_up(s: &str) -> Option<CatchUp> {
+    Some(match s {
+        "skip" => CatchUp::Skip,
+        "latest" => CatchUp::Latest,
+        "all" => CatchUp::All,
+        _ => return None,
+    })
+}
+
+fn runbook_name(spec: &RunbookSpec, path: &Path, ctx: &mut Ctx) -> String {
+    let (name, from_file) = match &spec.name {
+        Some(n) => (n.clone(), false),
+        None => (
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            true,
+        ),
+    };
+    if !is_name(&name) {
+        let suggestion: String = name
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let hint = Some(format!(
+            "did you mean \"{}\"?",
+            suggestion.trim_matches('-')
+        ));
+        if from_file {
+            ctx.error(
+                Loc::At(Pos { line: 1, col: 1 }),
+                format!("the file name gives the runbook name \"{name}\", which may only use a-z, 0-9 and -; rename the file or set `name:`"),
+                hint,
+            );
+        } else {
+            ctx.error(
+                Loc::Value("name".into()),
+                format!("runbook name \"{name}\" may only use a-z, 0-9 and - (at most 64)"),
+                hint,
+            );
+        }
+    }
+    name
+}
+
+fn secrets(names: &[String], ctx: &mut Ctx) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let path = format!("secrets.{i}");
+        if !is_secret_name(name) {
+            ctx.error(
+                Loc::Value(path),
+                format!(
+                    "secret name \"{name}\" must be an environment variable name (A-Z, 0-9, _)"
+                ),
+                Some(format!(
+                    "did you mean \"{}\"?",
+                    name.to_ascii_uppercase().replace(['-', '.', ' '], "_")
+                )),
+            );
+        } else if out.contains(name) {
+            ctx.error(
+                Loc::Value(path),
+                format!("secret {name} is declared twice"),
+                None,
+            );
+        } else {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+fn params(specs: &BTreeMap<String, ParamSpec>, ctx: &mut Ctx) -> Vec<ParamDef> {
+    let order: Vec<String> = ctx.index.keys_in_order("params").to_vec();
+    let mut out = Vec::new();
+    for name in order {
+        let Some(spec) = specs.get(&name) else {
+            continue;
+        };
+        let path = format!("params.{name}");
+        if !is_identifier(&name) {
+            ctx.error(
+                Loc::Key(path.clone()),
+                format!("param name \"{name}\" must be a word of letters, digits and _ (scripts read it as params.{name})"),
+                None,
+            );
+            continue;
+        }
+        let Some(kind_text) = spec.kind.as_deref() else {
+            ctx.error(
+                Loc::Key(path),
+                format!(
+                    "param {name} needs a `type:` ({})",
+                    ParamType::ALL.join(", ")
+                ),
+                None,
+            );
+            continue;
+        };
+        let Some(kind) = ctx.choice(
+            &format!("{path}.type"),
+            kind_text,
+            ParamType::parse,
+            ParamType::ALL,
+        ) else {
+            continue;
+        };
+        let default = match &spec.default {
+            None => None,
+            Some(v) => match typed_default(kind, v) {
+                Ok(j) => Some(j),
+                Err(found) => {
+                    ctx.error(
+                        Loc::Value(format!("{path}.default")),
+                        format!(
+                            "default of param {name} is {found}, but its type is {}",
+                            kind.as_str()
+                        ),
+                        None,
+                    );
+                    continue;
+                }
+            },
+        };
+        let required = spec.required.unwrap_or(default.is_none());
+        out.push(ParamDef {
+            name,
+            kind,
+            default,
+            description: spec.description.clone(),
+            required,
+        });
+    }
+    out
+}
+
+fn typed_default(
+    kind: ParamType,
+    v: &serde_yaml::Value,
+) -> Result<serde_json::Value, &'static str> {
+    use serde_yaml::Value as Y;
+    let ok = match (kind, v) {
+        (ParamType::String, Y::String(_))
+        | (ParamType::Boolean, Y::Bool(_))
+        | (ParamType::List, Y::Sequence(_))
+        | (ParamType::Map, Y::Mapping(_)) => true,
+        (ParamType::Integer, Y::Number(n)) => n.is_i64() || n.is_u64(),
+        (ParamType::Number, Y::Number(_)) => true,
+        _ => false,
+    };
+    if !ok {
+        return Err(match v {
+            Y::Null => "empty",
+            Y::Bool(_) => "a boolean",
+            Y::Number(n) if n.is_f64() => "a number",
+            Y::Number(_) => "an integer",
+            Y::String(_) => "a string",
+            Y::Sequence(_) => "a list",
+            Y::Mapping(_) => "a map",
+            Y::Tagged(_) => "a tagged value",
+        });
+    }
+    serde_json::to_value(v).map_err(|_| "not representable as JSON")
+}
+
+fn http_allow(hosts: &[String], ctx: &mut Ctx) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let bare = host.strip_prefix("*.").unwrap_or(host);
+        let (name, port) = bare.rsplit_once(':').unwrap_or((bare, "1"));
+        let valid = !name.is_empty()
+            && name.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            && port.parse::<u16>().is_ok();
+        if valid {
+            out.push(host.to_ascii_lowercase());
+        } else {
+            let hint = host
+                .split("://")
+                .nth(1)
+                .map(|h| format!("did you mean \"{}\"?", h.trim_end_matches('/')));
+            ctx.error(
+                Loc::Value(format!("http.allow.{i}")),
+                format!("\"{host}\" is not a host name; write hosts like api.example.com or *.example.com"),
+                hint,
+            );
+        }
+    }
+    out
+}
+
+fn retry(spec: &RunbookSpec, ctx: &mut Ctx) -> RetryPolicy {
+    let Some(r) = &spec.retry else {
+        return RetryPolicy::NONE;
+    };
+    let mut policy = RetryPolicy {
+        attempts: 3,
+        ..RetryPolicy::NONE
+    };
+    if let Some(a) = r.attempts {
+        if a == 0 || a > 100 {
+            ctx.error(
+                Loc::Value("retry.attempts".into()),
+                "`retry.attempts` counts the first try and must be 1 to 100",
+                None,
+            );
+        }
+        policy.attempts = a.clamp(1, 100);
+    }
+    if let Some(d) = r
+        .delay
+        .as_deref()
+        .and_then(|t| ctx.duration("retry.delay", t, Duration::ZERO))
+    {
+        policy.delay = d;
+    }
+    if let Some(b) = r.backoff {
+        if !(1.0..=10.0).contains(&b) {
+            ctx.error(Loc::Value("retry.backoff".into()), "`retry.backoff` multiplies the delay after each attempt and must be between 1.0 and 10.0", None);
+        }
+        policy.backoff = b.clamp(1.0, 10.0);
+    }
+    if let Some(d) = r
+        .max_delay
+        .as_deref()
+        .and_then(|t| ctx.duration("retry.max_delay", t, Duration::ZERO))
+    {
+        policy.max_delay = d;
+    }
+    policy
+}
+
+fn steps(spec: &RunbookSpec, ctx: &mut Ctx) -> Vec<Step> {
+    let specs: Vec<(String, &StepSpec)> = match (&spec.steps, &spec.run) {
+        (Some(_), Some(_)) => {
+            ctx.error(
+                Loc::Key("run".into()),
+                "a runbook has `steps:` or a top-level `run:`, not both",
+                None,
+            );
+            return Vec::new();
+        }
+        (None, None) => {
+            ctx.error(
+                Loc::At(Pos { line: 1, col: 1 }),
+                "a runbook needs `steps:` (a list of named scripts) or a top-level `run:` script",
+                None,
+            );
+            return Vec::new();
+        }
+        (None, Some(source)) => {
+            return ctx
+                .compile_inline("run", source)
+                .map(|script| {
+                    vec![Step {
+                        name: "main".into(),
+                        description: None,
+                        script,
+                        condition: None,
+                        timeout: None,
+                        continue_on_error: false,
+                    }]
+                })
+                .unwrap_or_default();
+        }
+        (Some(list), None) => list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("steps.{i}"), s))
+            .collect(),
+    };
+    if specs.is_empty() {
+        ctx.error(
+            Loc::Value("steps".into()),
+            "`steps:` is empty; a runbook needs at least one step",
+            None,
+        );
+    }
+    let mut out: Vec<Step> = Vec::new();
+    for (path, s) in specs {
+        let name = match &s.name {
+            Some(n) if is_identifier(&n.replace('-', "_")) => n.clone(),
+            Some(n) => {
+                ctx.error(
+                    Loc::Value(format!("{path}.name")),
+                    format!("step name \"{n}\" must be a word of letters, digits, _ and -"),
+                    None,
+                );
+                continue;
+            }
+            None => {
+                ctx.error(
+                    Loc::Value(path.clone()),
+                    "every step needs a `name:`; later steps read its value as steps.<name>",
+                    None,
+                );
+                continue;
+            }
+        };
+        if out.iter().any(|o| o.name == name) {
+            ctx.error(
+                Loc::Value(format!("{path}.name")),
+                format!("step name \"{name}\" is used twice"),
+                None,
+            );
+        }
+        let script = match (&s.run, &s.file) {
+            (Some(source), None) => ctx.compile_inline(&format!("{path}.run"), source),
+            (None, Some(file)) => step_file(&path, file, ctx),
+            (Some(_), Some(_)) => {
+                ctx.error(
+                    Loc::Key(format!("{path}.file")),
+                    format!("step {name} has both `run:` and `file:`; keep one"),
+                    None,
+                );
+                None
+            }
+            (None, None) => {
+                ctx.error(
+                    Loc::Value(path.clone()),
+                    format!(
+                        "step {name} needs `run:` (a script) or `file:` (a script in scripts/)"
+                    ),
+                    None,
+                );
+                None
+            }
+        };
+        let condition = s
+            .condition
+            .as_deref()
+            .and_then(|c| ctx.compile_inline(&format!("{path}.if"), c));
+        let timeout = s
+            .timeout
+            .as_deref()
+            .and_then(|t| ctx.duration(&format!("{path}.timeout"), t, Duration::from_millis(100)));
+        if let Some(script) = script {
+            out.push(Step {
+                name,
+                description: s.description.clone(),
+                script,
+                condition,
+                timeout,
+                continue_on_error: s.continue_on_error.unwrap_or(false),
+            });
+        }
+    }
+    out
+}
+
+fn step_file(path: &str, file: &str, ctx: &mut Ctx) -> Option<CompiledScript> {
+    let rel = file.strip_prefix("scripts/").unwrap_or(file);
+    let (name, source) = match crate::script::read_script(ctx.scripts_dir, rel) {
+        Ok(found) => found,
+        Err(why) => {
+            ctx.error(
+                Loc::Value(format!("{path}.file")),
+                format!("`file: {file}` refused: {why}"),
+                None,
+            );
+            return None;
+        }
+    };
+    let full = ctx.scripts_dir.join(&name);
+    match ctx.compiler.compile(&source, &format!("scripts/{name}")) {
+        Ok(s) => {
+            ctx.file_scripts.insert(name, source);
+            Some(s)
+        }
+        Err(e) => {
+            let pos = Pos {
+                line: e.line.unwrap_or(1),
+                col: e.col.unwrap_or(1),
+            };
+            ctx.error(
+                Loc::File(full, pos),
+                format!("script does not compile: {}", e.message),
+                None,
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Script values to JSON and back: how params, step values, outputs, state and
+//! payloads cross the boundary of the sandbox.
+
+use rhai::{Array, Dynamic, Map};
+use serde_json::Value;
+
+use super::time::{Span, Timestamp};
+
+/// Values nested deeper than this are refused rather than walked.
+const MAX_DEPTH: usize = 64;
+
+/// JSON → script value. Objects become maps, integers stay integers.
+pub fn from_json(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Dynamic::from(s.clone()),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(from_json).collect::<Array>()),
+        Value::Object(obj) => {
+            let mut map = Map::new();
+            for (k, v) in obj {
+                map.insert(k.as_str().into(), from_json(v));
+            }
+            Dynamic::from_map(map)
+        }
+    }
+}
+
+/// Script value → JSON. Timestamps become RFC 3339 strings, durations their
+/// spelling (`1h 30m`), non-finite floats `null`.
+///
+/// Fails on values nested more than 64 levels deep.
+pub fn to_json(v: &Dynamic) -> Result<Value, String> {
+    walk(v, 0)
+}
+
+fn walk(v: &Dynamic, depth: usize) -> Result<Value, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("value nested more than {MAX_DEPTH} levels deep"));
+    }
+    if v.is_unit() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = v.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Ok(i) = v.as_int() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(f) = v.as_float() {
+        return Ok(serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null));
+    }
+    if let Ok(c) = v.as_char() {
+        return Ok(Value::String(c.to_string()));
+    }
+    if v.is_string() {
+        return Ok(Value::String(v.clone().into_string().unwrap_or_default()));
+    }
+    if v.is_array() {
+        let arr = v.read_lock::<Array>().ok_or("array is locked")?;
+        return arr
+            .iter()
+            .map(|x| walk(x, depth + 1))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array);
+    }
+    if v.is_map() {
+        let map = v.read_lock::<Map>().ok_or("map is locked")?;
+        let mut obj = serde_json::Map::new();
+        for (k, x) in map.iter() {
+            obj.insert(k.to_string(), walk(x, depth + 1)?);
+        }
+        return Ok(Value::Object(obj));
+    }
+    if v.is_blob() {
+        let blob = v.read_lock::<rhai::Blob>().ok_or("blob is locked")?;
+        return Ok(Value::Array(blob.iter().map(|b| Value::from(*b)).collect()));
+    }
+    if let Some(t) = v.read_lock::<Timestamp>() {
+        return Ok(Value::String(t.to_string()));
+    }
+    if let Some(s) = v.read_lock::<Span>() {
+        return Ok(Value::String(s.to_string()));
+    }
+    Ok(Value::String(v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_json() {
+        let v = serde_json::json!({"a": [1, 2.5, "x", null, true], "b": {"c": -3}});
+        assert_eq!(to_json(&from_json(&v)).unwrap(), v);
+    }
+}

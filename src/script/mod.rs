@@ -1,0 +1,24 @@
+//! The hardened Rhai sandbox and the script API it exposes.
+//!
+//! One engine configuration ([`Sandbox`]) is used to compile and to run every
+//! script. Scripts reach the world only through the [`Host`] trait; this module
+//! knows nothing of SQL or HTTP.
+
+mod api;
+mod convert;
+mod engine;
+mod host;
+mod resolver;
+mod time;
+
+pub use convert::{from_json, to_json};
+pub use engine::{
+    CompileError, CompiledScript, Compiler, EvalRequest, FailureKind, Limits, Sandbox,
+    ScriptFailure,
+};
+pub use host::{Host, HostHandle, LogLevel};
+pub use resolver::read_script;
+pub use time::{Span, Timestamp};
+
+/// The names a script can read without declaring them.
+pub const CONTEXT_VARIABLES: &[&str] = &["params", "trigger", "run", "steps"];

@@ -1,0 +1,168 @@
+//! The store's own row types, shared by every backend.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::ScriptTexts;
+
+pub type RunId = i64;
+pub type AttemptId = i64;
+
+/// SPEC §4. `queued → running → succeeded | failed | timed_out | cancelled`,
+/// plus the firings that did not run: `skipped`, `missed`, `throttled`, and
+/// `interrupted` when the process died or shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Skipped,
+    Missed,
+    Throttled,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub const ALL: &[&str] = &[
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "skipped",
+        "missed",
+        "throttled",
+        "interrupted",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL[self as usize]
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        use RunStatus::*;
+        [
+            Queued,
+            Running,
+            Succeeded,
+            Failed,
+            TimedOut,
+            Cancelled,
+            Skipped,
+            Missed,
+            Throttled,
+            Interrupted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRow {
+    pub hash: String,
+    pub runbook: String,
+    pub path: String,
+    pub yaml: String,
+    pub scripts: ScriptTexts,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A trigger firing about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub runbook: String,
+    pub version_hash: String,
+    pub trigger_kind: String,
+    pub trigger_key: Option<String>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub params: serde_json::Value,
+    pub trigger_data: serde_json::Value,
+    pub dry_run: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    pub status: RunStatus,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: RunId,
+    pub runbook: String,
+    pub version_hash: String,
+    pub trigger_kind: String,
+    pub trigger_key: Option<String>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub params: serde_json::Value,
+    pub trigger_data: serde_json::Value,
+    pub attempts: u32,
+    pub dry_run: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRow {
+    pub id: AttemptId,
+    pub attempt: u32,
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// A step's status uses the run statuses that apply to a step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    pub attempt_id: AttemptId,
+    pub position: u32,
+    pub name: String,
+    /// `succeeded`, `failed`, `skipped`, `timed_out` or `cancelled`.
+    pub status: RunStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRow {
+    pub run_id: RunId,
+    pub attempt: u32,
+    pub step: Option<String>,
+    pub at: DateTime<Utc>,
+    pub level: String,
+    pub message: String,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub runbook: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Only runs with a smaller id: the cursor of the next page.
+    pub before: Option<RunId>,
+    pub limit: u32,
+}

@@ -1,0 +1,405 @@
+//! The SQLite store: one file, WAL, `synchronous=FULL`, one writing process.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::*;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// Held for the life of the store when opened for writing.
+    _lock: Option<DatabaseLock>,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+impl SqliteStore {
+    /// Open (creating if needed) and migrate the database file at `path`.
+    ///
+    /// Fails when another process holds it for writing, or when it cannot be
+    /// opened or migrated.
+    pub async fn open(path: &Path, access: Access) -> Result<Self> {
+        let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
+            path: path.display().to_string(),
+            cause: e.to_string(),
+        };
+        let lock = match access {
+            Access::Exclusive => Some(DatabaseLock::acquire(path)?),
+            Access::Read => None,
+        };
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| open_err(&e))?
+            .filename(path)
+            .create_if_missing(access == Access::Exclusive)
+            .read_only(access == Access::Read)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| open_err(&e))?;
+        if access == Access::Exclusive {
+            MIGRATOR
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        }
+        Ok(SqliteStore { pool, _lock: lock })
+    }
+
+    /// Begin a write transaction that takes the write lock at once, so two
+    /// writers never deadlock upgrading a read lock.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn json_col(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>> {
+    let text: Option<String> = row.try_get(col)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
+        .transpose()
+}
+
+fn time_col(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = row.try_get(col)?;
+    text.as_deref().map(parse_ts).transpose()
+}
+
+fn status_col(row: &SqliteRow, col: &str) -> Result<RunStatus> {
+    let s: String = row.try_get(col)?;
+    RunStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s}")))
+}
+
+fn required<T>(v: Option<T>, col: &str) -> Result<T> {
+    v.ok_or_else(|| StoreError::Corrupt(format!("{col} is empty")))
+}
+
+fn run_row(row: &SqliteRow) -> Result<RunRow> {
+    Ok(RunRow {
+        id: row.try_get("id")?,
+        runbook: row.try_get("runbook")?,
+        version_hash: row.try_get("version_hash")?,
+        trigger_kind: row.try_get("trigger_kind")?,
+        trigger_key: row.try_get("trigger_key")?,
+        scheduled_at: time_col(row, "scheduled_at")?,
+        status: status_col(row, "status")?,
+        params: json_col(row, "params")?.unwrap_or_default(),
+        trigger_data: json_col(row, "trigger_data")?.unwrap_or_default(),
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        dry_run: row.try_get::<i64, _>("dry_run")? != 0,
+        created_at: required(time_col(row, "created_at")?, "created_at")?,
+        started_at: time_col(row, "started_at")?,
+        finished_at: time_col(row, "finished_at")?,
+        output: json_col(row, "output")?,
+        error: row.try_get("error")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn save_version(&self, v: &VersionRow) -> Result<()> {
+        let scripts =
+            serde_json::to_string(&v.scripts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO runbook_versions (hash, runbook, path, yaml, scripts, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(&v.hash)
+        .bind(&v.runbook)
+        .bind(&v.path)
+        .bind(&v.yaml)
+        .bind(scripts)
+        .bind(ts(v.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn version(&self, hash: &str) -> Result<Option<VersionRow>> {
+        let row = sqlx::query("SELECT * FROM runbook_versions WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let scripts: String = r.try_get("scripts")?;
+            Ok(VersionRow {
+                hash: r.try_get("hash")?,
+                runbook: r.try_get("runbook")?,
+                path: r.try_get("path")?,
+                yaml: r.try_get("yaml")?,
+                scripts: serde_json::from_str(&scripts)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                created_at: required(time_col(&r, "created_at")?, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_run(&self, run: &NewRun) -> Result<RunId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status,
+                               params, trigger_data, dry_run, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&run.runbook)
+        .bind(&run.version_hash)
+        .bind(&run.trigger_kind)
+        .bind(&run.trigger_key)
+        .bind(run.scheduled_at.map(ts))
+        .bind(run.status.as_str())
+        .bind(cap_json(&run.params))
+        .bind(cap_json(&run.trigger_data))
+        .bind(run.dry_run as i64)
+        .bind(ts(run.created_at))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn start_attempt(
+        &self,
+        run: RunId,
+        attempt: u32,
+        at: DateTime<Utc>,
+    ) -> Result<AttemptId> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE runs SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+        )
+        .bind(attempt as i64)
+        .bind(ts(at))
+        .bind(run)
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO attempts (run_id, attempt, status, started_at) VALUES (?, ?, 'running', ?) RETURNING id",
+        )
+        .bind(run)
+        .bind(attempt as i64)
+        .bind(ts(at))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn insert_step(&self, s: &StepRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.attempt_id)
+        .bind(s.position as i64)
+        .bind(&s.name)
+        .bind(s.status.as_str())
+        .bind(ts(s.started_at))
+        .bind(ts(s.finished_at))
+        .bind(s.output.as_ref().map(cap_json))
+        .bind(s.error.as_deref().map(cap_text))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_logs(&self, lines: &[LogRow]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        // 7 binds a row; SQLite allows 32,766 binds a statement.
+        for chunk in lines.chunks(1000) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO logs (run_id, attempt, step, at, level, message) ",
+            );
+            q.push_values(chunk, |mut b, l| {
+                b.push_bind(l.run_id)
+                    .push_bind(l.attempt as i64)
+                    .push_bind(l.step.clone())
+                    .push_bind(ts(l.at))
+                    .push_bind(l.level.clone())
+                    .push_bind(cap_text(&l.message));
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_attempt(
+        &self,
+        id: AttemptId,
+        status: RunStatus,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE attempts SET status = ?, error = ?, finished_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(error.map(cap_text))
+            .bind(ts(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn finish_run(&self, run: RunId, end: &RunEnd) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ? WHERE id = ?",
+        )
+        .bind(end.status.as_str())
+        .bind(end.output.as_ref().map(cap_json))
+        .bind(end.error.as_deref().map(cap_text))
+        .bind(ts(end.at))
+        .bind(run)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRow>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM runs WHERE 1 = 1");
+        if let Some(rb) = &f.runbook {
+            q.push(" AND runbook = ").push_bind(rb.clone());
+        }
+        if let Some(st) = f.status {
+            q.push(" AND status = ").push_bind(st.as_str());
+        }
+        if let Some(before) = f.before {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(f.limit.max(1) as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn run_detail(&self, id: RunId) -> Result<Option<RunDetail>> {
+        let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let run = run_row(&row)?;
+        let attempts = sqlx::query("SELECT * FROM attempts WHERE run_id = ? ORDER BY attempt")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AttemptRow {
+                    id: r.try_get("id")?,
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    status: status_col(r, "status")?,
+                    started_at: required(time_col(r, "started_at")?, "started_at")?,
+                    finished_at: time_col(r, "finished_at")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let steps = sqlx::query(
+            "SELECT s.* FROM steps s JOIN attempts a ON a.id = s.attempt_id WHERE a.run_id = ? ORDER BY a.attempt, s.position",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StepRow {
+                attempt_id: r.try_get("attempt_id")?,
+                position: r.try_get::<i64, _>("position")? as u32,
+                name: r.try_get("name")?,
+                status: status_col(r, "status")?,
+                started_at: required(time_col(r, "started_at")?, "started_at")?,
+                finished_at: required(time_col(r, "finished_at")?, "finished_at")?,
+                output: json_col(r, "output")?,
+                error: r.try_get("error")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let logs = sqlx::query("SELECT * FROM logs WHERE run_id = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(LogRow {
+                    run_id: r.try_get("run_id")?,
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    step: r.try_get("step")?,
+                    at: required(time_col(r, "at")?, "at")?,
+                    level: r.try_get("level")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(RunDetail {
+            run,
+            attempts,
+            steps,
+            logs,
+        }))
+    }
+
+    async fn state_get(
+        &self,
+        runbook: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<serde_json::Value>> {
+        let row = sqlx::query(
+            "SELECT value FROM state WHERE runbook = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(runbook)
+        .bind(key)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| json_col(&r, "value").map(Option::unwrap_or_default))
+            .transpose()
+    }
+
+    async fn state_set(
+        &self,
+        runbook: &str,
+        key: &str,
+        value: &serde_json::Value,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO state (runbook, key, value, expires_at, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (runbook, key) DO UPDATE SET value = excluded.value,
+                 expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        )
+        .bind(runbook)
+        .bind(key)
+        .bind(value.to_string())
+        .bind(expires_at.map(ts))
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn state_delete(&self, runbook: &str, key: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM state WHERE runbook = ? AND key = ?")
+            .bind(runbook)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
