@@ -56,6 +56,18 @@ impl Secrets {
         Ok(Secrets { file })
     }
 
+    /// Secrets given directly (as if read from a file), e.g. by an embedding program.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Secrets {
+            file: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
     /// The value of `name`: the environment variable first, then the file.
     pub fn get(&self, name: &str) -> Option<String> {
         std::env::var(name)

@@ -56,10 +56,9 @@ impl Context {
 }
 
 fn context(req: &RunRequest, host: &RunHost) -> Context {
-    let mut trigger = match from_json(&req.trigger.data).try_cast::<Map>() {
-        Some(m) => m,
-        None => Map::new(),
-    };
+    let mut trigger = from_json(&req.trigger.data)
+        .try_cast::<Map>()
+        .unwrap_or_default();
     trigger.insert("kind".into(), req.trigger.kind.clone().into());
     trigger.insert(
         "scheduled_at".into(),

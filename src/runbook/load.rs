@@ -181,34 +181,21 @@ impl Loader {
             problems: Vec::new(),
             warnings: Vec::new(),
             file_scripts: BTreeMap::new(),
+            secret_is_set: &*self.secret_is_set,
         };
         let validated = validate(spec, path, &mut ctx);
-        if let Some(rb) = &validated
-            && rb.enabled
-        {
-            for (i, s) in rb.secrets.iter().enumerate() {
-                if !(self.secret_is_set)(s) {
-                    ctx.error(
-                        Loc::Value(format!("secrets.{i}")),
-                        format!("secret {s} is not set"),
-                        Some(format!(
-                            "set the environment variable {s} or add it to the secrets file"
-                        )),
-                    );
-                }
-            }
-        }
         let warnings = ctx
             .warnings
             .iter()
             .map(|p| locate(path, &index, p))
             .collect();
         if !ctx.problems.is_empty() {
-            let errors = ctx
+            let mut errors: Vec<LoadError> = ctx
                 .problems
                 .iter()
                 .map(|p| locate(path, &index, p))
                 .collect();
+            errors.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
             return Err((name, errors, warnings));
         }
         let mut rb = validated.expect("no problems means a runbook");

@@ -54,7 +54,7 @@ pub struct Version {
 pub enum Trigger {
     Cron {
         expr: String,
-        schedule: croner::Cron,
+        schedule: Box<croner::Cron>,
         timezone: Tz,
     },
     Every {

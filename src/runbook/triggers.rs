@@ -107,7 +107,7 @@ pub fn validate(
                     if let Some(timezone) = tz {
                         out.push(Trigger::Cron {
                             expr: expr.clone(),
-                            schedule,
+                            schedule: Box::new(schedule),
                             timezone,
                         });
                     }
@@ -122,10 +122,10 @@ pub fn validate(
             }
         } else if f.manual.is_some() {
             out.push(Trigger::Manual);
-        } else if let Some(w) = &f.webhook {
-            if let Some(t) = webhook(w, &format!("{path}.webhook"), runbook, secrets, ctx) {
-                out.push(Trigger::Webhook(Box::new(t)));
-            }
+        } else if let Some(w) = &f.webhook
+            && let Some(t) = webhook(w, &format!("{path}.webhook"), runbook, secrets, ctx)
+        {
+            out.push(Trigger::Webhook(Box::new(t)));
         }
     }
     if specs.is_empty() {

@@ -44,6 +44,8 @@ pub struct Ctx<'a> {
     pub warnings: Vec<Problem>,
     /// Scripts read for `file:` steps: name → source.
     pub file_scripts: BTreeMap<String, String>,
+    /// Whether a secret has a value; a missing one fails an enabled runbook.
+    pub secret_is_set: &'a (dyn Fn(&str) -> bool + Send + Sync),
 }
 
 impl Ctx<'_> {
@@ -128,25 +130,22 @@ impl Ctx<'_> {
         let (Some(line), Some(col)) = (e.line, e.col) else {
             return start;
         };
-        let lines: Vec<&str> = self.text.lines().collect();
-        let first = lines
-            .get(start.line - 1)
+        let key_line = self.index.key(path).line;
+        let at_start = self
+            .text
+            .lines()
+            .nth(start.line - 1)
             .and_then(|l| l.get(start.col - 1..))
             .unwrap_or("");
-        if first.starts_with('|') || first.starts_with('>') {
-            // Block scalar: the script starts on the next line, indented.
-            let indent = lines
-                .iter()
-                .skip(start.line)
-                .find(|l| !l.trim().is_empty())
-                .map(|l| l.len() - l.trim_start().len())
-                .unwrap_or(0);
+        if key_line < start.line {
+            // A block scalar (`run: |`): the mark is where the script's text
+            // begins, and every line shares its indentation.
             Pos {
-                line: start.line + line,
-                col: indent + col,
+                line: start.line + line - 1,
+                col: start.col + col - 1,
             }
         } else if line == 1 {
-            let quote = usize::from(first.starts_with('"') || first.starts_with('\''));
+            let quote = usize::from(at_start.starts_with('"') || at_start.starts_with('\''));
             Pos {
                 line: start.line,
                 col: start.col + quote + col - 1,
@@ -186,6 +185,19 @@ fn is_secret_name(s: &str) -> bool {
 pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook> {
     let name = runbook_name(&spec, path, ctx);
     let secrets = secrets(&spec.secrets, ctx);
+    if spec.enabled.unwrap_or(true) {
+        for (i, s) in secrets.iter().enumerate() {
+            if !(ctx.secret_is_set)(s) {
+                ctx.error(
+                    Loc::Value(format!("secrets.{i}")),
+                    format!("secret {s} is not set"),
+                    Some(format!(
+                        "set the environment variable {s} or add it to the secrets file"
+                    )),
+                );
+            }
+        }
+    }
     let triggers = super::triggers::validate(&spec.triggers, &name, &secrets, ctx);
     let params = params(&spec.params, ctx);
     let http_allow = http_allow(
@@ -581,6 +593,7 @@ fn steps(spec: &RunbookSpec, ctx: &mut Ctx) -> Vec<Step> {
         );
     }
     let mut out: Vec<Step> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for (path, s) in specs {
         let name = match &s.name {
             Some(n) if is_identifier(&n.replace('-', "_")) => n.clone(),
@@ -601,13 +614,14 @@ fn steps(spec: &RunbookSpec, ctx: &mut Ctx) -> Vec<Step> {
                 continue;
             }
         };
-        if out.iter().any(|o| o.name == name) {
+        if seen.contains(&name) {
             ctx.error(
                 Loc::Value(format!("{path}.name")),
                 format!("step name \"{name}\" is used twice"),
                 None,
             );
         }
+        seen.push(name.clone());
         let script = match (&s.run, &s.file) {
             (Some(source), None) => ctx.compile_inline(&format!("{path}.run"), source),
             (None, Some(file)) => step_file(&path, file, ctx),

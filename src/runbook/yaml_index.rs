@@ -7,15 +7,16 @@
 //! documents in one file. The parser is pulled event by event, so a deeply
 //! nested file cannot exhaust the stack.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::Marker;
 
 /// Deeper than any sensible runbook (a step's params map inside a list inside a map...).
 pub const MAX_DEPTH: usize = 32;
-/// Aliases are rarely needed in a runbook; a few are allowed, a bomb is not.
-pub const MAX_ALIASES: usize = 100;
+/// How many nodes a file may hold once its aliases are expanded. Runbooks hold
+/// hundreds; an alias bomb holds billions.
+pub const MAX_EXPANDED_NODES: u64 = 100_000;
 
 /// A place in the file, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +88,9 @@ pub struct StructureError {
 enum Frame {
     Map {
         path: String,
+        /// Expanded nodes before this container began, to size its anchor.
+        start: u64,
+        anchor: usize,
         /// The key whose value comes next; `None` while a key is expected.
         key: Option<String>,
         seen: HashMap<String, Pos>,
@@ -94,6 +98,8 @@ enum Frame {
     Seq {
         path: String,
         next: usize,
+        start: u64,
+        anchor: usize,
     },
 }
 
@@ -113,9 +119,16 @@ pub fn index(text: &str) -> Result<PosIndex, StructureError> {
     let mut parser = Parser::new_from_str(text);
     let mut idx = PosIndex::default();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut aliases = 0usize;
     let mut documents = 0usize;
-    let mut anchors: HashSet<usize> = HashSet::new();
+    // Nodes seen so far with aliases expanded, and each anchor's expanded size.
+    let mut expanded: u64 = 0;
+    let mut anchors: HashMap<usize, u64> = HashMap::new();
+    let bomb = |pos| StructureError {
+        pos,
+        message: format!(
+            "aliases expand this file past {MAX_EXPANDED_NODES} values; a runbook may not expand aliases this much"
+        ),
+    };
     loop {
         let (event, mark) = parser.next_token().map_err(|e| StructureError {
             pos: Pos::from(*e.marker()),
@@ -139,35 +152,37 @@ pub fn index(text: &str) -> Result<PosIndex, StructureError> {
                 }
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
+                if let Some(Frame::Map { start, anchor, .. } | Frame::Seq { start, anchor, .. }) =
+                    stack.pop()
+                    && anchor > 0
+                {
+                    anchors.insert(anchor, expanded - start);
+                }
             }
             Event::Alias(id) => {
-                aliases += 1;
-                if aliases > MAX_ALIASES {
-                    return Err(StructureError {
-                        pos,
-                        message: format!(
-                            "more than {MAX_ALIASES} YAML aliases; a runbook may not expand aliases this much"
-                        ),
-                    });
-                }
-                if !anchors.contains(&id) {
+                let Some(size) = anchors.get(&id) else {
                     return Err(StructureError {
                         pos,
                         message: "alias to an unknown anchor".into(),
                     });
+                };
+                expanded += size;
+                if expanded > MAX_EXPANDED_NODES {
+                    return Err(bomb(pos));
                 }
                 node(&mut stack, &mut idx, pos, None, false)?;
             }
             Event::Scalar(value, _, anchor, _) => {
+                expanded += 1;
                 if anchor > 0 {
-                    anchors.insert(anchor);
+                    anchors.insert(anchor, 1);
                 }
                 node(&mut stack, &mut idx, pos, Some(value), false)?;
             }
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
-                if anchor > 0 {
-                    anchors.insert(anchor);
+                expanded += 1;
+                if expanded > MAX_EXPANDED_NODES {
+                    return Err(bomb(pos));
                 }
                 let is_map = matches!(event, Event::MappingStart(..));
                 let path = node(&mut stack, &mut idx, pos, None, true)?;
@@ -181,11 +196,18 @@ pub fn index(text: &str) -> Result<PosIndex, StructureError> {
                     idx.order.entry(path.clone()).or_default();
                     Frame::Map {
                         path,
+                        start: expanded,
+                        anchor,
                         key: None,
                         seen: HashMap::new(),
                     }
                 } else {
-                    Frame::Seq { path, next: 0 }
+                    Frame::Seq {
+                        path,
+                        next: 0,
+                        start: expanded,
+                        anchor,
+                    }
                 });
             }
             _ => {}
@@ -208,13 +230,15 @@ fn node(
         return Ok(String::new());
     };
     match top {
-        Frame::Seq { path, next } => {
+        Frame::Seq { path, next, .. } => {
             let p = join(path, &next.to_string());
             *next += 1;
             idx.values.insert(p.clone(), pos);
             Ok(p)
         }
-        Frame::Map { path, key, seen } => match key.take() {
+        Frame::Map {
+            path, key, seen, ..
+        } => match key.take() {
             Some(k) => {
                 let p = join(path, &k);
                 idx.values.insert(p.clone(), pos);
@@ -297,7 +321,8 @@ mod tests {
         }
         let err = index(&text).unwrap_err();
         assert!(
-            err.message.contains("more than 100 YAML aliases"),
+            err.message
+                .contains("aliases expand this file past 100000 values"),
             "{}",
             err.message
         );

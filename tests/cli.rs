@@ -1,0 +1,296 @@
+//! The CLI as a person uses it, through the real binary and a real SQLite
+//! file: `run`, `runs`, `show`, their output and exit codes, and one writer
+//! per database.
+
+mod common;
+
+use common::Deployment;
+
+fn deployment() -> Deployment {
+    let d = Deployment::new();
+    d.script("greet.rhai", "fn hello(who) { `hello ${who}` }\n");
+    d.runbook(
+        "greet.yaml",
+        concat!(
+            "description: Say hello.\n",
+            "params:\n  who: { type: string, default: world }\n  times: { type: integer, default: 1 }\n",
+            "steps:\n",
+            "  - name: build\n    run: |\n      import \"greet\" as g;\n      let words = [];\n",
+            "      for i in 0..params.times { words.push(g::hello(params.who)); }\n",
+            "      log::info(`built ${words.len()} greetings`);\n      words\n",
+            "  - name: count\n    run: '#{ greetings: steps.build, at: now() }'\n",
+        ),
+    );
+    d.runbook("broken.yaml", "run: |\n  fail(\"the provider is down\")\n");
+    d
+}
+
+#[test]
+fn run_streams_records_and_sets_the_exit_code() {
+    let d = deployment();
+    let ran = d.cli(&[
+        "run",
+        "greet",
+        "-p",
+        "who=ops",
+        "-p",
+        "times=2",
+        "--now",
+        "2026-03-08T09:00:00Z",
+    ]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("run 1 of greet (version "),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        lines[1].ends_with(" INFO  [build] built 2 greetings"),
+        "{}",
+        ran.stdout
+    );
+    assert!(lines[2].starts_with("step build succeeded ("));
+    assert!(lines[3].starts_with("step count succeeded ("));
+    assert!(lines[4].starts_with("run 1 succeeded in "));
+    assert!(
+        ran.stdout.contains("\"hello ops\",\n    \"hello ops\""),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("\"at\": \"2026-03-08T09:00:0"),
+        "the --now clock: {}",
+        ran.stdout
+    );
+
+    let ran = d.cli(&["run", "broken"]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stdout.contains("run 2 failed after "), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains(": step main: the provider is down\n"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn run_refuses_bad_requests_with_a_hint() {
+    let d = deployment();
+    let ran = d.cli(&["run", "greta"]);
+    assert_eq!(ran.code, 2);
+    assert_eq!(
+        ran.stderr,
+        "error: there is no runbook named \"greta\" in runbooks\nhint: did you mean \"greet\"?\n"
+    );
+    let ran = d.cli(&["run", "greet", "-p", "times=two", "-p", "whom=x"]);
+    assert_eq!(ran.code, 2);
+    assert_eq!(
+        ran.stderr,
+        "error: param times is integer: \"two\" is not a whole number; runbook greet has no param \"whom\" (did you mean \"who\"?)\n\
+         hint: runbook greet takes: who (string), times (integer)\n"
+    );
+    let ran = d.cli(&["run", "greet", "--now", "yesterday"]);
+    assert_eq!(ran.code, 2);
+    assert!(
+        ran.stderr
+            .starts_with("error: --now \"yesterday\" is not an RFC 3339 time\n")
+    );
+    d.runbook("bad.yaml", "run: 'nope'\n");
+    let ran = d.cli(&["run", "bad"]);
+    assert_eq!(ran.code, 2);
+    assert!(ran.stderr.contains("runbooks/bad.yaml:1:7: script does not compile: Undefined variable: nope\nerror: runbook bad has errors and cannot run\n"), "{}", ran.stderr);
+    // Nothing was recorded for requests that never started.
+    assert_eq!(d.cli(&["runs", "--json"]).stdout.trim(), "[]");
+}
+
+#[test]
+fn runs_and_show_read_the_history() {
+    let d = deployment();
+    assert_eq!(
+        d.cli(&["runs"]).stdout,
+        "no runs recorded yet (the database sqlite://runbookd.db does not exist)\n"
+    );
+    assert_eq!(d.cli(&["run", "greet"]).code, 0);
+    assert_eq!(d.cli(&["run", "broken"]).code, 1);
+    assert_eq!(d.cli(&["run", "greet", "-p", "who=x"]).code, 0);
+
+    let ran = d.cli(&["runs"]);
+    assert_eq!(ran.code, 0);
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", ran.stdout);
+    assert!(
+        lines[0].starts_with("ID  STATUS     TRIGGER  STARTED                  TOOK"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        lines[1].starts_with("3   succeeded  manual   20") && lines[1].ends_with("greet"),
+        "{}",
+        ran.stdout
+    );
+    assert!(lines[2].starts_with("2   failed     manual") && lines[2].ends_with("broken"));
+    assert!(lines.iter().all(|l| l.chars().count() <= 80));
+    assert!(
+        lines[1].contains(" UTC "),
+        "times carry their zone: {}",
+        lines[1]
+    );
+
+    let failed = d.cli(&["runs", "--status", "failed", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&failed.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["runbook"], "broken");
+    assert_eq!(v[0]["error"], "step main: the provider is down");
+    let page = d.cli(&["runs", "--limit", "1"]);
+    assert!(
+        page.stdout.ends_with("more: runbookd runs --before 3\n"),
+        "{}",
+        page.stdout
+    );
+    let next: serde_json::Value = serde_json::from_str(
+        &d.cli(&["runs", "--before", "3", "--runbook", "greet", "--json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        next.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    let bad = d.cli(&["runs", "--status", "faild"]);
+    assert_eq!(
+        (bad.code, bad.stderr.as_str()),
+        (
+            2,
+            "error: unknown status \"faild\"\nhint: did you mean \"failed\"?\n"
+        )
+    );
+
+    let show = d.cli(&["show", "2"]);
+    assert_eq!(show.code, 0);
+    for expected in [
+        "Run        2\n",
+        "Runbook    broken (version ",
+        "Status     failed\n",
+        "Trigger    manual\n",
+        "Error      step main: the provider is down\n",
+        "Attempt 1: failed (",
+        "  step main             failed   ",
+        "ERROR [main] step main failed: the provider is down\n",
+    ] {
+        assert!(
+            show.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            show.stdout
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&d.cli(&["show", "1", "--json"]).stdout).unwrap();
+    assert_eq!(json["run"]["status"], "succeeded");
+    assert_eq!(
+        json["steps"][1]["output"]["greetings"],
+        serde_json::json!(["hello world"])
+    );
+    assert_eq!(
+        json["version"]["scripts"]["greet.rhai"],
+        "fn hello(who) { `hello ${who}` }\n"
+    );
+    assert!(
+        json["version"]["yaml"]
+            .as_str()
+            .unwrap()
+            .starts_with("description: Say hello.")
+    );
+    let missing = d.cli(&["show", "99"]);
+    assert_eq!(
+        (missing.code, missing.stderr.as_str()),
+        (
+            1,
+            "error: there is no run 99\nhint: `runbookd runs` lists the recorded runs\n"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_on_the_same_database_is_refused() {
+    let d = deployment();
+    // This test process holds the database, as a running daemon would.
+    let held = d.store().await;
+    let ran = d.cli(&["run", "greet"]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "error: the database runbookd.db is in use by another runbookd (pid {}); stop it, or point this command at another database with --database\n",
+            std::process::id()
+        )
+    );
+    // Readers are not writers: history stays readable meanwhile.
+    assert_eq!(d.cli(&["runs"]).code, 0);
+    drop(held);
+    assert_eq!(d.cli(&["run", "greet"]).code, 0);
+}
+
+#[test]
+fn config_file_and_environment_layer_over_defaults() {
+    let d = deployment();
+    std::fs::create_dir(d.path().join("etc")).unwrap();
+    std::fs::write(
+        d.path().join("etc/runbookd.yaml"),
+        "database: sqlite://history.db\nrunbooks: ../runbooks\nscripts: ../scripts\n",
+    )
+    .unwrap();
+    let ran = d.cli(&["--config", "etc/runbookd.yaml", "run", "greet"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        d.path().join("etc/history.db").exists(),
+        "paths in the file are relative to it"
+    );
+    let ran = d.cli_env(
+        &["--config", "etc/runbookd.yaml", "runs", "--json"],
+        &[("RUNBOOKD_DATABASE", "sqlite://other.db")],
+    );
+    assert_eq!(
+        ran.stdout.trim(),
+        "[]",
+        "the environment overrides the file"
+    );
+    let ran = d.cli_env(
+        &[
+            "--config",
+            "etc/runbookd.yaml",
+            "--database",
+            "etc/history.db",
+            "runs",
+            "--json",
+        ],
+        &[("RUNBOOKD_DATABASE", "sqlite://other.db")],
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ran.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "flags override both"
+    );
+    std::fs::write(d.path().join("runbookd.yaml"), "databse: x\n").unwrap();
+    let ran = d.cli(&["runs"]);
+    assert_eq!(ran.code, 3);
+    assert!(
+        ran.stderr
+            .starts_with("error: runbookd.yaml: unknown key `databse`"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("(did you mean \"database\"?)"),
+        "{}",
+        ran.stderr
+    );
+}

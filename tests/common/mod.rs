@@ -1,0 +1,165 @@
+//! Test helpers shared by the integration tests: a deployment in a temp
+//! directory (runbooks/, scripts/, a SQLite file) and ways to drive it, through
+//! the real binary or the library in-process.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use runbookd::run::{Clock, Executor, Outcome, RunRequest, TriggerInfo};
+use runbookd::runbook::{Loaded, Loader};
+use runbookd::script::{Limits, Sandbox};
+use runbookd::secrets::Secrets;
+use runbookd::store::{Access, Store};
+use tokio_util::sync::CancellationToken;
+
+/// The value of the API_TOKEN secret the harness gives its runs.
+pub const SECRET_VALUE: &str = "tok-3f9a7c21-very-secret";
+
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+}
+
+/// What a command printed and how it exited.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    fn from(out: Output) -> Self {
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Deployment {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("runbooks")).unwrap();
+        std::fs::create_dir(dir.path().join("scripts")).unwrap();
+        Deployment { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path().join("runbookd.db")
+    }
+
+    pub fn runbooks(&self) -> PathBuf {
+        self.path().join("runbooks")
+    }
+
+    pub fn scripts(&self) -> PathBuf {
+        self.path().join("scripts")
+    }
+
+    /// Write `runbooks/<file>` and return its path relative to the deployment.
+    pub fn runbook(&self, file: &str, yaml: &str) -> String {
+        std::fs::write(self.runbooks().join(file), yaml).unwrap();
+        format!("runbooks/{file}")
+    }
+
+    pub fn script(&self, file: &str, source: &str) {
+        std::fs::write(self.scripts().join(file), source).unwrap();
+    }
+
+    /// Run the real binary in the deployment's directory, with its defaults.
+    pub fn cli(&self, args: &[&str]) -> Ran {
+        self.cli_env(args, &[])
+    }
+
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Ran {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbookd"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("TZ", "UTC")
+            .env_remove("RUST_LOG");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RUNBOOKD_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Ran::from(cmd.output().expect("runbookd starts"))
+    }
+
+    /// Load the runbooks directory in-process, with `secrets` as the only set secrets.
+    pub fn load(&self, sandbox: Arc<Sandbox>, secrets: &'static [&'static str]) -> Loaded {
+        Loader {
+            sandbox,
+            scripts_dir: self.scripts(),
+            default_tz: chrono_tz::Tz::UTC,
+            secret_is_set: Box::new(move |n| secrets.contains(&n)),
+        }
+        .load(&[self.runbooks()])
+    }
+
+    pub async fn store(&self) -> Arc<dyn Store> {
+        runbookd::store::open(
+            &format!("sqlite://{}", self.db().display()),
+            Access::Exclusive,
+        )
+        .await
+        .expect("the store opens")
+    }
+}
+
+/// An executor over a real store, running runbooks of a deployment in-process.
+pub struct Harness {
+    pub deployment: Deployment,
+    pub sandbox: Arc<Sandbox>,
+    pub executor: Executor,
+}
+
+impl Harness {
+    pub async fn new(deployment: Deployment, limits: Limits) -> Self {
+        let sandbox = Sandbox::new(limits);
+        let store = deployment.store().await;
+        let secrets = Secrets::from_pairs([("API_TOKEN", SECRET_VALUE)]);
+        let executor = Executor::new(store, sandbox.clone(), secrets, chrono_tz::Tz::UTC, 4);
+        Harness {
+            deployment,
+            sandbox,
+            executor,
+        }
+    }
+
+    /// Load the runbooks and run `name` to its end with default params.
+    pub async fn run(&self, name: &str) -> Outcome {
+        let loaded = self.deployment.load(self.sandbox.clone(), &["API_TOKEN"]);
+        assert!(
+            loaded.errors.is_empty(),
+            "runbooks load: {:?}",
+            loaded.errors
+        );
+        let rb = loaded
+            .runbooks
+            .iter()
+            .find(|r| r.name == name)
+            .expect("runbook exists")
+            .clone();
+        let params = runbookd::run::bind_cli_params(&rb, &[]).expect("params bind");
+        let req = RunRequest {
+            runbook: rb,
+            trigger: TriggerInfo::manual(),
+            params,
+            clock: Clock::real(),
+            events: None,
+            cancel: CancellationToken::new(),
+        };
+        let id = self.executor.submit(&req).await.expect("run recorded");
+        self.executor.execute(id, req).await
+    }
+}
