@@ -17,6 +17,7 @@ pub mod config;
 pub mod duration;
 pub mod run;
 pub mod runbook;
+pub mod schedule;
 pub mod script;
 pub mod secrets;
 pub mod store;
