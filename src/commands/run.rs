@@ -12,7 +12,7 @@ use super::{Env, Exit, Failure, Outcome};
 use crate::cli::RunArgs;
 use crate::run::{Clock, Executor, RunEvent, RunRequest, TriggerInfo, bind_cli_params};
 use crate::script::Sandbox;
-use crate::store::{Access, RunStatus};
+use crate::store::{Access, RunStatus, StoreError};
 
 pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
     let loaded = env.load_runbooks(sandbox.clone());
@@ -79,17 +79,20 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
     };
     let store = crate::store::open(&env.config.database, Access::Exclusive).await?;
     let executor = Executor::new(store, sandbox, env.secrets.clone(), env.config.timezone, 1);
+    // This process holds the database: runs left `running` belong to a process that died.
+    let stuck = executor.store().recover_interrupted(chrono::Utc::now()).await?;
+    if !stuck.is_empty() {
+        eprintln!("note: {} run(s) left running by a stopped process are now marked interrupted", stuck.len());
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let cancel = CancellationToken::new();
-    let req = RunRequest {
-        runbook: rb.clone(),
-        trigger: TriggerInfo::manual(),
-        params,
-        clock,
-        events: (!args.json).then_some(tx),
-        cancel: cancel.clone(),
-    };
-    let run_id = executor.submit(&req).await?;
+    let mut req = RunRequest::new(rb.clone(), TriggerInfo::manual(), params, &CancellationToken::new());
+    req.clock = clock;
+    req.events = (!args.json).then_some(tx);
+    let cancel = req.cancel.clone();
+    let run_id = executor.submit(&req).await.map_err(|e| match e {
+        StoreError::Conflict(m) => Failure::new(Exit::Failed, m).hint("`runbookd runs --status queued` and `--status running` show it"),
+        other => other.into(),
+    })?;
     if !args.json {
         println!(
             "run {run_id} of {} (version {})",

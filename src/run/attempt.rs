@@ -122,7 +122,10 @@ pub async fn run(
             StepOutcome::Failed(f) => {
                 let by_run = Instant::now() >= run_deadline && step_deadline == run_deadline;
                 fatal = by_run || matches!(f.kind, FailureKind::Fail | FailureKind::Cancelled);
-                let (status, message) = describe(&f, step, by_run, rb.timeout);
+                let (mut status, message) = describe(&f, step, by_run, rb.timeout);
+                if status == RunStatus::Cancelled && req.interrupt.is_cancelled() {
+                    status = RunStatus::Interrupted;
+                }
                 host.note(
                     LogLevel::Error,
                     &format!("step {} {}: {message}", step.name, status),
@@ -148,7 +151,8 @@ pub async fn run(
             attempt_id,
             position: position as u32,
             name: step.name.clone(),
-            status,
+            // A step stopped by shutdown was cancelled; the run is what is interrupted.
+            status: if status == RunStatus::Interrupted { RunStatus::Cancelled } else { status },
             started_at: started,
             finished_at: Utc::now(),
             output: json.clone(),
@@ -212,7 +216,7 @@ fn describe(
                 step.timeout.map(crate::duration::spec).unwrap_or_default()
             ),
         ),
-        FailureKind::Cancelled => (RunStatus::Cancelled, "cancelled".into()),
+        FailureKind::Cancelled => (RunStatus::Cancelled, "stopped before it finished".into()),
         FailureKind::Fail => (RunStatus::Failed, f.message.clone()),
         FailureKind::Error => (RunStatus::Failed, f.message.clone()),
     }

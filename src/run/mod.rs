@@ -6,6 +6,7 @@
 //! process.
 
 mod attempt;
+mod dispatch;
 mod host;
 mod params;
 
@@ -19,9 +20,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 pub use host::{Clock, MAX_LOG_LINES};
+pub use dispatch::Dispatcher;
 pub use params::bind_cli_params;
 
-use crate::runbook::Runbook;
+use crate::runbook::{Concurrency, Runbook};
 use crate::script::{LogLevel, Sandbox};
 use crate::secrets::Secrets;
 use crate::store::{LogRow, NewRun, RunEnd, RunId, RunStatus, Store, StoreError, VersionRow};
@@ -57,7 +59,29 @@ pub struct RunRequest {
     pub clock: Clock,
     /// Progress for a person watching (the CLI); the store gets everything anyway.
     pub events: Option<UnboundedSender<RunEvent>>,
+    /// Cancels this run (a person asked, or `replace` made room for a newer one).
     pub cancel: CancellationToken,
+    /// The daemon is shutting down: a run stopped by it ends `interrupted`,
+    /// to be retried at the next start. `cancel` is a child of it.
+    pub interrupt: CancellationToken,
+    /// 1 for a new run; more for a run retried after an interruption.
+    pub first_attempt: u32,
+}
+
+impl RunRequest {
+    /// A request to run `runbook` with its default params, cancellable by `interrupt`.
+    pub fn new(runbook: Arc<Runbook>, trigger: TriggerInfo, params: serde_json::Map<String, serde_json::Value>, interrupt: &CancellationToken) -> Self {
+        RunRequest {
+            runbook,
+            trigger,
+            params,
+            clock: Clock::real(),
+            events: None,
+            cancel: interrupt.child_token(),
+            interrupt: interrupt.clone(),
+            first_attempt: 1,
+        }
+    }
 }
 
 /// What a watcher sees while a run goes on.
@@ -143,6 +167,7 @@ impl Executor {
                 trigger_data: req.trigger.data.clone(),
                 dry_run: false,
                 created_at: now,
+                active_key: (rb.concurrency != Concurrency::Allow).then(|| rb.name.clone()),
             })
             .await
     }
@@ -177,7 +202,7 @@ impl Executor {
                 record_error.get_or_insert(e.to_string());
             }
         };
-        let mut attempt = 1;
+        let mut attempt = req.first_attempt.max(1);
         let result = loop {
             host.attempt
                 .store(attempt, std::sync::atomic::Ordering::Relaxed);
@@ -207,6 +232,9 @@ impl Executor {
                     .await,
             );
             let retryable = matches!(result.status, RunStatus::Failed | RunStatus::TimedOut);
+            if req.interrupt.is_cancelled() {
+                break result;
+            }
             if !retryable || attempt >= rb.retry.attempts || req.cancel.is_cancelled() {
                 break result;
             }
@@ -224,7 +252,10 @@ impl Executor {
             keep(host.flush().await);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = req.cancel.cancelled() => break attempt::AttemptResult::failed(RunStatus::Cancelled, "cancelled while waiting to retry".into()),
+                _ = req.cancel.cancelled() => {
+                    let status = if req.interrupt.is_cancelled() { RunStatus::Interrupted } else { RunStatus::Cancelled };
+                    break attempt::AttemptResult::failed(status, "stopped while waiting to retry".into());
+                }
             }
         };
         let end = RunEnd {

@@ -33,6 +33,9 @@ pub enum StoreError {
     Migrate(String),
     #[error("the disk holding the database is full; free space and retry")]
     Full,
+    /// A constraint refused the write (e.g. a second active run under `forbid`).
+    #[error("{0}")]
+    Conflict(String),
     #[error("database error: {0}")]
     Database(String),
     #[error("stored data is not readable: {0}")]
@@ -84,6 +87,26 @@ pub trait Store: Send + Sync {
     async fn finish_run(&self, run: RunId, end: &RunEnd) -> Result<()>;
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
+    /// Runs waiting to run, oldest first.
+    async fn queued_runs(&self) -> Result<Vec<RunRow>>;
+    /// Take a queued run's runbook slot (`active_key`); false while another run holds it.
+    async fn claim(&self, run: RunId, active_key: &str) -> Result<bool>;
+    /// Put a run back in the queue (an interrupted run to retry).
+    async fn requeue(&self, run: RunId, active_key: Option<&str>) -> Result<bool>;
+    /// Mark every run left `running` (by a process that died) as
+    /// `interrupted`; returns them as they were.
+    async fn recover_interrupted(&self, at: DateTime<Utc>) -> Result<Vec<RunRow>>;
+    /// The latest run of a runbook, and when it last succeeded.
+    async fn last_run(&self, runbook: &str) -> Result<(Option<RunRow>, Option<DateTime<Utc>>)>;
+    /// Delete finished runs (with their attempts, steps and logs) created before `before`.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// The high-water mark of a schedule trigger.
+    async fn schedule_mark(&self, runbook: &str, trigger_key: &str) -> Result<Option<DateTime<Utc>>>;
+    /// Record a trigger's first mark, unless it has one.
+    async fn init_mark(&self, runbook: &str, trigger_key: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>>;
+    /// Record due slots (runs, skips, misses) and move the mark, atomically.
+    async fn record_slots(&self, batch: &SlotBatch) -> Result<Vec<SlotResult>>;
     async fn run_detail(&self, id: RunId) -> Result<Option<RunDetail>>;
 
     async fn state_get(

@@ -92,6 +92,47 @@ pub struct NewRun {
     pub trigger_data: serde_json::Value,
     pub dry_run: bool,
     pub created_at: DateTime<Utc>,
+    /// The runbook's name when the run must be the only active one of its
+    /// runbook (concurrency `forbid`); inserting fails with `Conflict` otherwise.
+    pub active_key: Option<String>,
+}
+
+/// How a scheduled run relates to the other active runs of its runbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// `allow`: runs side by side.
+    Free,
+    /// `forbid`: recorded as `skipped` while another run is active.
+    Exclusive,
+    /// `queue` and `replace`: waits, queued, until it can claim its runbook.
+    Queued,
+}
+
+/// The slots of one trigger to record in one transaction, with the new mark.
+#[derive(Debug, Clone)]
+pub struct SlotBatch {
+    pub runbook: String,
+    pub version_hash: String,
+    pub trigger_kind: String,
+    pub trigger_key: String,
+    pub run: Vec<DateTime<Utc>>,
+    pub missed: Vec<DateTime<Utc>>,
+    pub mark: DateTime<Utc>,
+    pub admission: Admission,
+    /// The params every scheduled run gets (the defaults).
+    pub params: serde_json::Value,
+    pub now: DateTime<Utc>,
+}
+
+/// What became of a slot to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotResult {
+    /// A run was created, queued.
+    Created(RunId, DateTime<Utc>),
+    /// Another run was active (concurrency `forbid`): recorded as skipped.
+    Skipped(RunId, DateTime<Utc>),
+    /// The slot already had its run (another evaluation got there first).
+    Duplicate(DateTime<Utc>),
 }
 
 /// How a run ended.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use runbookd::run::{Clock, Executor, Outcome, RunRequest, TriggerInfo};
+use runbookd::run::{Executor, Outcome, RunRequest, TriggerInfo};
 use runbookd::runbook::{Loaded, Loader};
 use runbookd::script::{Limits, Sandbox};
 use runbookd::secrets::Secrets;
@@ -151,14 +151,7 @@ impl Harness {
             .expect("runbook exists")
             .clone();
         let params = runbookd::run::bind_cli_params(&rb, &[]).expect("params bind");
-        let req = RunRequest {
-            runbook: rb,
-            trigger: TriggerInfo::manual(),
-            params,
-            clock: Clock::real(),
-            events: None,
-            cancel: CancellationToken::new(),
-        };
+        let req = RunRequest::new(rb, TriggerInfo::manual(), params, &CancellationToken::new());
         let id = self.executor.submit(&req).await.expect("run recorded");
         self.executor.execute(id, req).await
     }

@@ -13,6 +13,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::*;
 
+mod schedule;
+
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Held for the life of the store when opened for writing.
@@ -20,6 +22,11 @@ pub struct SqliteStore {
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Whether an error is the one-active-run index refusing a write.
+pub(super) fn is_active_conflict(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.message().contains("runs.active_key"))
+}
 
 impl SqliteStore {
     /// Open (creating if needed) and migrate the database file at `path`.
@@ -60,7 +67,7 @@ impl SqliteStore {
 
     /// Begin a write transaction that takes the write lock at once, so two
     /// writers never deadlock upgrading a read lock.
-    async fn write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+    pub(super) async fn write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
@@ -71,7 +78,7 @@ fn json_col(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>> {
         .transpose()
 }
 
-fn time_col(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+pub(super) fn time_col(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
     let text: Option<String> = row.try_get(col)?;
     text.as_deref().map(parse_ts).transpose()
 }
@@ -85,7 +92,7 @@ fn required<T>(v: Option<T>, col: &str) -> Result<T> {
     v.ok_or_else(|| StoreError::Corrupt(format!("{col} is empty")))
 }
 
-fn run_row(row: &SqliteRow) -> Result<RunRow> {
+pub(super) fn run_row(row: &SqliteRow) -> Result<RunRow> {
     Ok(RunRow {
         id: row.try_get("id")?,
         runbook: row.try_get("runbook")?,
@@ -147,10 +154,10 @@ impl Store for SqliteStore {
     }
 
     async fn insert_run(&self, run: &NewRun) -> Result<RunId> {
-        let id: i64 = sqlx::query_scalar(
+        let inserted = sqlx::query_scalar(
             "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status,
-                               params, trigger_data, dry_run, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                               params, trigger_data, dry_run, created_at, active_key)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&run.runbook)
         .bind(&run.version_hash)
@@ -162,9 +169,17 @@ impl Store for SqliteStore {
         .bind(cap_json(&run.trigger_data))
         .bind(run.dry_run as i64)
         .bind(ts(run.created_at))
+        .bind(&run.active_key)
         .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        .await;
+        match inserted {
+            Ok(id) => Ok(id),
+            Err(e) if is_active_conflict(&e) => Err(StoreError::Conflict(format!(
+                "runbook {} already has an active run and does not allow another (concurrency: forbid)",
+                run.runbook
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn start_attempt(
@@ -282,6 +297,42 @@ impl Store for SqliteStore {
             .push_bind(f.limit.max(1) as i64);
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(run_row).collect()
+    }
+
+    async fn queued_runs(&self) -> Result<Vec<RunRow>> {
+        self.queued().await
+    }
+
+    async fn claim(&self, run: RunId, active_key: &str) -> Result<bool> {
+        self.claim_run(run, active_key).await
+    }
+
+    async fn requeue(&self, run: RunId, active_key: Option<&str>) -> Result<bool> {
+        self.requeue_run(run, active_key).await
+    }
+
+    async fn recover_interrupted(&self, at: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        self.recover(at).await
+    }
+
+    async fn last_run(&self, runbook: &str) -> Result<(Option<RunRow>, Option<DateTime<Utc>>)> {
+        self.last_of(runbook).await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.prune_before(before).await
+    }
+
+    async fn schedule_mark(&self, runbook: &str, trigger_key: &str) -> Result<Option<DateTime<Utc>>> {
+        self.mark_of(runbook, trigger_key).await
+    }
+
+    async fn init_mark(&self, runbook: &str, trigger_key: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        self.first_mark(runbook, trigger_key, at).await
+    }
+
+    async fn record_slots(&self, batch: &SlotBatch) -> Result<Vec<SlotResult>> {
+        self.slots(batch).await
     }
 
     async fn run_detail(&self, id: RunId) -> Result<Option<RunDetail>> {

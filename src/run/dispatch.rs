@@ -1,0 +1,161 @@
+//! The dispatcher: takes queued runs (from schedules, webhooks, restarts) and
+//! executes them, one at a time per runbook where its concurrency says so.
+//!
+//! Which run may start is decided by the database (`claim`), never by a check
+//! in memory; the dispatcher only remembers which runs it has started, so one
+//! process does not start the same run twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Executor, RunRequest, TriggerInfo};
+use crate::runbook::{Concurrency, Runbook};
+use crate::store::{RunEnd, RunId, RunRow, RunStatus};
+
+/// Finds the current version of a runbook by name.
+pub type Lookup = Arc<dyn Fn(&str) -> Option<Arc<Runbook>> + Send + Sync>;
+
+pub struct Dispatcher {
+    executor: Arc<Executor>,
+    lookup: Lookup,
+    /// Cancelled at shutdown: runs stopped by it end `interrupted`.
+    shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    /// Runs this process has started, and how to cancel each; with their runbook.
+    running: Mutex<HashMap<RunId, (String, CancellationToken)>>,
+    /// Serialises pumps, so two never claim and start the same queued run.
+    pump: tokio::sync::Mutex<HashSet<RunId>>,
+    me: Weak<Dispatcher>,
+}
+
+impl Dispatcher {
+    pub fn new(executor: Arc<Executor>, lookup: Lookup, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new_cyclic(|me| Dispatcher {
+            executor,
+            lookup,
+            shutdown,
+            tracker: TaskTracker::new(),
+            running: Mutex::new(HashMap::new()),
+            pump: tokio::sync::Mutex::new(HashSet::new()),
+            me: me.clone(),
+        })
+    }
+
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
+    /// How many runs are executing now.
+    pub fn running(&self) -> usize {
+        self.running.lock().expect("running lock").len()
+    }
+
+    /// Cancel the active runs of a runbook (concurrency `replace`).
+    pub fn cancel_runbook(&self, runbook: &str) -> usize {
+        let running = self.running.lock().expect("running lock");
+        let mut n = 0;
+        for (name, token) in running.values() {
+            if name == runbook {
+                token.cancel();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Start every queued run that may start now.
+    pub async fn pump(&self) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let mut seen = self.pump.lock().await;
+        let queued = match self.executor.store().queued_runs().await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the queue");
+                return;
+            }
+        };
+        for row in queued {
+            if seen.contains(&row.id) {
+                continue;
+            }
+            let Some(rb) = (self.lookup)(&row.runbook) else {
+                self.abandon(&row).await;
+                seen.insert(row.id);
+                continue;
+            };
+            if rb.concurrency != Concurrency::Allow {
+                match self.executor.store().claim(row.id, &rb.name).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::error!(run.id = row.id, error = %e, "could not claim a queued run");
+                        continue;
+                    }
+                }
+            }
+            seen.insert(row.id);
+            self.start(rb, row);
+        }
+    }
+
+    /// A queued run whose runbook is gone cannot run; say so in its record.
+    async fn abandon(&self, row: &RunRow) {
+        let end = RunEnd {
+            status: RunStatus::Failed,
+            output: None,
+            error: Some(format!("runbook {} no longer exists", row.runbook)),
+            at: chrono::Utc::now(),
+        };
+        if let Err(e) = self.executor.store().finish_run(row.id, &end).await {
+            tracing::error!(run.id = row.id, error = %e, "could not record an abandoned run");
+        }
+    }
+
+    fn start(&self, rb: Arc<Runbook>, row: RunRow) {
+        let trigger = TriggerInfo {
+            kind: row.trigger_kind.clone(),
+            key: row.trigger_key.clone(),
+            scheduled_at: row.scheduled_at,
+            data: row.trigger_data.clone(),
+        };
+        let params = row.params.as_object().cloned().unwrap_or_default();
+        let mut req = RunRequest::new(rb.clone(), trigger, params, &self.shutdown);
+        req.first_attempt = row.attempts + 1;
+        if row.version_hash != rb.version.hash {
+            tracing::info!(run.id = row.id, runbook = %rb.name, "the runbook changed since this run was queued; running the current version");
+        }
+        self.running.lock().expect("running lock").insert(row.id, (rb.name.clone(), req.cancel.clone()));
+        let me = self.me.clone();
+        let id = row.id;
+        self.tracker.spawn(async move {
+            let Some(this) = me.upgrade() else { return };
+            this.executor.execute(id, req).await;
+            this.running.lock().expect("running lock").remove(&id);
+            // A finished run may free its runbook for a queued one.
+            this.pump().await;
+        });
+    }
+
+    /// After a crash: runs left `running` become `interrupted`, and those with
+    /// attempts left under their retry policy are queued again.
+    pub async fn recover(&self) -> crate::store::Result<(usize, usize)> {
+        let store = self.executor.store();
+        let stuck = store.recover_interrupted(chrono::Utc::now()).await?;
+        let mut retried = 0;
+        for row in &stuck {
+            let Some(rb) = (self.lookup)(&row.runbook) else { continue };
+            if row.attempts < rb.retry.attempts {
+                let key = (rb.concurrency != Concurrency::Allow).then_some(rb.name.as_str());
+                if store.requeue(row.id, key).await? {
+                    retried += 1;
+                }
+            }
+        }
+        Ok((stuck.len(), retried))
+    }
+}

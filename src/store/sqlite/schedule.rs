@@ -1,0 +1,206 @@
+//! SQLite: slots and marks, the queue, recovery after a crash, retention.
+
+use chrono::{DateTime, Utc};
+use super::{SqliteStore, is_active_conflict, run_row, time_col};
+use crate::store::*;
+
+impl SqliteStore {
+    pub(super) async fn queued(&self) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'queued' ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    pub(super) async fn claim_run(&self, run: RunId, active_key: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE runs SET active_key = ? WHERE id = ? AND status = 'queued'")
+            .bind(active_key)
+            .bind(run)
+            .execute(&self.pool)
+            .await;
+        match done {
+            Ok(d) => Ok(d.rows_affected() == 1),
+            Err(e) if is_active_conflict(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn requeue_run(&self, run: RunId, active_key: Option<&str>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'queued', finished_at = NULL, error = NULL, active_key = ? WHERE id = ?",
+        )
+        .bind(active_key)
+        .bind(run)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(d) => Ok(d.rows_affected() == 1),
+            Err(e) if is_active_conflict(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn recover(&self, at: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'running' ORDER BY id").fetch_all(&mut *tx).await?;
+        let at = ts(at);
+        sqlx::query(
+            "UPDATE attempts SET status = 'interrupted', finished_at = ?,
+                 error = 'the process running it stopped before it finished'
+             WHERE status = 'running'",
+        )
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?, active_key = NULL,
+                 error = 'the process running it stopped before it finished'
+             WHERE status = 'running'",
+        )
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    pub(super) async fn last_of(&self, runbook: &str) -> Result<(Option<RunRow>, Option<DateTime<Utc>>)> {
+        let last = sqlx::query("SELECT * FROM runs WHERE runbook = ? ORDER BY id DESC LIMIT 1")
+            .bind(runbook)
+            .fetch_optional(&self.pool)
+            .await?;
+        let ok = sqlx::query(
+            "SELECT finished_at FROM runs WHERE runbook = ? AND status = 'succeeded' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(runbook)
+        .fetch_optional(&self.pool)
+        .await?;
+        let success = match ok {
+            Some(r) => time_col(&r, "finished_at")?,
+            None => None,
+        };
+        Ok((last.as_ref().map(run_row).transpose()?, success))
+    }
+
+    pub(super) async fn prune_before(&self, before: DateTime<Utc>) -> Result<u64> {
+        let mut total = 0;
+        // In batches, so a large prune never holds the write lock for long.
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM runs WHERE id IN (
+                     SELECT id FROM runs WHERE created_at < ? AND status NOT IN ('queued', 'running') LIMIT 5000)",
+            )
+            .bind(ts(before))
+            .execute(&self.pool)
+            .await?;
+            total += done.rows_affected();
+            if done.rows_affected() == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub(super) async fn mark_of(&self, runbook: &str, key: &str) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query("SELECT last_slot FROM schedule_marks WHERE runbook = ? AND trigger_key = ?")
+            .bind(runbook)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => time_col(&r, "last_slot"),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn first_mark(&self, runbook: &str, key: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        sqlx::query(
+            "INSERT INTO schedule_marks (runbook, trigger_key, last_slot, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (runbook, trigger_key) DO NOTHING",
+        )
+        .bind(runbook)
+        .bind(key)
+        .bind(ts(at))
+        .bind(ts(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(self.mark_of(runbook, key).await?.unwrap_or(at))
+    }
+
+    pub(super) async fn slots(&self, b: &SlotBatch) -> Result<Vec<SlotResult>> {
+        let mut tx = self.write().await?;
+        // The mark only moves forward, whatever the clock says.
+        sqlx::query(
+            "INSERT INTO schedule_marks (runbook, trigger_key, last_slot, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (runbook, trigger_key) DO UPDATE
+             SET last_slot = MAX(last_slot, excluded.last_slot), updated_at = excluded.updated_at",
+        )
+        .bind(&b.runbook)
+        .bind(&b.trigger_key)
+        .bind(ts(b.mark))
+        .bind(ts(b.now))
+        .execute(&mut *tx)
+        .await?;
+        let params = cap_json(&b.params);
+        let insert = "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status,
+                                        params, created_at, finished_at, active_key)
+                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      ON CONFLICT (runbook, trigger_key, scheduled_at) DO NOTHING RETURNING id";
+        let now = ts(b.now);
+        for slot in &b.missed {
+            sqlx::query(insert)
+                .bind(&b.runbook)
+                .bind(&b.version_hash)
+                .bind(&b.trigger_kind)
+                .bind(&b.trigger_key)
+                .bind(ts(*slot))
+                .bind("missed")
+                .bind(&params)
+                .bind(&now)
+                .bind(&now)
+                .bind(None::<String>)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
+        let mut out = Vec::new();
+        for slot in &b.run {
+            let active = (b.admission == Admission::Exclusive).then_some(b.runbook.as_str());
+            let queued: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(insert)
+                .bind(&b.runbook)
+                .bind(&b.version_hash)
+                .bind(&b.trigger_kind)
+                .bind(&b.trigger_key)
+                .bind(ts(*slot))
+                .bind("queued")
+                .bind(&params)
+                .bind(&now)
+                .bind(None::<String>)
+                .bind(active)
+                .fetch_optional(&mut *tx)
+                .await;
+            out.push(match queued {
+                Ok(Some(id)) => SlotResult::Created(id, *slot),
+                Ok(None) => SlotResult::Duplicate(*slot),
+                Err(e) if is_active_conflict(&e) => {
+                    let id: Option<i64> = sqlx::query_scalar(insert)
+                        .bind(&b.runbook)
+                        .bind(&b.version_hash)
+                        .bind(&b.trigger_kind)
+                        .bind(&b.trigger_key)
+                        .bind(ts(*slot))
+                        .bind("skipped")
+                        .bind(&params)
+                        .bind(&now)
+                        .bind(&now)
+                        .bind(None::<String>)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    match id {
+                        Some(id) => SlotResult::Skipped(id, *slot),
+                        None => SlotResult::Duplicate(*slot),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
