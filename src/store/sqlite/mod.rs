@@ -270,7 +270,7 @@ impl Store for SqliteStore {
 
     async fn finish_run(&self, run: RunId, end: &RunEnd) -> Result<()> {
         sqlx::query(
-            "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ? WHERE id = ?",
+            "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, active_key = NULL WHERE id = ?",
         )
         .bind(end.status.as_str())
         .bind(end.output.as_ref().map(cap_json))
