@@ -44,6 +44,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: schedules, hot reload of runbooks/ and scripts/ (and on SIGHUP)
+    Serve,
     /// Validate runbooks; print every error as path:line:col; exit 1 if any
     Check(CheckArgs),
     /// Run a runbook once now, stream its log, record it; exit 0 only on success
@@ -52,6 +54,12 @@ pub enum Command {
     Runs(RunsArgs),
     /// Show one run: attempts, steps, logs and output
     Show(ShowArgs),
+    /// Upcoming fire times of schedules, in their zone, locally and in UTC
+    Next(NextArgs),
+    /// Each runbook: triggers, next fire, last result, health, load errors
+    Runbooks(RunbooksArgs),
+    /// Delete runs older than the retention period now (the daemon does it on its own)
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +112,35 @@ pub struct ShowArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NextArgs {
+    /// Only this runbook
+    pub name: Option<String>,
+    /// How many fire times per trigger
+    #[arg(long, default_value_t = 5)]
+    pub count: usize,
+    /// Start from this time instead of now (RFC 3339), to preview a DST change
+    #[arg(long, value_name = "RFC3339")]
+    pub from: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunbooksArgs {
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Prune runs older than this instead of the configured retention (e.g. 30d)
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

@@ -3,6 +3,7 @@
 //! needed to start from a checkout.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -23,6 +24,10 @@ pub struct Config {
     pub workers: usize,
     /// YAML file of secret values, besides the environment.
     pub secrets_file: Option<PathBuf>,
+    /// How long running runs may finish after SIGTERM before they are interrupted.
+    pub shutdown_grace: Duration,
+    /// Runs older than this are pruned (issues and runbook versions are kept).
+    pub retention: Duration,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
 }
@@ -37,6 +42,8 @@ impl Default for Config {
             timezone: Tz::UTC,
             workers: 8,
             secrets_file: None,
+            shutdown_grace: Duration::from_secs(25),
+            retention: Duration::from_secs(90 * 86_400),
             source: None,
         }
     }
@@ -53,6 +60,8 @@ struct ConfigFile {
     timezone: Option<String>,
     workers: Option<usize>,
     secrets_file: Option<PathBuf>,
+    shutdown_grace: Option<String>,
+    retention: Option<String>,
 }
 
 const KEYS: &[&str] = &[
@@ -63,6 +72,8 @@ const KEYS: &[&str] = &[
     "timezone",
     "workers",
     "secrets_file",
+    "shutdown_grace",
+    "retention",
 ];
 
 impl Config {
@@ -159,6 +170,13 @@ impl Config {
         if let Some(p) = f.secrets_file {
             self.secrets_file = Some(rel(p));
         }
+        let at = |k: &str, e: String| format!("{}: {k}: {e}", path.display());
+        if let Some(d) = f.shutdown_grace {
+            self.shutdown_grace = crate::duration::parse(&d).map_err(|e| at("shutdown_grace", e))?;
+        }
+        if let Some(d) = f.retention {
+            self.retention = crate::duration::parse(&d).map_err(|e| at("retention", e))?;
+        }
         self.source = Some(path.to_path_buf());
         Ok(())
     }
@@ -187,6 +205,12 @@ impl Config {
         }
         if let Some(v) = var("RUNBOOKD_SECRETS_FILE") {
             self.secrets_file = Some(v.into());
+        }
+        if let Some(v) = var("RUNBOOKD_SHUTDOWN_GRACE") {
+            self.shutdown_grace = crate::duration::parse(&v).map_err(|e| format!("RUNBOOKD_SHUTDOWN_GRACE: {e}"))?;
+        }
+        if let Some(v) = var("RUNBOOKD_RETENTION") {
+            self.retention = crate::duration::parse(&v).map_err(|e| format!("RUNBOOKD_RETENTION: {e}"))?;
         }
         Ok(())
     }

@@ -41,9 +41,21 @@ pub fn human(d: Duration) -> String {
     format!("{}d {}h", h / 24, h % 24)
 }
 
-/// Render a duration the way a runbook writes it: `90s` → `1m 30s`.
+/// Render a duration the way a runbook writes it: `90d`, `1h 30m`, `250ms`.
 pub fn spec(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    let mut secs = d.as_secs();
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            parts.push(format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    let ms = d.subsec_millis();
+    if ms > 0 || parts.is_empty() {
+        parts.push(format!("{ms}ms"));
+    }
+    parts.join(" ")
 }
 
 #[cfg(test)]
@@ -78,5 +90,9 @@ mod tests {
         assert_eq!(human(Duration::from_millis(12_400)), "12.4s");
         assert_eq!(human(Duration::from_secs(185)), "3m 05s");
         assert_eq!(human(Duration::from_secs(7800)), "2h 10m");
+        assert_eq!(spec(Duration::from_secs(90 * 86_400)), "90d");
+        assert_eq!(spec(Duration::from_secs(5400)), "1h 30m");
+        assert_eq!(spec(Duration::from_millis(1250)), "1s 250ms");
+        assert_eq!(spec(Duration::ZERO), "0ms");
     }
 }

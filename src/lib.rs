@@ -14,7 +14,9 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod duration;
+pub mod output;
 pub mod run;
 pub mod runbook;
 pub mod schedule;

@@ -1,14 +1,18 @@
 //! The `runbookd` binary.
 
 use clap::Parser;
-use runbookd::cli::{Cli, LogFormat};
+use runbookd::cli::{Cli, Command, LogFormat};
 use runbookd::commands;
 
 fn main() {
     // 1. Parse flags (clap exits with 2 on bad usage).
     let cli = Cli::parse();
-    // 2. Diagnostics go to stderr; RUST_LOG tunes them.
-    init_tracing(cli.global.log_format);
+    // 2. Diagnostics go to stderr; RUST_LOG tunes them. The daemon says more.
+    let default = match cli.command {
+        Command::Serve => "info,tokio_cron_scheduler=warn,sqlx=warn",
+        _ => "warn",
+    };
+    init_tracing(cli.global.log_format, default);
     // 3. A runtime whose blocking threads have room for deep script call stacks.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -30,9 +34,9 @@ fn main() {
     std::process::exit(code as i32);
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default: &str) {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

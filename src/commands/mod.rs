@@ -1,9 +1,12 @@
 //! One file per CLI command; `dispatch` is the one `match`.
 
 mod check;
-mod output;
 mod run;
+mod next;
+mod prune;
+mod runbooks;
 mod runs;
+mod serve;
 mod show;
 
 use std::sync::Arc;
@@ -101,5 +104,9 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Run(args) => run::run(&env, sandbox, args).await,
         Command::Runs(args) => runs::run(&env, args).await,
         Command::Show(args) => show::run(&env, args).await,
+        Command::Serve => serve::run(&env).await,
+        Command::Next(args) => next::run(&env, sandbox, args),
+        Command::Runbooks(args) => runbooks::run(&env, sandbox, args).await,
+        Command::Prune(args) => prune::run(&env, args).await,
     }
 }

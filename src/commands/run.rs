@@ -7,7 +7,7 @@ use chrono::DateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::output::{clock_time, elapsed};
+use crate::output::{clock_time, elapsed};
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::RunArgs;
 use crate::run::{Clock, Executor, RunEvent, RunRequest, TriggerInfo, bind_cli_params};

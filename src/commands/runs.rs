@@ -1,6 +1,6 @@
 //! `runbookd runs`: recorded runs, newest first.
 
-use super::output::{Table, elapsed, local_time};
+use crate::output::{Table, elapsed, local_time};
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::RunsArgs;
 use crate::store::{Access, RunFilter, RunStatus, sqlite_path};

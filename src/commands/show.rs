@@ -1,6 +1,6 @@
 //! `runbookd show RUN_ID`: one run in full.
 
-use super::output::{clock_time, elapsed, local_time};
+use crate::output::{clock_time, elapsed, local_time};
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::ShowArgs;
 use crate::store::{Access, RunDetail, sqlite_path};

@@ -21,7 +21,9 @@ pub type Lookup = Arc<dyn Fn(&str) -> Option<Arc<Runbook>> + Send + Sync>;
 pub struct Dispatcher {
     executor: Arc<Executor>,
     lookup: Lookup,
-    /// Cancelled at shutdown: runs stopped by it end `interrupted`.
+    /// Cancelled when shutdown begins: no queued run starts after it.
+    intake: CancellationToken,
+    /// Cancelled when the shutdown grace ends: runs stopped by it end `interrupted`.
     shutdown: CancellationToken,
     pub tracker: TaskTracker,
     /// Runs this process has started, and how to cancel each; with their runbook.
@@ -32,10 +34,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(executor: Arc<Executor>, lookup: Lookup, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(executor: Arc<Executor>, lookup: Lookup, intake: CancellationToken, shutdown: CancellationToken) -> Arc<Self> {
         Arc::new_cyclic(|me| Dispatcher {
             executor,
             lookup,
+            intake,
             shutdown,
             tracker: TaskTracker::new(),
             running: Mutex::new(HashMap::new()),
@@ -68,7 +71,7 @@ impl Dispatcher {
 
     /// Start every queued run that may start now.
     pub async fn pump(&self) {
-        if self.shutdown.is_cancelled() {
+        if self.intake.is_cancelled() {
             return;
         }
         let mut seen = self.pump.lock().await;

@@ -109,6 +109,20 @@ pub struct Outcome {
     pub record_error: Option<String>,
 }
 
+/// Keep the text of the runbook's current version (once per hash).
+pub async fn save_version(store: &dyn Store, rb: &Runbook) -> Result<(), StoreError> {
+    store
+        .save_version(&VersionRow {
+            hash: rb.version.hash.clone(),
+            runbook: rb.name.clone(),
+            path: rb.path.display().to_string(),
+            yaml: rb.version.yaml.clone(),
+            scripts: rb.version.scripts.clone(),
+            created_at: Utc::now(),
+        })
+        .await
+}
+
 pub struct Executor {
     store: Arc<dyn Store>,
     sandbox: Arc<Sandbox>,
@@ -145,16 +159,7 @@ impl Executor {
     pub async fn submit(&self, req: &RunRequest) -> Result<RunId, StoreError> {
         let rb = &req.runbook;
         let now = Utc::now();
-        self.store
-            .save_version(&VersionRow {
-                hash: rb.version.hash.clone(),
-                runbook: rb.name.clone(),
-                path: rb.path.display().to_string(),
-                yaml: rb.version.yaml.clone(),
-                scripts: rb.version.scripts.clone(),
-                created_at: now,
-            })
-            .await?;
+        save_version(self.store.as_ref(), rb).await?;
         self.store
             .insert_run(&NewRun {
                 runbook: rb.name.clone(),

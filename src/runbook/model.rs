@@ -74,6 +74,17 @@ impl Trigger {
         }
     }
 
+    /// Which trigger of its runbook this is, stable across edits that do not
+    /// change it: part of a slot's identity (`cron 0 9 * * 1-5 Europe/Paris`).
+    pub fn key(&self) -> String {
+        match self {
+            Trigger::Cron { expr, timezone, .. } => format!("cron {expr} {timezone}"),
+            Trigger::Every { interval } => format!("every {}", crate::duration::spec(*interval)),
+            Trigger::Webhook(w) => format!("webhook {}", w.path),
+            Trigger::Manual => "manual".into(),
+        }
+    }
+
     /// How the trigger reads in listings: `cron 0 9 * * 1-5 (Europe/Paris)`.
     pub fn describe(&self) -> String {
         match self {

@@ -1,4 +1,7 @@
 //! Scheduling: what a schedule means (`slots`), and the scheduler that turns
 //! due slots into runs exactly once.
 
+mod scheduler;
 pub mod slots;
+
+pub use scheduler::{Scheduler, SchedulerHandle, TriggerId};

@@ -23,6 +23,16 @@ pub fn local_time(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
+/// A coming instant for people: local time, and UTC when that differs.
+pub fn when(t: DateTime<Utc>) -> String {
+    let local = t.with_timezone(&local_zone()).format("%Y-%m-%d %H:%M:%S %Z").to_string();
+    if local.ends_with(" UTC") {
+        local
+    } else {
+        format!("{local} ({} UTC)", t.format("%H:%M:%S"))
+    }
+}
+
 /// `09:00:03` for log lines.
 pub fn clock_time(t: DateTime<Utc>) -> String {
     t.with_timezone(&local_zone())

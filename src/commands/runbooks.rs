@@ -1,0 +1,82 @@
+//! `runbookd runbooks`: each runbook with its triggers, next fire time, last
+//! result and health, and the files that did not load.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::{Env, Exit, Outcome};
+use crate::cli::RunbooksArgs;
+use crate::output::{Table, local_time};
+use crate::schedule::slots::{Schedule, upcoming};
+use crate::script::Sandbox;
+use crate::store::{Access, sqlite_path};
+
+pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcome {
+    let loaded = env.load_runbooks(sandbox);
+    let store = if sqlite_path(&env.config.database).exists() {
+        Some(crate::store::open(&env.config.database, Access::Read).await?)
+    } else {
+        None
+    };
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    let mut runbooks = loaded.runbooks.clone();
+    runbooks.sort_by(|a, b| a.name.cmp(&b.name));
+    for rb in &runbooks {
+        let next = rb
+            .triggers
+            .iter()
+            .filter(|_| rb.enabled)
+            .filter_map(|t| Schedule::of(t).and_then(|s| upcoming(&s, now, 1).pop()))
+            .min();
+        let (last, last_ok) = match &store {
+            Some(s) => s.last_run(&rb.name).await?,
+            None => (None, None),
+        };
+        let overdue = rb.success_within.and_then(|w| chrono::TimeDelta::from_std(w).ok()).is_some_and(|w| {
+            last_ok.is_none_or(|ok| now - ok > w) && last.is_some()
+        });
+        let health = match (rb.enabled, overdue) {
+            (false, _) => "disabled".to_string(),
+            (true, true) => format!("overdue: no success in {}", crate::duration::spec(rb.success_within.unwrap_or_default())),
+            (true, false) => "ok".to_string(),
+        };
+        rows.push((rb.clone(), next, last, health));
+    }
+    if args.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(rb, next, last, health)| {
+                serde_json::json!({
+                    "name": rb.name, "description": rb.description, "enabled": rb.enabled,
+                    "triggers": rb.triggers.iter().map(|t| t.describe()).collect::<Vec<_>>(),
+                    "next": next, "health": health, "version": rb.version.hash,
+                    "last": last.as_ref().map(|r| serde_json::json!({"id": r.id, "status": r.status, "at": r.finished_at.or(r.started_at).unwrap_or(r.created_at), "error": r.error})),
+                })
+            })
+            .collect();
+        let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"runbooks": v, "errors": errors})).expect("json"));
+        return Ok(if errors.is_empty() { Exit::Ok } else { Exit::Failed });
+    }
+    let mut table = Table::new(vec!["NAME", "NEXT", "LAST", "TRIGGERS"]);
+    for (rb, next, last, health) in &rows {
+        let last = match last {
+            None => "never ran".to_string(),
+            Some(r) => format!("{} (run {})", r.status, r.id),
+        };
+        let last = if health == "ok" { last } else { format!("{last}; {health}") };
+        let triggers = rb.triggers.iter().map(|t| t.describe()).collect::<Vec<_>>().join(", ");
+        table.row(vec![rb.name.clone(), next.map(local_time).unwrap_or_else(|| "-".into()), last, triggers]);
+    }
+    if rows.is_empty() {
+        println!("no runbooks loaded from {}", env.config.runbooks.display());
+    } else {
+        print!("{}", table.render(100));
+    }
+    for e in &loaded.errors {
+        println!("failed: {e}");
+    }
+    Ok(if loaded.errors.is_empty() { Exit::Ok } else { Exit::Failed })
+}

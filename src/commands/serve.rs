@@ -1,0 +1,38 @@
+//! `runbookd serve`: the daemon, until SIGTERM or SIGINT.
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Env, Exit, Failure, Outcome};
+use crate::daemon::{Options, serve};
+
+pub async fn run(env: &Env) -> Outcome {
+    let stop = CancellationToken::new();
+    tokio::spawn(watch_signals(stop.clone()));
+    let opts = Options { config: env.config.clone(), secrets: env.secrets.clone(), stop };
+    serve(opts).await.map_err(|e| match e.downcast::<crate::store::StoreError>() {
+        Ok(store) => Failure::from(store),
+        Err(other) => Failure::new(Exit::Unavailable, format!("{other:#}")),
+    })?;
+    Ok(Exit::Ok)
+}
+
+/// The first SIGTERM or SIGINT stops the daemon gracefully; a second one
+/// exits at once.
+async fn watch_signals(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    stop.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("second signal: exiting now");
+    std::process::exit(130);
+}

@@ -1,0 +1,228 @@
+//! Assembly and lifecycle of `runbookd serve`: open the store, load the
+//! runbooks, recover what a previous process left, start the scheduler, the
+//! dispatcher, the file watch and housekeeping; on stop, take no new work, let
+//! running runs finish for a grace period, then interrupt them.
+
+mod registry;
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use registry::{Changes, Registry};
+
+use crate::config::Config;
+use crate::run::{Dispatcher, Executor};
+use crate::runbook::Loader;
+use crate::schedule::slots::{Schedule, upcoming};
+use crate::schedule::{Scheduler, SchedulerHandle};
+use crate::script::{Limits, Sandbox};
+use crate::secrets::Secrets;
+use crate::store::{Access, Store};
+
+/// After the grace period, interrupted runs get this long to record themselves.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(10);
+
+pub struct Options {
+    pub config: Config,
+    pub secrets: Secrets,
+    /// Cancelled to stop the daemon (the first SIGTERM or SIGINT).
+    pub stop: CancellationToken,
+}
+
+struct Parts {
+    config: Config,
+    store: Arc<dyn Store>,
+    loader: Loader,
+    registry: Arc<RwLock<Registry>>,
+    dispatcher: Arc<Dispatcher>,
+    scheduler: SchedulerHandle,
+}
+
+/// Run the daemon until `opts.stop` is cancelled.
+///
+/// Fails before serving when the database cannot be opened (or another
+/// process holds it) or the scheduler cannot start; once serving, problems
+/// are logged and the daemon goes on.
+pub async fn serve(opts: Options) -> anyhow::Result<()> {
+    let Options { config, secrets, stop } = opts;
+    let store = crate::store::open(&config.database, Access::Exclusive).await?;
+    let sandbox = Sandbox::new(Limits::default());
+    let secret_source = secrets.clone();
+    let loader = Loader {
+        sandbox: sandbox.clone(),
+        scripts_dir: config.scripts.clone(),
+        default_tz: config.timezone,
+        secret_is_set: Box::new(move |n| secret_source.get(n).is_some()),
+    };
+    let registry = Arc::new(RwLock::new(Registry::default()));
+    registry.write().expect("registry lock").apply(loader.load(std::slice::from_ref(&config.runbooks)));
+
+    let intake = CancellationToken::new();
+    let interrupt = CancellationToken::new();
+    let executor = Arc::new(Executor::new(store.clone(), sandbox, secrets, config.timezone, config.workers));
+    let lookup_registry = registry.clone();
+    let lookup = Arc::new(move |name: &str| lookup_registry.read().expect("registry lock").get(name));
+    let dispatcher = Dispatcher::new(executor, lookup, intake.clone(), interrupt.clone());
+    let (stuck, retried) = dispatcher.recover().await?;
+    if stuck > 0 {
+        tracing::warn!(interrupted = stuck, retried, "runs left running by a stopped process were marked interrupted");
+    }
+    let (scheduler, handle) = Scheduler::new(store.clone(), dispatcher.clone()).await?;
+    let tasks = TaskTracker::new();
+    tasks.spawn(scheduler.run(intake.clone()));
+    handle.set_runbooks(registry.read().expect("registry lock").all());
+
+    let parts = Arc::new(Parts { config, store, loader, registry, dispatcher: dispatcher.clone(), scheduler: handle });
+    print_summary(&parts, stuck, retried);
+    dispatcher.pump().await;
+
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let dirs = [parts.config.runbooks.clone(), parts.config.scripts.clone()];
+    let _watch = match watch::start(&dirs, reload_tx.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the runbook directories; reload with SIGHUP");
+            None
+        }
+    };
+    tasks.spawn(reload_on_sighup(reload_tx, intake.clone()));
+    tasks.spawn(reloader(parts.clone(), reload_rx, intake.clone()));
+    tasks.spawn(housekeeping(parts.clone(), intake.clone()));
+
+    stop.cancelled().await;
+    let grace = parts.config.shutdown_grace;
+    tracing::info!(running = dispatcher.running(), grace = %crate::duration::spec(grace), "shutting down: taking no new work");
+    println!("shutting down: waiting up to {} for {} running run(s)", crate::duration::spec(grace), dispatcher.running());
+    intake.cancel();
+    dispatcher.tracker.close();
+    if tokio::time::timeout(grace, dispatcher.tracker.wait()).await.is_err() {
+        tracing::warn!(running = dispatcher.running(), "grace period over: interrupting the runs still going");
+        interrupt.cancel();
+        let _ = tokio::time::timeout(INTERRUPT_WAIT, dispatcher.tracker.wait()).await;
+    }
+    tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+    println!("stopped");
+    Ok(())
+}
+
+fn print_summary(p: &Parts, stuck: usize, retried: usize) {
+    let reg = p.registry.read().expect("registry lock");
+    let runbooks = reg.all();
+    let mut out = String::new();
+    out.push_str(&format!("runbookd {} serving\n", env!("CARGO_PKG_VERSION")));
+    out.push_str(&format!("  database   {}\n", p.config.database));
+    out.push_str(&format!(
+        "  runbooks   {} loaded, {} failed, from {}\n",
+        runbooks.len(),
+        reg.errors.iter().map(|e| &e.path).collect::<std::collections::HashSet<_>>().len(),
+        p.config.runbooks.display()
+    ));
+    for e in &reg.errors {
+        out.push_str(&format!("    error: {e}\n"));
+    }
+    if stuck > 0 {
+        out.push_str(&format!("  recovered  {stuck} interrupted run(s), {retried} queued again\n"));
+    }
+    let now = Utc::now();
+    let mut lines = Vec::new();
+    for rb in runbooks.iter().filter(|r| r.enabled) {
+        for t in &rb.triggers {
+            if let Some(next) = Schedule::of(t).and_then(|s| upcoming(&s, now, 1).pop()) {
+                lines.push((next, format!("    {:<20} {:<34} {}\n", rb.name, t.describe(), crate::output::when(next))));
+            }
+        }
+    }
+    lines.sort();
+    out.push_str(if lines.is_empty() { "  schedules  none\n" } else { "  next fire times:\n" });
+    for (_, l) in lines {
+        out.push_str(&l);
+    }
+    print!("{out}");
+}
+
+async fn reload_on_sighup(tx: mpsc::Sender<()>, stop: CancellationToken) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            Some(()) = hup.recv() => { let _ = tx.try_send(()); }
+        }
+    }
+}
+
+async fn reloader(p: Arc<Parts>, mut rx: mpsc::Receiver<()>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            Some(()) = rx.recv() => reload(&p).await,
+        }
+    }
+}
+
+/// Load the runbooks again and schedule what changed. A broken edit keeps the
+/// last good version running.
+async fn reload(p: &Parts) {
+    let loaded = p.loader.load(std::slice::from_ref(&p.config.runbooks));
+    let (changes, errors, all) = {
+        let mut reg = p.registry.write().expect("registry lock");
+        let changes = reg.apply(loaded);
+        (changes, reg.errors.clone(), reg.all())
+    };
+    for e in &errors {
+        tracing::error!(error = %e, "runbook not loaded");
+    }
+    for name in &changes.kept {
+        tracing::warn!(runbook = %name, "its file has errors; the last good version keeps running");
+    }
+    if changes != Changes::default() {
+        tracing::info!(added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "runbooks reloaded");
+    }
+    p.scheduler.set_runbooks(all);
+    p.dispatcher.pump().await;
+}
+
+/// Retention, the dead-man switch, and a periodic look at the queue.
+async fn housekeeping(p: Arc<Parts>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut last_prune: Option<chrono::DateTime<Utc>> = None;
+    let mut warned: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
+    let started = Utc::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Utc::now();
+        if last_prune.is_none_or(|t| now - t > chrono::TimeDelta::hours(6)) {
+            last_prune = Some(now);
+            let cutoff = now - chrono::TimeDelta::from_std(p.config.retention).unwrap_or(chrono::TimeDelta::days(90));
+            match p.store.prune(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "pruned runs older than the retention period"),
+                Err(e) => tracing::error!(error = %e, "could not prune old runs"),
+            }
+        }
+        let runbooks = p.registry.read().expect("registry lock").all();
+        for rb in runbooks.iter().filter(|r| r.enabled) {
+            let Some(within) = rb.success_within.and_then(|d| chrono::TimeDelta::from_std(d).ok()) else { continue };
+            let last = p.store.last_run(&rb.name).await.ok().and_then(|(_, ok)| ok);
+            let since = last.unwrap_or(started);
+            if now - since > within && warned.get(&rb.name).is_none_or(|w| now - *w > within) {
+                warned.insert(rb.name.clone(), now);
+                tracing::error!(runbook = %rb.name, within = %crate::duration::spec(rb.success_within.unwrap_or_default()), "no successful run within the expected time (expect.success_within)");
+            }
+        }
+        p.dispatcher.pump().await;
+    }
+}
