@@ -269,3 +269,45 @@ async fn time_helpers_work_in_the_trigger_zone() {
         }))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_values_are_whole_and_blocking_calls_are_refused() {
+    let d = Deployment::new();
+    d.runbook(
+        "whole.yaml",
+        concat!(
+            "params:\n  a: { type: integer, default: 1 }\n",
+            "steps:\n",
+            "  - name: first\n    run: '#{ n: 2 }'\n",
+            "  - name: second\n    run: |\n",
+            "      #{ params: to_json(params), steps: to_json(steps), run_type: type_of(run),\n",
+            "         now_type: type_of(now()), span_type: type_of(duration(\"1h\")),\n",
+            "         map: to_json(#{ at: parse_time(\"2026-01-01\") }), list: to_json([parse_time(\"2026-01-02\")]) }\n",
+            "  - name: last\n    if: 'false'\n    run: '\"never\"'\n",
+        ),
+    );
+    d.runbook("sleepy.yaml", "timeout: 2s\nrun: sleep(30)\n");
+    let h = Harness::new(d, Limits::default()).await;
+    let out = h.run("whole").await;
+    assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.error);
+    // The last step was skipped: the run's output is its (empty) value.
+    assert_eq!(out.output, Some(serde_json::Value::Null));
+    let detail = h.executor.store().run_detail(out.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        detail.steps[1].output,
+        Some(serde_json::json!({
+            "params": "{\"a\":1}",
+            "steps": "{\"first\":{\"n\":2}}",
+            "run_type": "map",
+            "now_type": "timestamp",
+            "span_type": "duration",
+            "map": "{\"at\":\"2026-01-01T00:00:00Z\"}",
+            "list": "[\"2026-01-02T00:00:00Z\"]",
+        }))
+    );
+    let t = Instant::now();
+    let out = h.run("sleepy").await;
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert_eq!(out.status, RunStatus::Failed);
+    assert!(out.error.unwrap().contains("sleep() is not available in runbooks"));
+}

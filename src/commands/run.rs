@@ -50,6 +50,10 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
         )
         .hint(hint));
     };
+    if !rb.enabled {
+        return Err(Failure::new(Exit::Usage, format!("runbook {} is disabled", rb.name))
+            .hint(format!("set `enabled: true` in {} to run it", rb.path.display())));
+    }
     if !loaded.errors.is_empty() {
         eprintln!(
             "note: {} other runbook file(s) have errors; `runbookd check` lists them",

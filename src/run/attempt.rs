@@ -171,9 +171,10 @@ pub async fn run(
         let _ = host.flush().await;
         ctx.steps
             .insert(step.name.as_str().into(), value.unwrap_or(Dynamic::UNIT));
+        // The last step's value is the run's output (null when it did not give one).
+        output = json;
         match status {
-            RunStatus::Succeeded => output = json,
-            RunStatus::Skipped => {}
+            RunStatus::Succeeded | RunStatus::Skipped => {}
             RunStatus::Failed | RunStatus::TimedOut if step.continue_on_error && !fatal => {
                 host.note(
                     LogLevel::Warn,

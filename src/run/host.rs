@@ -144,7 +144,7 @@ impl RunHost {
 
     fn check_key(key: &str) -> Result<(), String> {
         if key.is_empty() || key.len() > 256 {
-            return Err("a state key is 1 to 256 characters".into());
+            return Err("a state key is 1 to 256 bytes long".into());
         }
         Ok(())
     }

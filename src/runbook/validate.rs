@@ -437,6 +437,14 @@ fn params(specs: &BTreeMap<String, ParamSpec>, ctx: &mut Ctx) -> Vec<ParamDef> {
                 }
             },
         };
+        if spec.required == Some(true) && default.is_some() {
+            ctx.error(
+                Loc::Key(format!("{path}.required")),
+                format!("param {name} has a default, so it is never missing; drop `required: true` or the default"),
+                None,
+            );
+            continue;
+        }
         let required = spec.required.unwrap_or(default.is_none());
         out.push(ParamDef {
             name,

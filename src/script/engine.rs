@@ -134,6 +134,8 @@ impl Sandbox {
             .set_optimization_level(OptimizationLevel::Simple)
             .set_module_resolver(NoRuntimeImports);
         e.disable_symbol("eval");
+        e.register_type_with_name::<super::Timestamp>("timestamp")
+            .register_type_with_name::<super::Span>("duration");
         e
     }
 
@@ -236,9 +238,11 @@ impl Compiler {
     /// Fails with the script's own line and column on a syntax error, an
     /// unknown variable, or a module that cannot be imported.
     pub fn compile(&self, source: &str, origin: &str) -> Result<CompiledScript, CompileError> {
+        // Declared as variables, not constants: the optimiser would fold a
+        // constant `()` into the script. At run time they are constants.
         let mut scope = Scope::new();
         for name in super::CONTEXT_VARIABLES {
-            scope.push_constant(*name, ());
+            scope.push(*name, ());
         }
         match self.engine.compile_into_self_contained(&scope, source) {
             Ok(ast) => Ok(CompiledScript {

@@ -1,0 +1,139 @@
+//! A real `runbookd serve` process on a deployment, with its output collected
+//! and waits that poll the database until a condition holds or a deadline passes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runbookd::store::{Access, RunFilter, RunRow};
+
+use super::Deployment;
+
+pub struct Daemon {
+    pub child: Child,
+    pub output: Arc<Mutex<Vec<String>>>,
+    db: String,
+}
+
+impl Daemon {
+    /// Start `runbookd serve` in the deployment and wait until it serves.
+    pub fn start(d: &Deployment, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbookd"));
+        cmd.arg("serve").current_dir(d.path()).env("TZ", "UTC").env("RUST_LOG", "info,tokio_cron_scheduler=warn,sqlx=warn");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RUNBOOKD_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runbookd serve starts");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let out = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    out.lock().unwrap().push(line);
+                }
+            });
+        }
+        let daemon = Daemon { child, output, db: format!("sqlite://{}", d.db().display()) };
+        daemon.wait_for_line("serving", Duration::from_secs(20));
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything printed so far, stdout and stderr interleaved.
+    pub fn text(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    /// Wait until a printed line contains `needle`; panics with the output after `limit`.
+    pub fn wait_for_line(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.output.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no line with {needle:?} within {limit:?}; output:\n{}", self.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lines printed after the first `n` lines.
+    pub fn lines_since(&self, n: usize) -> Vec<String> {
+        self.output.lock().unwrap().iter().skip(n).cloned().collect()
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.output.lock().unwrap().len()
+    }
+
+    /// Send a signal by name (TERM, KILL, HUP).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Wait for the process to exit; returns its exit code and how long it took.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), start.elapsed());
+            }
+            assert!(start.elapsed() < limit, "daemon did not exit within {limit:?}; output:\n{}", self.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// All recorded runs, oldest first, read from the database as a reader.
+    pub fn runs(&self) -> Vec<RunRow> {
+        read_runs(&self.db)
+    }
+
+    /// Poll the runs until `cond` holds; panics with them after `limit`.
+    pub fn wait_runs(&self, what: &str, limit: Duration, cond: impl Fn(&[RunRow]) -> bool) -> Vec<RunRow> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let runs = self.runs();
+            if cond(&runs) {
+                return runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {limit:?}; runs: {:#?}\noutput:\n{}",
+                runs.iter().map(|r| (r.id, &r.runbook, r.status, r.scheduled_at)).collect::<Vec<_>>(),
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Read every run of a database, oldest first (empty while it does not exist).
+pub fn read_runs(db: &str) -> Vec<RunRow> {
+    let path = runbookd::store::sqlite_path(db);
+    if !path.exists() {
+        return Vec::new();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let Ok(store) = runbookd::store::open(db, Access::Read).await else { return Vec::new() };
+        let mut runs = store.list_runs(&RunFilter { limit: 100_000, ..Default::default() }).await.unwrap_or_default();
+        runs.reverse();
+        runs
+    })
+}
