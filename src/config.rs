@@ -172,7 +172,8 @@ impl Config {
         }
         let at = |k: &str, e: String| format!("{}: {k}: {e}", path.display());
         if let Some(d) = f.shutdown_grace {
-            self.shutdown_grace = crate::duration::parse(&d).map_err(|e| at("shutdown_grace", e))?;
+            self.shutdown_grace =
+                crate::duration::parse(&d).map_err(|e| at("shutdown_grace", e))?;
         }
         if let Some(d) = f.retention {
             self.retention = crate::duration::parse(&d).map_err(|e| at("retention", e))?;
@@ -207,10 +208,12 @@ impl Config {
             self.secrets_file = Some(v.into());
         }
         if let Some(v) = var("RUNBOOKD_SHUTDOWN_GRACE") {
-            self.shutdown_grace = crate::duration::parse(&v).map_err(|e| format!("RUNBOOKD_SHUTDOWN_GRACE: {e}"))?;
+            self.shutdown_grace =
+                crate::duration::parse(&v).map_err(|e| format!("RUNBOOKD_SHUTDOWN_GRACE: {e}"))?;
         }
         if let Some(v) = var("RUNBOOKD_RETENTION") {
-            self.retention = crate::duration::parse(&v).map_err(|e| format!("RUNBOOKD_RETENTION: {e}"))?;
+            self.retention =
+                crate::duration::parse(&v).map_err(|e| format!("RUNBOOKD_RETENTION: {e}"))?;
         }
         Ok(())
     }

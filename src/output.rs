@@ -25,7 +25,10 @@ pub fn local_time(t: DateTime<Utc>) -> String {
 
 /// A coming instant for people: local time, and UTC when that differs.
 pub fn when(t: DateTime<Utc>) -> String {
-    let local = t.with_timezone(&local_zone()).format("%Y-%m-%d %H:%M:%S %Z").to_string();
+    let local = t
+        .with_timezone(&local_zone())
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string();
     if local.ends_with(" UTC") {
         local
     } else {

@@ -294,3 +294,109 @@ fn config_file_and_environment_layer_over_defaults() {
         ran.stderr
     );
 }
+
+#[test]
+fn next_previews_fire_times_across_a_dst_change() {
+    let d = Deployment::new();
+    d.runbook("nightly.yaml", "triggers:\n  - cron: \"30 2 * * *\"\n    timezone: America/New_York\n  - manual\nrun: '1'\n");
+    d.runbook(
+        "off.yaml",
+        "enabled: false\ntriggers:\n  - every: 1h\nrun: '1'\n",
+    );
+    let ran = d.cli_env(
+        &[
+            "next",
+            "nightly",
+            "--from",
+            "2026-03-07T00:00:00Z",
+            "--count",
+            "3",
+        ],
+        &[("TZ", "Europe/Berlin")],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        ran.stdout,
+        "nightly  cron 30 2 * * * (America/New_York)\n\
+         \x20 Sat 2026-03-07 02:30:00 EST   2026-03-07 07:30:00 UTC  (here 08:30 CET)\n\
+         \x20 Sun 2026-03-08 03:00:00 EDT   2026-03-08 07:00:00 UTC  (here 08:00 CET)\n\
+         \x20 Mon 2026-03-09 02:30:00 EDT   2026-03-09 06:30:00 UTC  (here 07:30 CET)\n"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &d.cli(&[
+            "next",
+            "--json",
+            "--count",
+            "1",
+            "--from",
+            "2026-01-01T00:30:00Z",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(json[0]["runbook"], "nightly");
+    assert_eq!(json[0]["next"], serde_json::json!(["2026-01-01T07:30:00Z"]));
+    assert_eq!(
+        (json[1]["runbook"].as_str(), json[1]["enabled"].as_bool()),
+        (Some("off"), Some(false))
+    );
+    let bad = d.cli(&["next", "nightlly"]);
+    assert_eq!(
+        (bad.code, bad.stderr.as_str()),
+        (
+            2,
+            "error: there is no runbook named \"nightlly\"\nhint: did you mean \"nightly\"?\n"
+        )
+    );
+}
+
+#[test]
+fn runbooks_lists_health_and_load_errors_and_prune_applies_retention() {
+    let d = deployment();
+    d.runbook(
+        "watched.yaml",
+        "triggers:\n  - every: 1h\nexpect: { success_within: 1h }\nrun: fail(\"down\")\n",
+    );
+    assert_eq!(d.cli(&["run", "greet"]).code, 0);
+    assert_eq!(d.cli(&["run", "watched"]).code, 1);
+    d.runbook("zbroken.yaml", "run: 'nope'\n");
+    let ran = d.cli(&["runbooks"]);
+    assert_eq!(ran.code, 1, "a load error makes the listing fail");
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME     NEXT"), "{}", ran.stdout);
+    assert!(
+        lines.iter().any(|l| l.starts_with("broken   -")
+            && l.contains("never ran")
+            && l.ends_with("manual")),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("greet") && l.contains("succeeded (run 1)")),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("watched")
+            && l.contains("failed (run 2); overdue: no success in 1h")
+            && l.ends_with("every 1h")),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains(
+        "failed: runbooks/zbroken.yaml:1:7: script does not compile: Undefined variable: nope\n"
+    ));
+
+    let ran = d.cli(&["prune", "--older-than", "1d"]);
+    assert_eq!(ran.code, 0);
+    assert!(
+        ran.stdout.starts_with("pruned 0 run(s) created before "),
+        "{}",
+        ran.stdout
+    );
+    let ran = d.cli(&["prune", "--older-than", "0s"]);
+    assert!(ran.stdout.starts_with("pruned 2 run(s)"), "{}", ran.stdout);
+    assert_eq!(d.cli(&["runs", "--json"]).stdout.trim(), "[]");
+}

@@ -15,7 +15,10 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// A script that waits `secs` without blocking the engine's limits: it polls
 /// state (a store read) until its time is up.
 fn busy(secs: f64) -> String {
-    format!("let end = now() + duration(\"{}ms\");\n      while now() < end {{ state::get(\"tick\"); }}\n", (secs * 1000.0) as u64)
+    format!(
+        "let end = now() + duration(\"{}ms\");\n      while now() < end {{ state::get(\"tick\"); }}\n",
+        (secs * 1000.0) as u64
+    )
 }
 
 fn of<'a>(runs: &'a [RunRow], runbook: &str) -> Vec<&'a RunRow> {
@@ -25,56 +28,108 @@ fn of<'a>(runs: &'a [RunRow], runbook: &str) -> Vec<&'a RunRow> {
 #[test]
 fn an_every_second_schedule_makes_exactly_one_run_per_slot() {
     let d = Deployment::new();
-    d.runbook("tick.yaml", "triggers:\n  - every: 1s\nrun: trigger.scheduled_at\n");
+    d.runbook(
+        "tick.yaml",
+        "triggers:\n  - every: 1s\nrun: trigger.scheduled_at\n",
+    );
     let mut daemon = Daemon::start(&d, &[]);
-    let runs = daemon.wait_runs("five ticks", LIMIT, |r| r.iter().filter(|r| r.status == RunStatus::Succeeded).count() >= 5);
+    daemon.wait_runs("five ticks", LIMIT, |r| {
+        r.iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count()
+            >= 5
+    });
     daemon.signal("TERM");
     let (code, _) = daemon.wait_exit(LIMIT);
     assert_eq!(code, Some(0));
     let runs = daemon.runs();
     assert!(runs.len() >= 5);
-    let slots: Vec<_> = runs.iter().map(|r| r.scheduled_at.expect("a scheduled run has its slot")).collect();
-    assert_eq!(slots.iter().collect::<HashSet<_>>().len(), slots.len(), "a slot ran twice: {slots:?}");
+    let slots: Vec<_> = runs
+        .iter()
+        .map(|r| r.scheduled_at.expect("a scheduled run has its slot"))
+        .collect();
+    assert_eq!(
+        slots.iter().collect::<HashSet<_>>().len(),
+        slots.len(),
+        "a slot ran twice: {slots:?}"
+    );
     for w in slots.windows(2) {
-        assert_eq!(w[1] - w[0], chrono::TimeDelta::seconds(1), "a slot was skipped or doubled: {slots:?}");
+        assert_eq!(
+            w[1] - w[0],
+            chrono::TimeDelta::seconds(1),
+            "a slot was skipped or doubled: {slots:?}"
+        );
     }
     for r in &runs {
         let slot = r.scheduled_at.unwrap();
-        assert_eq!(slot.timestamp_subsec_millis(), 0, "slots are aligned to whole seconds");
-        assert_eq!((r.trigger_kind.as_str(), r.trigger_key.as_deref()), ("every", Some("every 1s")));
+        assert_eq!(
+            slot.timestamp_subsec_millis(),
+            0,
+            "slots are aligned to whole seconds"
+        );
+        assert_eq!(
+            (r.trigger_kind.as_str(), r.trigger_key.as_deref()),
+            ("every", Some("every 1s"))
+        );
         if r.status == RunStatus::Succeeded {
             // The script saw its own slot.
-            assert_eq!(r.output, Some(serde_json::json!(slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))));
+            assert_eq!(
+                r.output,
+                Some(serde_json::json!(
+                    slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ))
+            );
         }
     }
-    assert!(!runs.is_empty() && runs.len() >= 5, "{runs:?}");
-    drop(runs);
 }
 
 #[test]
 fn forbid_records_overlapping_slots_as_skipped() {
     let d = Deployment::new();
-    d.runbook("slow.yaml", &format!("triggers:\n  - every: 1s\nrun: |\n      {}      \"done\"\n", busy(2.5)));
+    d.runbook(
+        "slow.yaml",
+        &format!(
+            "triggers:\n  - every: 1s\nrun: |\n      {}      \"done\"\n",
+            busy(2.5)
+        ),
+    );
     let daemon = Daemon::start(&d, &[]);
     let runs = daemon.wait_runs("a skipped slot after a finished run", LIMIT, |r| {
-        r.iter().any(|r| r.status == RunStatus::Skipped) && r.iter().any(|r| r.status == RunStatus::Succeeded)
+        r.iter().any(|r| r.status == RunStatus::Skipped)
+            && r.iter().any(|r| r.status == RunStatus::Succeeded)
     });
-    let done: Vec<_> = runs.iter().filter(|r| r.status == RunStatus::Succeeded).collect();
-    let skipped: Vec<_> = runs.iter().filter(|r| r.status == RunStatus::Skipped).collect();
+    let done: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Succeeded)
+        .collect();
+    let skipped: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Skipped)
+        .collect();
     // Every skipped slot came while the first run was active.
     let first = done[0];
     for s in &skipped {
         let slot = s.scheduled_at.unwrap();
-        assert!(slot > first.scheduled_at.unwrap(), "{slot} before the active run's slot");
+        assert!(
+            slot > first.scheduled_at.unwrap(),
+            "{slot} before the active run's slot"
+        );
         assert!(s.started_at.is_none() && s.finished_at.is_some());
     }
     // Runs never overlapped.
-    let mut spans: Vec<_> = runs.iter().filter_map(|r| Some((r.started_at?, r.finished_at?))).collect();
+    let mut spans: Vec<_> = runs
+        .iter()
+        .filter_map(|r| Some((r.started_at?, r.finished_at?)))
+        .collect();
     spans.sort();
     for w in spans.windows(2) {
         assert!(w[1].0 >= w[0].1, "two runs overlapped: {w:?}");
     }
-    assert!(daemon.text().contains("slot skipped: the previous run is still active (concurrency: forbid)"));
+    assert!(
+        daemon
+            .text()
+            .contains("slot skipped: the previous run is still active (concurrency: forbid)")
+    );
 }
 
 #[test]
@@ -88,74 +143,281 @@ fn a_killed_daemon_leaves_no_run_running_and_the_run_is_retried() {
         ),
     );
     let mut daemon = Daemon::start(&d, &[]);
-    let runs = daemon.wait_runs("a running tick", LIMIT, |r| r.iter().any(|r| r.runbook == "tick" && r.status == RunStatus::Running));
-    let victim = of(&runs, "tick").into_iter().find(|r| r.status == RunStatus::Running).unwrap().id;
+    let runs = daemon.wait_runs("a running tick", LIMIT, |r| {
+        r.iter()
+            .any(|r| r.runbook == "tick" && r.status == RunStatus::Running)
+    });
+    let victim = of(&runs, "tick")
+        .into_iter()
+        .find(|r| r.status == RunStatus::Running)
+        .unwrap()
+        .id;
     daemon.signal("KILL");
     daemon.wait_exit(LIMIT);
-    assert_eq!(daemon.runs().iter().find(|r| r.id == victim).unwrap().status, RunStatus::Running, "the record still says running");
+    assert_eq!(
+        daemon
+            .runs()
+            .iter()
+            .find(|r| r.id == victim)
+            .unwrap()
+            .status,
+        RunStatus::Running,
+        "the record still says running"
+    );
 
     let daemon = Daemon::start(&d, &[]);
     assert!(daemon.text().contains("recovered"), "{}", daemon.text());
     daemon.wait_runs("the interrupted run retried to success", LIMIT, |r| {
-        r.iter().any(|r| r.id == victim && r.status == RunStatus::Succeeded)
+        r.iter()
+            .any(|r| r.id == victim && r.status == RunStatus::Succeeded)
     });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let detail = rt.block_on(async {
-        let store = runbookd::store::open(&format!("sqlite://{}", d.db().display()), runbookd::store::Access::Read).await.unwrap();
+        let store = runbookd::store::open(
+            &format!("sqlite://{}", d.db().display()),
+            runbookd::store::Access::Read,
+        )
+        .await
+        .unwrap();
         store.run_detail(victim).await.unwrap().unwrap()
     });
-    let attempts: Vec<_> = detail.attempts.iter().map(|a| (a.attempt, a.status)).collect();
-    assert_eq!(attempts, [(1, RunStatus::Interrupted), (2, RunStatus::Succeeded)]);
+    let attempts: Vec<_> = detail
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.status))
+        .collect();
+    assert_eq!(
+        attempts,
+        [(1, RunStatus::Interrupted), (2, RunStatus::Succeeded)]
+    );
 }
 
 #[test]
 fn sigterm_lets_runs_finish_within_the_grace_then_interrupts() {
     let d = Deployment::new();
-    d.runbook("long.yaml", &format!("triggers:\n  - every: 1s\nrun: |\n      {}      \"finished\"\n", busy(60.0)));
+    d.runbook(
+        "long.yaml",
+        &format!(
+            "triggers:\n  - every: 1s\nrun: |\n      {}      \"finished\"\n",
+            busy(60.0)
+        ),
+    );
     let mut daemon = Daemon::start(&d, &[("RUNBOOKD_SHUTDOWN_GRACE", "1500ms")]);
-    let runs = daemon.wait_runs("a running run", LIMIT, |r| r.iter().any(|r| r.status == RunStatus::Running));
-    let id = runs.iter().find(|r| r.status == RunStatus::Running).unwrap().id;
+    let runs = daemon.wait_runs("a running run", LIMIT, |r| {
+        r.iter().any(|r| r.status == RunStatus::Running)
+    });
+    let id = runs
+        .iter()
+        .find(|r| r.status == RunStatus::Running)
+        .unwrap()
+        .id;
     daemon.signal("TERM");
     let (code, took) = daemon.wait_exit(LIMIT);
     assert_eq!(code, Some(0));
-    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(6), "exited after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+        "exited after {took:?}"
+    );
     let runs = daemon.runs();
     let run = runs.iter().find(|r| r.id == id).unwrap();
     assert_eq!(run.status, RunStatus::Interrupted, "{run:?}");
     assert!(runs.iter().all(|r| r.status != RunStatus::Running));
-    assert!(daemon.text().contains("shutting down: waiting up to 1s 500ms for 1 running run(s)"), "{}", daemon.text());
+    assert!(
+        daemon
+            .text()
+            .contains("shutting down: waiting up to 1s 500ms for 1 running run(s)"),
+        "{}",
+        daemon.text()
+    );
 }
 
 #[test]
 fn an_invalid_edit_keeps_the_last_good_version_and_a_deleted_runbook_stops() {
     let d = Deployment::new();
-    d.runbook("versioned.yaml", "triggers:\n  - every: 1s\nrun: '\"v1\"'\n");
+    d.runbook(
+        "versioned.yaml",
+        "triggers:\n  - every: 1s\nrun: '\"v1\"'\n",
+    );
     d.runbook("clock.yaml", "triggers:\n  - every: 1s\nrun: '1'\n");
     let daemon = Daemon::start(&d, &[]);
-    let with = |out: &'static str| move |r: &[RunRow]| r.iter().any(|r| r.output == Some(serde_json::json!(out)));
+    let with = |out: &'static str| {
+        move |r: &[RunRow]| r.iter().any(|r| r.output == Some(serde_json::json!(out)))
+    };
     daemon.wait_runs("v1 runs", LIMIT, with("v1"));
 
     let mark = daemon.line_count();
     d.runbook("versioned.yaml", "triggers:\n  - every: 1s\nrun: '\"v2\"\n");
-    daemon.wait_for_line("its file has errors; the last good version keeps running", LIMIT);
-    assert!(daemon.lines_since(mark).iter().any(|l| l.contains("runbooks/versioned.yaml:3:6")), "{}", daemon.text());
+    daemon.wait_for_line(
+        "its file has errors; the last good version keeps running",
+        LIMIT,
+    );
+    assert!(
+        daemon
+            .lines_since(mark)
+            .iter()
+            .any(|l| l.contains("runbooks/versioned.yaml:3:6")),
+        "{}",
+        daemon.text()
+    );
     let before = daemon.runs().iter().map(|r| r.id).max().unwrap();
     let runs = daemon.wait_runs("v1 still runs after the broken edit", LIMIT, |r| {
-        r.iter().filter(|r| r.runbook == "versioned" && r.id > before && r.status == RunStatus::Succeeded).count() >= 2
+        r.iter()
+            .filter(|r| {
+                r.runbook == "versioned" && r.id > before && r.status == RunStatus::Succeeded
+            })
+            .count()
+            >= 2
     });
-    assert!(of(&runs, "versioned").iter().filter(|r| r.id > before && r.status == RunStatus::Succeeded).all(|r| r.output == Some(serde_json::json!("v1"))));
+    assert!(
+        of(&runs, "versioned")
+            .iter()
+            .filter(|r| r.id > before && r.status == RunStatus::Succeeded)
+            .all(|r| r.output == Some(serde_json::json!("v1")))
+    );
 
-    d.runbook("versioned.yaml", "triggers:\n  - every: 1s\nrun: '\"v2\"'\n");
+    d.runbook(
+        "versioned.yaml",
+        "triggers:\n  - every: 1s\nrun: '\"v2\"'\n",
+    );
     daemon.wait_runs("v2 runs after the fix", LIMIT, with("v2"));
 
     std::fs::remove_file(d.runbooks().join("versioned.yaml")).unwrap();
     daemon.wait_for_line("removed=[\"versioned\"]", LIMIT);
-    let last = daemon.runs().iter().filter(|r| r.runbook == "versioned").map(|r| r.id).max().unwrap();
+    let last = daemon
+        .runs()
+        .iter()
+        .filter(|r| r.runbook == "versioned")
+        .map(|r| r.id)
+        .max()
+        .unwrap();
     let after = daemon.runs().iter().map(|r| r.id).max().unwrap();
     // Three more slots of the other runbook pass with no new run of the deleted one.
-    let runs = daemon.wait_runs("three more clock runs", LIMIT, |r| r.iter().filter(|r| r.runbook == "clock" && r.id > after).count() >= 3);
-    let newest_versioned = runs.iter().filter(|r| r.runbook == "versioned").map(|r| r.id).max().unwrap();
-    assert!(newest_versioned <= last + 1, "the deleted runbook kept running");
+    let runs = daemon.wait_runs("three more clock runs", LIMIT, |r| {
+        r.iter()
+            .filter(|r| r.runbook == "clock" && r.id > after)
+            .count()
+            >= 3
+    });
+    let newest_versioned = runs
+        .iter()
+        .filter(|r| r.runbook == "versioned")
+        .map(|r| r.id)
+        .max()
+        .unwrap();
+    assert!(
+        newest_versioned <= last + 1,
+        "the deleted runbook kept running"
+    );
     // Its history stays.
     assert!(of(&runs, "versioned").len() >= 3);
+}
+
+#[test]
+fn after_an_outage_the_latest_missed_slot_runs_and_the_others_are_recorded_missed() {
+    let d = Deployment::new();
+    d.runbook(
+        "minutely.yaml",
+        "triggers:\n  - every: 1m\nrun: trigger.scheduled_at\n",
+    );
+    d.runbook(
+        "skipper.yaml",
+        "triggers:\n  - every: 1m\ncatch_up: skip\nrun: '1'\n",
+    );
+    // The previous daemon accounted for slots up to ten minutes ago, then stopped.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outage_start = {
+        let now = chrono::Utc::now();
+        let start = now - chrono::TimeDelta::minutes(10);
+        rt.block_on(async {
+            let store = d.store().await;
+            store
+                .init_mark("minutely", "every 1m", start)
+                .await
+                .unwrap();
+            store.init_mark("skipper", "every 1m", start).await.unwrap();
+        });
+        start
+    };
+    let daemon = Daemon::start(&d, &[]);
+    let runs = daemon.wait_runs("the catch-up run", LIMIT, |r| {
+        r.iter()
+            .any(|r| r.runbook == "minutely" && r.status == RunStatus::Succeeded)
+    });
+    let minutely = of(&runs, "minutely");
+    let missed: Vec<_> = minutely
+        .iter()
+        .filter(|r| r.status == RunStatus::Missed)
+        .collect();
+    let ran: Vec<_> = minutely
+        .iter()
+        .filter(|r| r.status != RunStatus::Missed)
+        .collect();
+    assert_eq!(ran.len(), 1, "{minutely:?}");
+    assert!((9..=10).contains(&missed.len()), "{} missed", missed.len());
+    assert!(missed.iter().all(|m| m.scheduled_at.unwrap() > outage_start && m.scheduled_at < ran[0].scheduled_at));
+    // `skip` runs nothing late: only a slot less than a minute late runs.
+    let skipper = of(&runs, "skipper");
+    let late =
+        |r: &&&RunRow| r.created_at - r.scheduled_at.unwrap() >= chrono::TimeDelta::seconds(60);
+    assert!(
+        skipper
+            .iter()
+            .filter(late)
+            .all(|r| r.status == RunStatus::Missed),
+        "{skipper:?}"
+    );
+    assert!(
+        skipper
+            .iter()
+            .filter(|r| r.status == RunStatus::Missed)
+            .count()
+            >= 9,
+        "{skipper:?}"
+    );
+    assert!(
+        daemon
+            .text()
+            .contains("slots missed while the daemon was not running")
+    );
+}
+
+#[test]
+fn queue_runs_overlapping_slots_one_after_another() {
+    let d = Deployment::new();
+    d.runbook(
+        "queued.yaml",
+        &format!(
+            "triggers:\n  - every: 1s\nconcurrency: queue\nrun: |\n      {}      run.id\n",
+            busy(1.5)
+        ),
+    );
+    let daemon = Daemon::start(&d, &[]);
+    let runs = daemon.wait_runs("three queued runs done", LIMIT, |r| {
+        r.iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count()
+            >= 3
+    });
+    assert!(
+        runs.iter().all(|r| r.status != RunStatus::Skipped),
+        "queue skips nothing"
+    );
+    assert!(
+        runs.iter().any(|r| r.status == RunStatus::Queued),
+        "later slots wait their turn"
+    );
+    let mut spans: Vec<_> = runs
+        .iter()
+        .filter_map(|r| Some((r.started_at?, r.finished_at?)))
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[1].0 >= w[0].1, "two runs overlapped: {w:?}");
+    }
 }

@@ -292,7 +292,13 @@ async fn context_values_are_whole_and_blocking_calls_are_refused() {
     assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.error);
     // The last step was skipped: the run's output is its (empty) value.
     assert_eq!(out.output, Some(serde_json::Value::Null));
-    let detail = h.executor.store().run_detail(out.run_id).await.unwrap().unwrap();
+    let detail = h
+        .executor
+        .store()
+        .run_detail(out.run_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         detail.steps[1].output,
         Some(serde_json::json!({
@@ -309,5 +315,9 @@ async fn context_values_are_whole_and_blocking_calls_are_refused() {
     let out = h.run("sleepy").await;
     assert!(t.elapsed() < Duration::from_secs(1));
     assert_eq!(out.status, RunStatus::Failed);
-    assert!(out.error.unwrap().contains("sleep() is not available in runbooks"));
+    assert!(
+        out.error
+            .unwrap()
+            .contains("sleep() is not available in runbooks")
+    );
 }

@@ -1,9 +1,9 @@
 //! One file per CLI command; `dispatch` is the one `match`.
 
 mod check;
-mod run;
 mod next;
 mod prune;
+mod run;
 mod runbooks;
 mod runs;
 mod serve;

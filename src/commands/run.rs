@@ -7,9 +7,9 @@ use chrono::DateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::output::{clock_time, elapsed};
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::RunArgs;
+use crate::output::{clock_time, elapsed};
 use crate::run::{Clock, Executor, RunEvent, RunRequest, TriggerInfo, bind_cli_params};
 use crate::script::Sandbox;
 use crate::store::{Access, RunStatus, StoreError};
@@ -51,8 +51,12 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
         .hint(hint));
     };
     if !rb.enabled {
-        return Err(Failure::new(Exit::Usage, format!("runbook {} is disabled", rb.name))
-            .hint(format!("set `enabled: true` in {} to run it", rb.path.display())));
+        return Err(
+            Failure::new(Exit::Usage, format!("runbook {} is disabled", rb.name)).hint(format!(
+                "set `enabled: true` in {} to run it",
+                rb.path.display()
+            )),
+        );
     }
     if !loaded.errors.is_empty() {
         eprintln!(
@@ -84,17 +88,29 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
     let store = crate::store::open(&env.config.database, Access::Exclusive).await?;
     let executor = Executor::new(store, sandbox, env.secrets.clone(), env.config.timezone, 1);
     // This process holds the database: runs left `running` belong to a process that died.
-    let stuck = executor.store().recover_interrupted(chrono::Utc::now()).await?;
+    let stuck = executor
+        .store()
+        .recover_interrupted(chrono::Utc::now())
+        .await?;
     if !stuck.is_empty() {
-        eprintln!("note: {} run(s) left running by a stopped process are now marked interrupted", stuck.len());
+        eprintln!(
+            "note: {} run(s) left running by a stopped process are now marked interrupted",
+            stuck.len()
+        );
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut req = RunRequest::new(rb.clone(), TriggerInfo::manual(), params, &CancellationToken::new());
+    let mut req = RunRequest::new(
+        rb.clone(),
+        TriggerInfo::manual(),
+        params,
+        &CancellationToken::new(),
+    );
     req.clock = clock;
     req.events = (!args.json).then_some(tx);
     let cancel = req.cancel.clone();
     let run_id = executor.submit(&req).await.map_err(|e| match e {
-        StoreError::Conflict(m) => Failure::new(Exit::Failed, m).hint("`runbookd runs --status queued` and `--status running` show it"),
+        StoreError::Conflict(m) => Failure::new(Exit::Failed, m)
+            .hint("`runbookd runs --status queued` and `--status running` show it"),
         other => other.into(),
     })?;
     if !args.json {

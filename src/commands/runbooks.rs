@@ -34,12 +34,16 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
             Some(s) => s.last_run(&rb.name).await?,
             None => (None, None),
         };
-        let overdue = rb.success_within.and_then(|w| chrono::TimeDelta::from_std(w).ok()).is_some_and(|w| {
-            last_ok.is_none_or(|ok| now - ok > w) && last.is_some()
-        });
+        let overdue = rb
+            .success_within
+            .and_then(|w| chrono::TimeDelta::from_std(w).ok())
+            .is_some_and(|w| last_ok.is_none_or(|ok| now - ok > w) && last.is_some());
         let health = match (rb.enabled, overdue) {
             (false, _) => "disabled".to_string(),
-            (true, true) => format!("overdue: no success in {}", crate::duration::spec(rb.success_within.unwrap_or_default())),
+            (true, true) => format!(
+                "overdue: no success in {}",
+                crate::duration::spec(rb.success_within.unwrap_or_default())
+            ),
             (true, false) => "ok".to_string(),
         };
         rows.push((rb.clone(), next, last, health));
@@ -57,8 +61,16 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
             })
             .collect();
         let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"runbooks": v, "errors": errors})).expect("json"));
-        return Ok(if errors.is_empty() { Exit::Ok } else { Exit::Failed });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"runbooks": v, "errors": errors}))
+                .expect("json")
+        );
+        return Ok(if errors.is_empty() {
+            Exit::Ok
+        } else {
+            Exit::Failed
+        });
     }
     let mut table = Table::new(vec!["NAME", "NEXT", "LAST", "TRIGGERS"]);
     for (rb, next, last, health) in &rows {
@@ -66,9 +78,23 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
             None => "never ran".to_string(),
             Some(r) => format!("{} (run {})", r.status, r.id),
         };
-        let last = if health == "ok" { last } else { format!("{last}; {health}") };
-        let triggers = rb.triggers.iter().map(|t| t.describe()).collect::<Vec<_>>().join(", ");
-        table.row(vec![rb.name.clone(), next.map(local_time).unwrap_or_else(|| "-".into()), last, triggers]);
+        let last = if health == "ok" {
+            last
+        } else {
+            format!("{last}; {health}")
+        };
+        let triggers = rb
+            .triggers
+            .iter()
+            .map(|t| t.describe())
+            .collect::<Vec<_>>()
+            .join(", ");
+        table.row(vec![
+            rb.name.clone(),
+            next.map(local_time).unwrap_or_else(|| "-".into()),
+            last,
+            triggers,
+        ]);
     }
     if rows.is_empty() {
         println!("no runbooks loaded from {}", env.config.runbooks.display());
@@ -78,5 +104,9 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
     for e in &loaded.errors {
         println!("failed: {e}");
     }
-    Ok(if loaded.errors.is_empty() { Exit::Ok } else { Exit::Failed })
+    Ok(if loaded.errors.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    })
 }

@@ -1,8 +1,8 @@
 //! `runbookd runs`: recorded runs, newest first.
 
-use crate::output::{Table, elapsed, local_time};
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::RunsArgs;
+use crate::output::{Table, elapsed, local_time};
 use crate::store::{Access, RunFilter, RunStatus, sqlite_path};
 
 pub async fn run(env: &Env, args: RunsArgs) -> Outcome {

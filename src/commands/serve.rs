@@ -8,11 +8,17 @@ use crate::daemon::{Options, serve};
 pub async fn run(env: &Env) -> Outcome {
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(stop.clone()));
-    let opts = Options { config: env.config.clone(), secrets: env.secrets.clone(), stop };
-    serve(opts).await.map_err(|e| match e.downcast::<crate::store::StoreError>() {
-        Ok(store) => Failure::from(store),
-        Err(other) => Failure::new(Exit::Unavailable, format!("{other:#}")),
-    })?;
+    let opts = Options {
+        config: env.config.clone(),
+        secrets: env.secrets.clone(),
+        stop,
+    };
+    serve(opts)
+        .await
+        .map_err(|e| match e.downcast::<crate::store::StoreError>() {
+            Ok(store) => Failure::from(store),
+            Err(other) => Failure::new(Exit::Unavailable, format!("{other:#}")),
+        })?;
     Ok(Exit::Ok)
 }
 
@@ -20,7 +26,10 @@ pub async fn run(env: &Env) -> Outcome {
 /// exits at once.
 async fn watch_signals(stop: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot listen for SIGTERM/SIGINT");
         return;
     };

@@ -1,8 +1,8 @@
 //! `runbookd show RUN_ID`: one run in full.
 
-use crate::output::{clock_time, elapsed, local_time};
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::ShowArgs;
+use crate::output::{clock_time, elapsed, local_time};
 use crate::store::{Access, RunDetail, sqlite_path};
 
 pub async fn run(env: &Env, args: ShowArgs) -> Outcome {

@@ -51,7 +51,11 @@ struct Parts {
 /// process holds it) or the scheduler cannot start; once serving, problems
 /// are logged and the daemon goes on.
 pub async fn serve(opts: Options) -> anyhow::Result<()> {
-    let Options { config, secrets, stop } = opts;
+    let Options {
+        config,
+        secrets,
+        stop,
+    } = opts;
     let store = crate::store::open(&config.database, Access::Exclusive).await?;
     let sandbox = Sandbox::new(Limits::default());
     let secret_source = secrets.clone();
@@ -62,24 +66,45 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
         secret_is_set: Box::new(move |n| secret_source.get(n).is_some()),
     };
     let registry = Arc::new(RwLock::new(Registry::default()));
-    registry.write().expect("registry lock").apply(loader.load(std::slice::from_ref(&config.runbooks)));
+    registry
+        .write()
+        .expect("registry lock")
+        .apply(loader.load(std::slice::from_ref(&config.runbooks)));
 
     let intake = CancellationToken::new();
     let interrupt = CancellationToken::new();
-    let executor = Arc::new(Executor::new(store.clone(), sandbox, secrets, config.timezone, config.workers));
+    let executor = Arc::new(Executor::new(
+        store.clone(),
+        sandbox,
+        secrets,
+        config.timezone,
+        config.workers,
+    ));
     let lookup_registry = registry.clone();
-    let lookup = Arc::new(move |name: &str| lookup_registry.read().expect("registry lock").get(name));
+    let lookup =
+        Arc::new(move |name: &str| lookup_registry.read().expect("registry lock").get(name));
     let dispatcher = Dispatcher::new(executor, lookup, intake.clone(), interrupt.clone());
     let (stuck, retried) = dispatcher.recover().await?;
     if stuck > 0 {
-        tracing::warn!(interrupted = stuck, retried, "runs left running by a stopped process were marked interrupted");
+        tracing::warn!(
+            interrupted = stuck,
+            retried,
+            "runs left running by a stopped process were marked interrupted"
+        );
     }
     let (scheduler, handle) = Scheduler::new(store.clone(), dispatcher.clone()).await?;
     let tasks = TaskTracker::new();
     tasks.spawn(scheduler.run(intake.clone()));
     handle.set_runbooks(registry.read().expect("registry lock").all());
 
-    let parts = Arc::new(Parts { config, store, loader, registry, dispatcher: dispatcher.clone(), scheduler: handle });
+    let parts = Arc::new(Parts {
+        config,
+        store,
+        loader,
+        registry,
+        dispatcher: dispatcher.clone(),
+        scheduler: handle,
+    });
     print_summary(&parts, stuck, retried);
     dispatcher.pump().await;
 
@@ -99,11 +124,21 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
     stop.cancelled().await;
     let grace = parts.config.shutdown_grace;
     tracing::info!(running = dispatcher.running(), grace = %crate::duration::spec(grace), "shutting down: taking no new work");
-    println!("shutting down: waiting up to {} for {} running run(s)", crate::duration::spec(grace), dispatcher.running());
+    println!(
+        "shutting down: waiting up to {} for {} running run(s)",
+        crate::duration::spec(grace),
+        dispatcher.running()
+    );
     intake.cancel();
     dispatcher.tracker.close();
-    if tokio::time::timeout(grace, dispatcher.tracker.wait()).await.is_err() {
-        tracing::warn!(running = dispatcher.running(), "grace period over: interrupting the runs still going");
+    if tokio::time::timeout(grace, dispatcher.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = dispatcher.running(),
+            "grace period over: interrupting the runs still going"
+        );
         interrupt.cancel();
         let _ = tokio::time::timeout(INTERRUPT_WAIT, dispatcher.tracker.wait()).await;
     }
@@ -122,26 +157,44 @@ fn print_summary(p: &Parts, stuck: usize, retried: usize) {
     out.push_str(&format!(
         "  runbooks   {} loaded, {} failed, from {}\n",
         runbooks.len(),
-        reg.errors.iter().map(|e| &e.path).collect::<std::collections::HashSet<_>>().len(),
+        reg.errors
+            .iter()
+            .map(|e| &e.path)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         p.config.runbooks.display()
     ));
     for e in &reg.errors {
         out.push_str(&format!("    error: {e}\n"));
     }
     if stuck > 0 {
-        out.push_str(&format!("  recovered  {stuck} interrupted run(s), {retried} queued again\n"));
+        out.push_str(&format!(
+            "  recovered  {stuck} interrupted run(s), {retried} queued again\n"
+        ));
     }
     let now = Utc::now();
     let mut lines = Vec::new();
     for rb in runbooks.iter().filter(|r| r.enabled) {
         for t in &rb.triggers {
             if let Some(next) = Schedule::of(t).and_then(|s| upcoming(&s, now, 1).pop()) {
-                lines.push((next, format!("    {:<20} {:<34} {}\n", rb.name, t.describe(), crate::output::when(next))));
+                lines.push((
+                    next,
+                    format!(
+                        "    {:<20} {:<34} {}\n",
+                        rb.name,
+                        t.describe(),
+                        crate::output::when(next)
+                    ),
+                ));
             }
         }
     }
     lines.sort();
-    out.push_str(if lines.is_empty() { "  schedules  none\n" } else { "  next fire times:\n" });
+    out.push_str(if lines.is_empty() {
+        "  schedules  none\n"
+    } else {
+        "  next fire times:\n"
+    });
     for (_, l) in lines {
         out.push_str(&l);
     }
@@ -206,7 +259,9 @@ async fn housekeeping(p: Arc<Parts>, stop: CancellationToken) {
         let now = Utc::now();
         if last_prune.is_none_or(|t| now - t > chrono::TimeDelta::hours(6)) {
             last_prune = Some(now);
-            let cutoff = now - chrono::TimeDelta::from_std(p.config.retention).unwrap_or(chrono::TimeDelta::days(90));
+            let cutoff = now
+                - chrono::TimeDelta::from_std(p.config.retention)
+                    .unwrap_or(chrono::TimeDelta::days(90));
             match p.store.prune(cutoff).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(runs = n, "pruned runs older than the retention period"),
@@ -215,7 +270,12 @@ async fn housekeeping(p: Arc<Parts>, stop: CancellationToken) {
         }
         let runbooks = p.registry.read().expect("registry lock").all();
         for rb in runbooks.iter().filter(|r| r.enabled) {
-            let Some(within) = rb.success_within.and_then(|d| chrono::TimeDelta::from_std(d).ok()) else { continue };
+            let Some(within) = rb
+                .success_within
+                .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+            else {
+                continue;
+            };
             let last = p.store.last_run(&rb.name).await.ok().and_then(|(_, ok)| ok);
             let since = last.unwrap_or(started);
             if now - since > within && warned.get(&rb.name).is_none_or(|w| now - *w > within) {

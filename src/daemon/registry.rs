@@ -50,7 +50,9 @@ impl Registry {
         for rb in loaded.runbooks {
             match self.runbooks.get(&rb.name) {
                 None => changes.added.push(rb.name.clone()),
-                Some(old) if old.version.hash != rb.version.hash => changes.changed.push(rb.name.clone()),
+                Some(old) if old.version.hash != rb.version.hash => {
+                    changes.changed.push(rb.name.clone())
+                }
                 Some(_) => {}
             }
             by_path.insert(rb.path.clone(), rb.name.clone());
@@ -71,7 +73,12 @@ impl Registry {
                 changes.removed.push(name.clone());
             }
         }
-        for list in [&mut changes.added, &mut changes.changed, &mut changes.removed, &mut changes.kept] {
+        for list in [
+            &mut changes.added,
+            &mut changes.changed,
+            &mut changes.removed,
+            &mut changes.kept,
+        ] {
             list.sort();
         }
         self.runbooks = runbooks;

@@ -21,7 +21,10 @@ pub struct Watch {
 /// reload request on `tx` (a full channel means a reload is already pending).
 ///
 /// Fails when the system's file watching cannot start.
-pub fn start(dirs: &[PathBuf], tx: mpsc::Sender<()>) -> notify_debouncer_full::notify::Result<Watch> {
+pub fn start(
+    dirs: &[PathBuf],
+    tx: mpsc::Sender<()>,
+) -> notify_debouncer_full::notify::Result<Watch> {
     let mut debouncer = new_debouncer(QUIET, None, move |res: DebounceEventResult| match res {
         Ok(events) if !events.is_empty() => {
             let _ = tx.try_send(());
@@ -37,5 +40,7 @@ pub fn start(dirs: &[PathBuf], tx: mpsc::Sender<()>) -> notify_debouncer_full::n
     for dir in dirs.iter().filter(|d| d.is_dir()) {
         debouncer.watch(dir, RecursiveMode::Recursive)?;
     }
-    Ok(Watch { _debouncer: debouncer })
+    Ok(Watch {
+        _debouncer: debouncer,
+    })
 }

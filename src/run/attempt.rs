@@ -152,7 +152,11 @@ pub async fn run(
             position: position as u32,
             name: step.name.clone(),
             // A step stopped by shutdown was cancelled; the run is what is interrupted.
-            status: if status == RunStatus::Interrupted { RunStatus::Cancelled } else { status },
+            status: if status == RunStatus::Interrupted {
+                RunStatus::Cancelled
+            } else {
+                status
+            },
             started_at: started,
             finished_at: Utc::now(),
             output: json.clone(),

@@ -34,7 +34,12 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(executor: Arc<Executor>, lookup: Lookup, intake: CancellationToken, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        executor: Arc<Executor>,
+        lookup: Lookup,
+        intake: CancellationToken,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me| Dispatcher {
             executor,
             lookup,
@@ -132,7 +137,10 @@ impl Dispatcher {
         if row.version_hash != rb.version.hash {
             tracing::info!(run.id = row.id, runbook = %rb.name, "the runbook changed since this run was queued; running the current version");
         }
-        self.running.lock().expect("running lock").insert(row.id, (rb.name.clone(), req.cancel.clone()));
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(row.id, (rb.name.clone(), req.cancel.clone()));
         let me = self.me.clone();
         let id = row.id;
         self.tracker.spawn(async move {
@@ -151,7 +159,9 @@ impl Dispatcher {
         let stuck = store.recover_interrupted(chrono::Utc::now()).await?;
         let mut retried = 0;
         for row in &stuck {
-            let Some(rb) = (self.lookup)(&row.runbook) else { continue };
+            let Some(rb) = (self.lookup)(&row.runbook) else {
+                continue;
+            };
             if row.attempts < rb.retry.attempts {
                 let key = (rb.concurrency != Concurrency::Allow).then_some(rb.name.as_str());
                 if store.requeue(row.id, key).await? {

@@ -19,8 +19,8 @@ use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-pub use host::{Clock, MAX_LOG_LINES};
 pub use dispatch::Dispatcher;
+pub use host::{Clock, MAX_LOG_LINES};
 pub use params::bind_cli_params;
 
 use crate::runbook::{Concurrency, Runbook};
@@ -70,7 +70,12 @@ pub struct RunRequest {
 
 impl RunRequest {
     /// A request to run `runbook` with its default params, cancellable by `interrupt`.
-    pub fn new(runbook: Arc<Runbook>, trigger: TriggerInfo, params: serde_json::Map<String, serde_json::Value>, interrupt: &CancellationToken) -> Self {
+    pub fn new(
+        runbook: Arc<Runbook>,
+        trigger: TriggerInfo,
+        params: serde_json::Map<String, serde_json::Value>,
+        interrupt: &CancellationToken,
+    ) -> Self {
         RunRequest {
             runbook,
             trigger,

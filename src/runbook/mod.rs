@@ -12,5 +12,5 @@ mod yaml_index;
 
 pub use hints::{did_you_mean, timezone as timezone_hint};
 pub use load::{LoadError, Loaded, Loader};
-pub use triggers::parse_cron;
 pub use model::*;
+pub use triggers::parse_cron;

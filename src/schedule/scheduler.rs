@@ -63,11 +63,25 @@ impl Scheduler {
     /// Create the scheduler and its handle.
     ///
     /// Fails when the timer wheel cannot start.
-    pub async fn new(store: Arc<dyn Store>, dispatcher: Arc<Dispatcher>) -> anyhow::Result<(Self, SchedulerHandle)> {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        dispatcher: Arc<Dispatcher>,
+    ) -> anyhow::Result<(Self, SchedulerHandle)> {
         let timers = JobScheduler::new().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = SchedulerHandle { tx: tx.clone() };
-        Ok((Scheduler { store, dispatcher, timers, tx, rx, armed: HashMap::new(), saved: Default::default() }, handle))
+        Ok((
+            Scheduler {
+                store,
+                dispatcher,
+                timers,
+                tx,
+                rx,
+                armed: HashMap::new(),
+                saved: Default::default(),
+            },
+            handle,
+        ))
     }
 
     /// Run until `stop` is cancelled.
@@ -100,7 +114,12 @@ impl Scheduler {
                 }
             }
         }
-        let gone: Vec<TriggerId> = self.armed.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+        let gone: Vec<TriggerId> = self
+            .armed
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
         for id in gone {
             if let Some(a) = self.armed.remove(&id)
                 && let Some(job) = a.job
@@ -114,7 +133,15 @@ impl Scheduler {
                 // Same trigger, perhaps a new version of the runbook: the next slot stands.
                 Some(a) => a.runbook = rb,
                 None => {
-                    self.armed.insert(id.clone(), Armed { runbook: rb, schedule, next: None, job: None });
+                    self.armed.insert(
+                        id.clone(),
+                        Armed {
+                            runbook: rb,
+                            schedule,
+                            next: None,
+                            job: None,
+                        },
+                    );
                     self.fire(&id).await;
                 }
             }
@@ -144,7 +171,11 @@ impl Scheduler {
             Ok(mark) => slots::plan(&a.schedule, mark, now, policy(&rb)),
             Err(e) => {
                 tracing::error!(runbook = %rb.name, error = %e, "could not read the schedule mark; retrying");
-                Plan { next: Some(now + TimeDelta::seconds(5)), mark: now, ..Plan::default() }
+                Plan {
+                    next: Some(now + TimeDelta::seconds(5)),
+                    mark: now,
+                    ..Plan::default()
+                }
             }
         };
         if !plan.run.is_empty() || !plan.missed.is_empty() {
@@ -161,7 +192,9 @@ impl Scheduler {
                 tracing::info!(runbook = %rb.name, "cancelling the active run to replace it (concurrency: replace)");
             }
         }
-        let params = crate::run::bind_cli_params(rb, &[]).map(serde_json::Value::Object).unwrap_or_default();
+        let params = crate::run::bind_cli_params(rb, &[])
+            .map(serde_json::Value::Object)
+            .unwrap_or_default();
         let batch = SlotBatch {
             runbook: rb.name.clone(),
             version_hash: rb.version.hash.clone(),
@@ -214,13 +247,18 @@ impl Scheduler {
     }
 
     async fn arm(&mut self, id: &TriggerId, next: Option<DateTime<Utc>>) {
-        let Some(a) = self.armed.get_mut(id) else { return };
+        let Some(a) = self.armed.get_mut(id) else {
+            return;
+        };
         if let Some(job) = a.job.take() {
             let _ = self.timers.remove(&job).await;
         }
         a.next = next;
         let Some(next) = next else { return };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default().max(Duration::from_millis(10));
+        let wait = (next - Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .max(Duration::from_millis(10));
         let tx = self.tx.clone();
         let fire_id = id.clone();
         let job = Job::new_one_shot_at_instant_async(Instant::now() + wait, move |_, _| {
@@ -233,9 +271,13 @@ impl Scheduler {
         match job {
             Ok(job) => match self.timers.add(job).await {
                 Ok(uuid) => a.job = Some(uuid),
-                Err(e) => tracing::warn!(error = %e, "could not arm a timer; the reconciler will fire it"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not arm a timer; the reconciler will fire it")
+                }
             },
-            Err(e) => tracing::warn!(error = %e, "could not arm a timer; the reconciler will fire it"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not arm a timer; the reconciler will fire it")
+            }
         }
     }
 }

@@ -20,15 +20,22 @@ pub const MAX_LISTED_MISSED: usize = 1000;
 /// The time-based part of a trigger.
 #[derive(Debug, Clone)]
 pub enum Schedule {
-    Cron { cron: croner::Cron, tz: Tz },
+    Cron { cron: Box<croner::Cron>, tz: Tz },
     Every { interval: Duration },
 }
 
 impl Schedule {
     pub fn of(trigger: &Trigger) -> Option<Schedule> {
         match trigger {
-            Trigger::Cron { schedule, timezone, .. } => Some(Schedule::Cron { cron: (**schedule).clone(), tz: *timezone }),
-            Trigger::Every { interval } => Some(Schedule::Every { interval: *interval }),
+            Trigger::Cron {
+                schedule, timezone, ..
+            } => Some(Schedule::Cron {
+                cron: schedule.clone(),
+                tz: *timezone,
+            }),
+            Trigger::Every { interval } => Some(Schedule::Every {
+                interval: *interval,
+            }),
             _ => None,
         }
     }

@@ -103,9 +103,15 @@ pub fn globals() -> Module {
     });
     // The standard package has its own `to_json` for maps, which cannot
     // render timestamps; these more specific ones take its place.
-    reg!(&mut m, "to_json", |v: Dynamic| -> Res<String> { Ok(to_json(&v)?.to_string()) });
-    reg!(&mut m, "to_json", |v: rhai::Map| -> Res<String> { Ok(to_json(&Dynamic::from_map(v))?.to_string()) });
-    reg!(&mut m, "to_json", |v: rhai::Array| -> Res<String> { Ok(to_json(&Dynamic::from_array(v))?.to_string()) });
+    reg!(&mut m, "to_json", |v: Dynamic| -> Res<String> {
+        Ok(to_json(&v)?.to_string())
+    });
+    reg!(&mut m, "to_json", |v: rhai::Map| -> Res<String> {
+        Ok(to_json(&Dynamic::from_map(v))?.to_string())
+    });
+    reg!(&mut m, "to_json", |v: rhai::Array| -> Res<String> {
+        Ok(to_json(&Dynamic::from_array(v))?.to_string())
+    });
     // A sleeping script holds a worker and cannot be stopped by its deadline.
     let no_sleep = || -> Res<()> {
         Err("sleep() is not available in runbooks: a step cannot block its worker; use a schedule, or retry with a delay".into())
@@ -119,11 +125,7 @@ pub fn globals() -> Module {
 /// `log::info/warn/error(msg)`. (`debug` is a Rhai keyword: `debug(msg)` logs at debug level.)
 pub fn log_module() -> Module {
     let mut m = Module::new();
-    for level in [
-        LogLevel::Info,
-        LogLevel::Warn,
-        LogLevel::Error,
-    ] {
+    for level in [LogLevel::Info, LogLevel::Warn, LogLevel::Error] {
         reg!(&mut m, level.as_str(), log_with(level));
     }
     m

@@ -127,7 +127,11 @@ pub fn business_hours(t: Timestamp, tz: &str, hours: &str, days: &str) -> Result
     }
     let now = local.time();
     // Hours like 22:00-06:00 run past midnight; the day is the one they start on.
-    let within = if from <= to { now >= from && now < to } else { now >= from || now < to };
+    let within = if from <= to {
+        now >= from && now < to
+    } else {
+        now >= from || now < to
+    };
     Ok(on_day && within)
 }
 

@@ -102,9 +102,18 @@ pub trait Store: Send + Sync {
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// The high-water mark of a schedule trigger.
-    async fn schedule_mark(&self, runbook: &str, trigger_key: &str) -> Result<Option<DateTime<Utc>>>;
+    async fn schedule_mark(
+        &self,
+        runbook: &str,
+        trigger_key: &str,
+    ) -> Result<Option<DateTime<Utc>>>;
     /// Record a trigger's first mark, unless it has one.
-    async fn init_mark(&self, runbook: &str, trigger_key: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>>;
+    async fn init_mark(
+        &self,
+        runbook: &str,
+        trigger_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>>;
     /// Record due slots (runs, skips, misses) and move the mark, atomically.
     async fn record_slots(&self, batch: &SlotBatch) -> Result<Vec<SlotResult>>;
     async fn run_detail(&self, id: RunId) -> Result<Option<RunDetail>>;

@@ -20,7 +20,10 @@ impl Daemon {
     /// Start `runbookd serve` in the deployment and wait until it serves.
     pub fn start(d: &Deployment, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbookd"));
-        cmd.arg("serve").current_dir(d.path()).env("TZ", "UTC").env("RUST_LOG", "info,tokio_cron_scheduler=warn,sqlx=warn");
+        cmd.arg("serve")
+            .current_dir(d.path())
+            .env("TZ", "UTC")
+            .env("RUST_LOG", "info,tokio_cron_scheduler=warn,sqlx=warn");
         for (k, _) in std::env::vars() {
             if k.starts_with("RUNBOOKD_") {
                 cmd.env_remove(k);
@@ -29,9 +32,16 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runbookd serve starts");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runbookd serve starts");
         let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let out = output.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -39,7 +49,11 @@ impl Daemon {
                 }
             });
         }
-        let daemon = Daemon { child, output, db: format!("sqlite://{}", d.db().display()) };
+        let daemon = Daemon {
+            child,
+            output,
+            db: format!("sqlite://{}", d.db().display()),
+        };
         daemon.wait_for_line("serving", Duration::from_secs(20));
         daemon
     }
@@ -57,17 +71,33 @@ impl Daemon {
     pub fn wait_for_line(&self, needle: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
-            if self.output.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            if self
+                .output
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "no line with {needle:?} within {limit:?}; output:\n{}", self.text());
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needle:?} within {limit:?}; output:\n{}",
+                self.text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// Lines printed after the first `n` lines.
     pub fn lines_since(&self, n: usize) -> Vec<String> {
-        self.output.lock().unwrap().iter().skip(n).cloned().collect()
+        self.output
+            .lock()
+            .unwrap()
+            .iter()
+            .skip(n)
+            .cloned()
+            .collect()
     }
 
     pub fn line_count(&self) -> usize {
@@ -76,7 +106,11 @@ impl Daemon {
 
     /// Send a signal by name (TERM, KILL, HUP).
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -{name} failed");
     }
 
@@ -87,7 +121,11 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return (status.code(), start.elapsed());
             }
-            assert!(start.elapsed() < limit, "daemon did not exit within {limit:?}; output:\n{}", self.text());
+            assert!(
+                start.elapsed() < limit,
+                "daemon did not exit within {limit:?}; output:\n{}",
+                self.text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -98,7 +136,12 @@ impl Daemon {
     }
 
     /// Poll the runs until `cond` holds; panics with them after `limit`.
-    pub fn wait_runs(&self, what: &str, limit: Duration, cond: impl Fn(&[RunRow]) -> bool) -> Vec<RunRow> {
+    pub fn wait_runs(
+        &self,
+        what: &str,
+        limit: Duration,
+        cond: impl Fn(&[RunRow]) -> bool,
+    ) -> Vec<RunRow> {
         let deadline = Instant::now() + limit;
         loop {
             let runs = self.runs();
@@ -108,7 +151,9 @@ impl Daemon {
             assert!(
                 Instant::now() < deadline,
                 "{what}: not within {limit:?}; runs: {:#?}\noutput:\n{}",
-                runs.iter().map(|r| (r.id, &r.runbook, r.status, r.scheduled_at)).collect::<Vec<_>>(),
+                runs.iter()
+                    .map(|r| (r.id, &r.runbook, r.status, r.scheduled_at))
+                    .collect::<Vec<_>>(),
                 self.text()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -129,10 +174,21 @@ pub fn read_runs(db: &str) -> Vec<RunRow> {
     if !path.exists() {
         return Vec::new();
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let Ok(store) = runbookd::store::open(db, Access::Read).await else { return Vec::new() };
-        let mut runs = store.list_runs(&RunFilter { limit: 100_000, ..Default::default() }).await.unwrap_or_default();
+        let Ok(store) = runbookd::store::open(db, Access::Read).await else {
+            return Vec::new();
+        };
+        let mut runs = store
+            .list_runs(&RunFilter {
+                limit: 100_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_default();
         runs.reverse();
         runs
     })

@@ -25,7 +25,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Whether an error is the one-active-run index refusing a write.
 pub(super) fn is_active_conflict(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| d.message().contains("runs.active_key"))
+    e.as_database_error()
+        .is_some_and(|d| d.message().contains("runs.active_key"))
 }
 
 impl SqliteStore {
@@ -323,11 +324,20 @@ impl Store for SqliteStore {
         self.prune_before(before).await
     }
 
-    async fn schedule_mark(&self, runbook: &str, trigger_key: &str) -> Result<Option<DateTime<Utc>>> {
+    async fn schedule_mark(
+        &self,
+        runbook: &str,
+        trigger_key: &str,
+    ) -> Result<Option<DateTime<Utc>>> {
         self.mark_of(runbook, trigger_key).await
     }
 
-    async fn init_mark(&self, runbook: &str, trigger_key: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    async fn init_mark(
+        &self,
+        runbook: &str,
+        trigger_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
         self.first_mark(runbook, trigger_key, at).await
     }
 

@@ -1,12 +1,14 @@
 //! SQLite: slots and marks, the queue, recovery after a crash, retention.
 
-use chrono::{DateTime, Utc};
 use super::{SqliteStore, is_active_conflict, run_row, time_col};
 use crate::store::*;
+use chrono::{DateTime, Utc};
 
 impl SqliteStore {
     pub(super) async fn queued(&self) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'queued' ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'queued' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(run_row).collect()
     }
 
@@ -40,7 +42,9 @@ impl SqliteStore {
 
     pub(super) async fn recover(&self, at: DateTime<Utc>) -> Result<Vec<RunRow>> {
         let mut tx = self.write().await?;
-        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'running' ORDER BY id").fetch_all(&mut *tx).await?;
+        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'running' ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?;
         let at = ts(at);
         sqlx::query(
             "UPDATE attempts SET status = 'interrupted', finished_at = ?,
@@ -62,7 +66,10 @@ impl SqliteStore {
         rows.iter().map(run_row).collect()
     }
 
-    pub(super) async fn last_of(&self, runbook: &str) -> Result<(Option<RunRow>, Option<DateTime<Utc>>)> {
+    pub(super) async fn last_of(
+        &self,
+        runbook: &str,
+    ) -> Result<(Option<RunRow>, Option<DateTime<Utc>>)> {
         let last = sqlx::query("SELECT * FROM runs WHERE runbook = ? ORDER BY id DESC LIMIT 1")
             .bind(runbook)
             .fetch_optional(&self.pool)
@@ -99,18 +106,25 @@ impl SqliteStore {
     }
 
     pub(super) async fn mark_of(&self, runbook: &str, key: &str) -> Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query("SELECT last_slot FROM schedule_marks WHERE runbook = ? AND trigger_key = ?")
-            .bind(runbook)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT last_slot FROM schedule_marks WHERE runbook = ? AND trigger_key = ?",
+        )
+        .bind(runbook)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             Some(r) => time_col(&r, "last_slot"),
             None => Ok(None),
         }
     }
 
-    pub(super) async fn first_mark(&self, runbook: &str, key: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    pub(super) async fn first_mark(
+        &self,
+        runbook: &str,
+        key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
         sqlx::query(
             "INSERT INTO schedule_marks (runbook, trigger_key, last_slot, updated_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (runbook, trigger_key) DO NOTHING",
