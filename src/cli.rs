@@ -44,8 +44,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: schedules, hot reload of runbooks/ and scripts/ (and on SIGHUP)
-    Serve,
+    /// Run the daemon: schedules, webhooks, the API, hot reload of runbooks/ and scripts/ (and on SIGHUP)
+    Serve(ServeArgs),
     /// Validate runbooks; print every error as path:line:col; exit 1 if any
     Check(CheckArgs),
     /// Run a runbook once now, stream its log, record it; exit 0 only on success
@@ -60,6 +60,15 @@ pub enum Command {
     Runbooks(RunbooksArgs),
     /// Delete runs older than the retention period now (the daemon does it on its own)
     Prune(PruneArgs),
+    /// Webhook deliveries and what became of them, newest first
+    Deliveries(DeliveriesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for webhooks, the API and metrics [default: 127.0.0.1:8686]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +141,22 @@ pub struct NextArgs {
 #[derive(Debug, Args)]
 pub struct RunbooksArgs {
     /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    /// Only deliveries to this runbook
+    #[arg(long, value_name = "NAME")]
+    pub runbook: Option<String>,
+    /// How many deliveries to list
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Only deliveries older than this delivery id (the next page)
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
+    /// Print the result as JSON (with headers and bodies)
     #[arg(long)]
     pub json: bool,
 }

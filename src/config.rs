@@ -10,8 +10,22 @@ use serde::Deserialize;
 
 use crate::cli::GlobalArgs;
 
+/// A secret setting: its value never shows in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where the HTTP server listens (webhooks, API, metrics).
+    pub listen: String,
+    /// Bearer token for `/api`; required to listen beyond loopback.
+    pub api_token: Option<Redacted>,
     /// `sqlite://FILE`.
     pub database: String,
     pub runbooks: PathBuf,
@@ -35,6 +49,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            listen: "127.0.0.1:8686".into(),
+            api_token: None,
             database: "sqlite://runbookd.db".into(),
             runbooks: "runbooks".into(),
             scripts: "scripts".into(),
@@ -53,6 +69,8 @@ impl Default for Config {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
+    listen: Option<String>,
+    api_token: Option<String>,
     database: Option<String>,
     runbooks: Option<PathBuf>,
     scripts: Option<PathBuf>,
@@ -65,6 +83,8 @@ struct ConfigFile {
 }
 
 const KEYS: &[&str] = &[
+    "listen",
+    "api_token",
     "database",
     "runbooks",
     "scripts",
@@ -144,6 +164,12 @@ impl Config {
                 base.join(p)
             }
         };
+        if let Some(l) = f.listen {
+            self.listen = l;
+        }
+        if let Some(t) = f.api_token {
+            self.api_token = Some(Redacted(t));
+        }
         if let Some(d) = f.database {
             self.database = match d.strip_prefix("sqlite://") {
                 Some(file) if !file.starts_with('/') && !base.as_os_str().is_empty() => {
@@ -184,6 +210,12 @@ impl Config {
 
     fn apply_env(&mut self) -> Result<(), String> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = var("RUNBOOKD_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = var("RUNBOOKD_API_TOKEN") {
+            self.api_token = Some(Redacted(v));
+        }
         if let Some(v) = var("RUNBOOKD_DATABASE") {
             self.database = v;
         }

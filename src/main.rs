@@ -9,7 +9,7 @@ fn main() {
     let cli = Cli::parse();
     // 2. Diagnostics go to stderr; RUST_LOG tunes them. The daemon says more.
     let default = match cli.command {
-        Command::Serve => "info,tokio_cron_scheduler=warn,sqlx=warn",
+        Command::Serve(_) => "info,tokio_cron_scheduler=warn,sqlx=warn",
         _ => "warn",
     };
     init_tracing(cli.global.log_format, default);

@@ -1,6 +1,7 @@
 //! One file per CLI command; `dispatch` is the one `match`.
 
 mod check;
+mod deliveries;
 mod next;
 mod prune;
 mod run;
@@ -104,9 +105,10 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Run(args) => run::run(&env, sandbox, args).await,
         Command::Runs(args) => runs::run(&env, args).await,
         Command::Show(args) => show::run(&env, args).await,
-        Command::Serve => serve::run(&env).await,
+        Command::Serve(args) => serve::run(&env, args).await,
         Command::Next(args) => next::run(&env, sandbox, args),
         Command::Runbooks(args) => runbooks::run(&env, sandbox, args).await,
         Command::Prune(args) => prune::run(&env, args).await,
+        Command::Deliveries(args) => deliveries::run(&env, args).await,
     }
 }

@@ -30,6 +30,7 @@ pub async fn run(env: &Env, args: RunsArgs) -> Outcome {
         runbook: args.runbook,
         status,
         before: args.before,
+        since: None,
         limit: args.limit.clamp(1, 1000),
     };
     let runs = store.list_runs(&filter).await?;

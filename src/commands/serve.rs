@@ -3,13 +3,18 @@
 use tokio_util::sync::CancellationToken;
 
 use super::{Env, Exit, Failure, Outcome};
+use crate::cli::ServeArgs;
 use crate::daemon::{Options, serve};
 
-pub async fn run(env: &Env) -> Outcome {
+pub async fn run(env: &Env, args: ServeArgs) -> Outcome {
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(stop.clone()));
+    let mut config = env.config.clone();
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
     let opts = Options {
-        config: env.config.clone(),
+        config,
         secrets: env.secrets.clone(),
         stop,
     };

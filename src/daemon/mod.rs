@@ -3,7 +3,6 @@
 //! dispatcher, the file watch and housekeeping; on stop, take no new work, let
 //! running runs finish for a grace period, then interrupt them.
 
-mod registry;
 mod watch;
 
 use std::collections::HashMap;
@@ -15,9 +14,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use registry::{Changes, Registry};
+use crate::runbook::{Changes, Registry};
 
 use crate::config::Config;
+use crate::http::{Acceptor, AppState, DEFAULT_MAX_BODY, Reload, ReloadReport};
 use crate::run::{Dispatcher, Executor};
 use crate::runbook::Loader;
 use crate::schedule::slots::{Schedule, upcoming};
@@ -57,6 +57,8 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
         stop,
     } = opts;
     let store = crate::store::open(&config.database, Access::Exclusive).await?;
+    let listener = bind(&config).await?;
+    let metrics = crate::telemetry::install();
     let sandbox = Sandbox::new(Limits::default());
     let secret_source = secrets.clone();
     let loader = Loader {
@@ -75,8 +77,8 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
     let interrupt = CancellationToken::new();
     let executor = Arc::new(Executor::new(
         store.clone(),
-        sandbox,
-        secrets,
+        sandbox.clone(),
+        secrets.clone(),
         config.timezone,
         config.workers,
     ));
@@ -105,7 +107,34 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
         dispatcher: dispatcher.clone(),
         scheduler: handle,
     });
-    print_summary(&parts, stuck, retried);
+    let addr = listener.local_addr()?;
+    let server_stop = CancellationToken::new();
+    let app = Arc::new(AppState {
+        registry: parts.registry.clone(),
+        store: parts.store.clone(),
+        dispatcher: dispatcher.clone(),
+        sandbox,
+        secrets,
+        acceptor: Acceptor::start(parts.store.clone(), dispatcher.clone()),
+        intake: intake.clone(),
+        api_token: parts.config.api_token.as_ref().map(|t| t.0.clone()),
+        metrics,
+        reload: reload_fn(parts.clone()),
+        max_body: DEFAULT_MAX_BODY,
+        timezone: parts.config.timezone,
+        saved: Default::default(),
+        auth_failures: Default::default(),
+    });
+    let server = {
+        let stop = server_stop.clone();
+        tokio::spawn(async move {
+            let shutdown = async move { stop.cancelled().await };
+            axum::serve(listener, crate::http::router(app))
+                .with_graceful_shutdown(shutdown)
+                .await
+        })
+    };
+    print_summary(&parts, &addr, stuck, retried);
     dispatcher.pump().await;
 
     let (reload_tx, reload_rx) = mpsc::channel(1);
@@ -142,17 +171,54 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
         interrupt.cancel();
         let _ = tokio::time::timeout(INTERRUPT_WAIT, dispatcher.tracker.wait()).await;
     }
+    server_stop.cancel();
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), server).await {
+        tracing::error!(error = %e, "the HTTP server stopped with an error");
+    }
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
     println!("stopped");
     Ok(())
 }
 
-fn print_summary(p: &Parts, stuck: usize, retried: usize) {
+/// Bind the HTTP listener, refusing a non-loopback address without an API token.
+async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = tokio::net::lookup_host(&config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot resolve the listen address {}: {e}", config.listen))?
+        .next()
+        .ok_or_else(|| {
+            anyhow::anyhow!("the listen address {} resolves to nothing", config.listen)
+        })?;
+    crate::http::check_bind(&addr, config.api_token.as_ref().map(|t| t.0.as_str()))
+        .map_err(anyhow::Error::msg)?;
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr}: {e}; is another runbookd running, or set --listen"
+        )
+    })
+}
+
+fn reload_fn(parts: Arc<Parts>) -> Reload {
+    Arc::new(move || {
+        let parts = parts.clone();
+        Box::pin(async move {
+            reload(&parts).await;
+            let reg = parts.registry.read().expect("registry lock");
+            ReloadReport {
+                runbooks: reg.all().len(),
+                errors: reg.errors.iter().map(ToString::to_string).collect(),
+            }
+        })
+    })
+}
+
+fn print_summary(p: &Parts, addr: &std::net::SocketAddr, stuck: usize, retried: usize) {
     let reg = p.registry.read().expect("registry lock");
     let runbooks = reg.all();
     let mut out = String::new();
     out.push_str(&format!("runbookd {} serving\n", env!("CARGO_PKG_VERSION")));
+    out.push_str(&format!("  listening  http://{addr}\n"));
     out.push_str(&format!("  database   {}\n", p.config.database));
     out.push_str(&format!(
         "  runbooks   {} loaded, {} failed, from {}\n",

@@ -61,6 +61,17 @@ impl Dispatcher {
         self.running.lock().expect("running lock").len()
     }
 
+    /// Cancel one run this process is executing; false when it is not running here.
+    pub fn cancel(&self, run: RunId) -> bool {
+        match self.running.lock().expect("running lock").get(&run) {
+            Some((_, token)) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Cancel the active runs of a runbook (concurrency `replace`).
     pub fn cancel_runbook(&self, runbook: &str) -> usize {
         let running = self.running.lock().expect("running lock");
@@ -87,6 +98,7 @@ impl Dispatcher {
                 return;
             }
         };
+        metrics::gauge!(crate::telemetry::QUEUE_DEPTH).set(queued.len() as f64);
         for row in queued {
             if seen.contains(&row.id) {
                 continue;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use dispatch::Dispatcher;
 pub use host::{Clock, MAX_LOG_LINES};
-pub use params::bind_cli_params;
+pub use params::{bind_cli_params, bind_json_params};
 
 use crate::runbook::{Concurrency, Runbook};
 use crate::script::{LogLevel, Sandbox};
@@ -212,6 +212,7 @@ impl Executor {
                 record_error.get_or_insert(e.to_string());
             }
         };
+        let started = std::time::Instant::now();
         let mut attempt = req.first_attempt.max(1);
         let result = loop {
             host.attempt
@@ -275,6 +276,9 @@ impl Executor {
             at: Utc::now(),
         };
         keep(self.store.finish_run(run_id, &end).await);
+        metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => result.status.as_str()).increment(1);
+        metrics::histogram!(crate::telemetry::RUN_DURATION, "runbook" => rb.name.clone())
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(run.id = run_id, runbook = %rb.name, status = %result.status, "run finished");
         Outcome {
             run_id,

@@ -62,6 +62,65 @@ pub fn bind_cli_params(
     }
 }
 
+/// Check params given as JSON (the API) against the runbook's params, adding
+/// defaults.
+///
+/// Fails with one sentence per problem, as [`bind_cli_params`].
+pub fn bind_json_params(
+    rb: &Runbook,
+    given: &Map<String, Value>,
+) -> Result<Map<String, Value>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut out = Map::new();
+    for (name, v) in given {
+        let Some(def) = rb.param(name) else {
+            let names: Vec<&str> = rb.params.iter().map(|p| p.name.as_str()).collect();
+            let hint = crate::runbook::did_you_mean(name, names.iter().copied())
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            problems.push(format!("runbook {} has no param \"{name}\"{hint}", rb.name));
+            continue;
+        };
+        let ok = match def.kind {
+            ParamType::String => v.is_string(),
+            ParamType::Integer => v.is_i64() || v.is_u64(),
+            ParamType::Number => v.is_number(),
+            ParamType::Boolean => v.is_boolean(),
+            ParamType::List => v.is_array(),
+            ParamType::Map => v.is_object(),
+        };
+        if ok {
+            out.insert(name.clone(), v.clone());
+        } else {
+            problems.push(format!(
+                "param {name} must be a {}, not {v}",
+                def.kind.as_str()
+            ));
+        }
+    }
+    let pairs: Vec<(String, String)> = Vec::new();
+    match bind_cli_params(rb, &pairs) {
+        Ok(defaults) => {
+            for (k, v) in defaults {
+                out.entry(k).or_insert(v);
+            }
+        }
+        Err(missing) => {
+            for m in missing {
+                let name = m.split_whitespace().nth(1).unwrap_or_default().to_string();
+                if !given.contains_key(&name) {
+                    problems.push(m);
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
 fn convert(kind: ParamType, text: &str) -> Result<Value, String> {
     let t = text.trim();
     match kind {

@@ -5,6 +5,7 @@
 mod hints;
 mod load;
 mod model;
+mod registry;
 mod spec;
 mod triggers;
 mod validate;
@@ -13,4 +14,5 @@ mod yaml_index;
 pub use hints::{did_you_mean, timezone as timezone_hint};
 pub use load::{LoadError, Loaded, Loader};
 pub use model::*;
+pub use registry::{Changes, Registry};
 pub use triggers::parse_cron;

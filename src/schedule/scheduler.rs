@@ -235,9 +235,11 @@ impl Scheduler {
             match r {
                 SlotResult::Created(run, slot) => {
                     let late = (now - slot).num_milliseconds() as f64 / 1000.0;
+                    metrics::histogram!(crate::telemetry::SCHEDULE_LATENESS).record(late.max(0.0));
                     tracing::info!(run.id = run, runbook = %rb.name, slot = %slot, lateness_s = late, "slot due");
                 }
                 SlotResult::Skipped(run, slot) => {
+                    metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => "skipped").increment(1);
                     tracing::warn!(run.id = run, runbook = %rb.name, slot = %slot, "slot skipped: the previous run is still active (concurrency: forbid)");
                 }
                 SlotResult::Duplicate(_) => {}

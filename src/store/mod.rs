@@ -101,6 +101,20 @@ pub trait Store: Send + Sync {
     /// Delete finished runs (with their attempts, steps and logs) created before `before`.
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
 
+    /// Record webhook deliveries, and their runs, in one transaction (group commit).
+    async fn accept_deliveries(&self, batch: &[Delivery]) -> Result<Vec<Accepted>>;
+    /// Deliveries, newest first.
+    async fn list_deliveries(
+        &self,
+        runbook: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>>;
+    /// How many runs are queued.
+    async fn queue_depth(&self) -> Result<i64>;
+    /// A cheap query that proves the database answers.
+    async fn ping(&self) -> Result<()>;
+
     /// The high-water mark of a schedule trigger.
     async fn schedule_mark(
         &self,

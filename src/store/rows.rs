@@ -135,6 +135,74 @@ pub enum SlotResult {
     Duplicate(DateTime<Utc>),
 }
 
+/// A webhook delivery that passed authentication, to record (and maybe run).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub runbook: String,
+    pub trigger_key: String,
+    pub received_at: DateTime<Utc>,
+    /// The provider's delivery id or the `dedup:` value; `None`: no dedup.
+    pub dedup_key: Option<String>,
+    /// A repeat of `dedup_key` before this time is a duplicate.
+    pub dedup_until: DateTime<Utc>,
+    pub headers: serde_json::Value,
+    pub body: String,
+    pub fate: Fate,
+}
+
+/// What a delivery should become, unless it is a duplicate.
+#[derive(Debug, Clone)]
+pub enum Fate {
+    /// A run, unless the runbook's `limit:` is reached (then a throttled run).
+    Run {
+        run: NewRun,
+        admission: Admission,
+        /// `limit:` as (runs, counted since).
+        limit: Option<(u32, DateTime<Utc>)>,
+    },
+    /// Kept in the log only: filtered by `when:` or unreadable.
+    Record {
+        outcome: &'static str,
+        detail: String,
+    },
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// A run was recorded: queued, throttled, or skipped under `forbid`.
+    Run {
+        delivery: i64,
+        run: RunId,
+        status: RunStatus,
+    },
+    /// The same delivery came before: nothing new started.
+    Duplicate {
+        delivery: i64,
+        original: i64,
+        run: Option<RunId>,
+    },
+    /// Recorded without a run (filtered, rejected).
+    Recorded { delivery: i64 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub runbook: String,
+    pub trigger_key: String,
+    pub received_at: DateTime<Utc>,
+    pub dedup_key: Option<String>,
+    pub outcome: String,
+    pub run_id: Option<RunId>,
+    pub duplicate_of: Option<i64>,
+    pub headers: serde_json::Value,
+    pub body: String,
+    pub detail: Option<String>,
+    /// The status of its run, when it has one.
+    pub run_status: Option<RunStatus>,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunEnd {
@@ -205,5 +273,7 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only runs with a smaller id: the cursor of the next page.
     pub before: Option<RunId>,
+    /// Only runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
     pub limit: u32,
 }

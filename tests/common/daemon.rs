@@ -14,13 +14,15 @@ pub struct Daemon {
     pub child: Child,
     pub output: Arc<Mutex<Vec<String>>>,
     db: String,
+    /// `http://127.0.0.1:PORT`, as the daemon printed it.
+    pub url: String,
 }
 
 impl Daemon {
     /// Start `runbookd serve` in the deployment and wait until it serves.
     pub fn start(d: &Deployment, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbookd"));
-        cmd.arg("serve")
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .current_dir(d.path())
             .env("TZ", "UTC")
             .env("RUST_LOG", "info,tokio_cron_scheduler=warn,sqlx=warn");
@@ -49,12 +51,26 @@ impl Daemon {
                 }
             });
         }
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             child,
             output,
             db: format!("sqlite://{}", d.db().display()),
+            url: String::new(),
         };
-        daemon.wait_for_line("serving", Duration::from_secs(20));
+        daemon.wait_for_line("listening  http://", Duration::from_secs(20));
+        let line = daemon
+            .output
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("listening  http://"))
+            .cloned()
+            .unwrap();
+        daemon.url = line
+            .trim()
+            .trim_start_matches("listening")
+            .trim()
+            .to_string();
         daemon
     }
 

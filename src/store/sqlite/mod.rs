@@ -13,6 +13,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::*;
 
+mod deliveries;
 mod schedule;
 
 pub struct SqliteStore {
@@ -167,7 +168,7 @@ impl Store for SqliteStore {
         .bind(run.scheduled_at.map(ts))
         .bind(run.status.as_str())
         .bind(cap_json(&run.params))
-        .bind(cap_json(&run.trigger_data))
+        .bind(run.trigger_data.to_string())
         .bind(run.dry_run as i64)
         .bind(ts(run.created_at))
         .bind(&run.active_key)
@@ -291,6 +292,9 @@ impl Store for SqliteStore {
         if let Some(st) = f.status {
             q.push(" AND status = ").push_bind(st.as_str());
         }
+        if let Some(since) = f.since {
+            q.push(" AND created_at >= ").push_bind(ts(since));
+        }
         if let Some(before) = f.before {
             q.push(" AND id < ").push_bind(before);
         }
@@ -322,6 +326,32 @@ impl Store for SqliteStore {
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
         self.prune_before(before).await
+    }
+
+    async fn accept_deliveries(&self, batch: &[Delivery]) -> Result<Vec<Accepted>> {
+        self.accept(batch).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        runbook: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>> {
+        self.deliveries(runbook, before, limit).await
+    }
+
+    async fn queue_depth(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn schedule_mark(

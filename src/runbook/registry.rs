@@ -5,15 +5,19 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::runbook::{LoadError, Loaded, Runbook};
+use super::{LoadError, Loaded, Runbook, Trigger};
 
 #[derive(Default)]
 pub struct Registry {
     runbooks: HashMap<String, Arc<Runbook>>,
     /// Which runbook each file gave, to keep a broken file's last good version.
     by_path: HashMap<PathBuf, String>,
+    /// Webhook path → (runbook, index of the trigger).
+    hooks: HashMap<String, (String, usize)>,
     pub errors: Vec<LoadError>,
     pub warnings: Vec<LoadError>,
+    /// Whether a load has happened (for readiness).
+    pub loaded: bool,
 }
 
 /// What a reload changed, for the log.
@@ -29,6 +33,15 @@ pub struct Changes {
 impl Registry {
     pub fn get(&self, name: &str) -> Option<Arc<Runbook>> {
         self.runbooks.get(name).cloned()
+    }
+
+    /// The enabled runbook and trigger that answer a webhook path.
+    pub fn webhook(&self, path: &str) -> Option<(Arc<Runbook>, usize)> {
+        let (name, idx) = self.hooks.get(path)?;
+        self.runbooks
+            .get(name)
+            .filter(|rb| rb.enabled)
+            .map(|rb| (rb.clone(), *idx))
     }
 
     /// Every runbook, by name.
@@ -81,8 +94,18 @@ impl Registry {
         ] {
             list.sort();
         }
+        self.hooks = runbooks
+            .values()
+            .flat_map(|rb| {
+                rb.triggers.iter().enumerate().filter_map(|(i, t)| match t {
+                    Trigger::Webhook(w) => Some((w.path.clone(), (rb.name.clone(), i))),
+                    _ => None,
+                })
+            })
+            .collect();
         self.runbooks = runbooks;
         self.by_path = by_path;
+        self.loaded = true;
         self.errors = loaded.errors;
         self.warnings = loaded.warnings;
         changes

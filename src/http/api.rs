@@ -1,0 +1,321 @@
+//! `/api/v1`: runbooks, runs, deliveries, manual runs, cancel, reload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::problem::Problem;
+use crate::run::{RunRequest, TriggerInfo, bind_json_params};
+use crate::runbook::Runbook;
+use crate::schedule::slots::{Schedule, upcoming};
+use crate::store::{RunEnd, RunFilter, RunStatus, StoreError};
+
+/// `?wait=true` waits at most this long for the run to end.
+const WAIT_LIMIT: Duration = Duration::from_secs(120);
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/runbooks", get(list_runbooks))
+        .route("/runbooks/{name}", get(get_runbook))
+        .route("/runbooks/{name}/runs", post(start_run))
+        .route("/runs", get(list_runs))
+        .route("/runs/{id}", get(get_run))
+        .route("/runs/{id}/cancel", post(cancel_run))
+        .route("/deliveries", get(list_deliveries))
+        .route("/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(state, require_token))
+}
+
+/// A bearer token is required when one is configured (and one must be when
+/// listening beyond loopback).
+async fn require_token(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(token) = &app.api_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
+        if !ok {
+            let mut resp = Problem::unauthorized().into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
+async fn runbook_json(app: &AppState, rb: &Runbook) -> Result<serde_json::Value, Problem> {
+    let now = Utc::now();
+    let next = rb
+        .triggers
+        .iter()
+        .filter(|_| rb.enabled)
+        .filter_map(|t| Schedule::of(t).and_then(|s| upcoming(&s, now, 1).pop()))
+        .min();
+    let (last, last_success) = app.store.last_run(&rb.name).await?;
+    Ok(serde_json::json!({
+        "name": rb.name,
+        "description": rb.description,
+        "enabled": rb.enabled,
+        "triggers": rb.triggers.iter().map(|t| t.describe()).collect::<Vec<_>>(),
+        "params": rb.params.iter().map(|p| serde_json::json!({"name": p.name, "type": p.kind.as_str(), "default": p.default, "required": p.required, "description": p.description})).collect::<Vec<_>>(),
+        "version": rb.version.hash,
+        "next_fire": next,
+        "last_run": last.map(|r| serde_json::json!({"id": r.id, "status": r.status, "finished_at": r.finished_at, "error": r.error})),
+        "last_success": last_success,
+    }))
+}
+
+async fn list_runbooks(
+    State(app): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let (all, errors) = {
+        let reg = app.registry.read().expect("registry lock");
+        (
+            reg.all(),
+            reg.errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut out = Vec::with_capacity(all.len());
+    for rb in &all {
+        out.push(runbook_json(&app, rb).await?);
+    }
+    Ok(Json(
+        serde_json::json!({ "runbooks": out, "errors": errors }),
+    ))
+}
+
+fn find(app: &AppState, name: &str) -> Result<Arc<Runbook>, Problem> {
+    app.registry
+        .read()
+        .expect("registry lock")
+        .get(name)
+        .ok_or_else(|| Problem::not_found(format!("there is no runbook named \"{name}\"")))
+}
+
+async fn get_runbook(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let rb = find(&app, &name)?;
+    Ok(Json(runbook_json(&app, &rb).await?))
+}
+
+#[derive(Deserialize, Default)]
+struct StartBody {
+    #[serde(default)]
+    params: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn start_run(
+    State(app): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<WaitQuery>,
+    body: Option<Json<StartBody>>,
+) -> Result<Response, Problem> {
+    if app.intake.is_cancelled() {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "runbookd is shutting down",
+        )
+        .retry(5));
+    }
+    let rb = find(&app, &name)?;
+    if !rb.enabled {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("runbook {name} is disabled"),
+        ));
+    }
+    let given = body.map(|b| b.0.params).unwrap_or_default();
+    let params = bind_json_params(&rb, &given).map_err(|p| Problem::bad_request(p.join("; ")))?;
+    app.ensure_version(&rb).await?;
+    let req = RunRequest::new(rb, TriggerInfo::manual(), params, &app.intake);
+    let id = app
+        .dispatcher
+        .executor()
+        .submit(&req)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "Conflict", m),
+            other => Problem::from(other),
+        })?;
+    app.dispatcher.pump().await;
+    if !q.wait {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "run_id": id })).into_response(),
+        )
+            .into_response());
+    }
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    loop {
+        let detail = app
+            .store
+            .run_detail(id)
+            .await?
+            .ok_or_else(|| Problem::internal("a run vanished"))?;
+        if !matches!(detail.run.status, RunStatus::Queued | RunStatus::Running) {
+            return Ok((StatusCode::OK, Json(detail)).into_response());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "run_id": id, "status": detail.run.status })),
+            )
+                .into_response());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    runbook: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<i64>,
+}
+
+async fn list_runs(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let status = match &q.status {
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "unknown status \"{s}\"; statuses are {}",
+                RunStatus::ALL.join(", ")
+            ))
+        })?),
+        None => None,
+    };
+    let since = match &q.since {
+        Some(s) => Some(
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|_| {
+                    Problem::bad_request(format!("since \"{s}\" is not an RFC 3339 time"))
+                })?
+                .to_utc(),
+        ),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let runs = app
+        .store
+        .list_runs(&RunFilter {
+            runbook: q.runbook,
+            status,
+            before: q.cursor,
+            since,
+            limit,
+        })
+        .await?;
+    let next = (runs.len() as u32 == limit)
+        .then(|| runs.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(
+        serde_json::json!({ "runs": runs, "next_cursor": next }),
+    ))
+}
+
+async fn get_run(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let detail = app
+        .store
+        .run_detail(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("there is no run {id}")))?;
+    let mut v = serde_json::to_value(&detail).map_err(Problem::internal)?;
+    v["version"] = serde_json::to_value(app.store.version(&detail.run.version_hash).await?)
+        .map_err(Problem::internal)?;
+    Ok(Json(v))
+}
+
+async fn cancel_run(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let detail = app
+        .store
+        .run_detail(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("there is no run {id}")))?;
+    match detail.run.status {
+        RunStatus::Running if app.dispatcher.cancel(id) => Ok(Json(
+            serde_json::json!({ "run_id": id, "cancelling": true }),
+        )),
+        RunStatus::Queued => {
+            let end = RunEnd {
+                status: RunStatus::Cancelled,
+                output: None,
+                error: Some("cancelled before it started".into()),
+                at: Utc::now(),
+            };
+            app.store.finish_run(id, &end).await?;
+            Ok(Json(serde_json::json!({ "run_id": id, "cancelled": true })))
+        }
+        other => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("run {id} is {other}; only queued or running runs can be cancelled"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeliveriesQuery {
+    runbook: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<i64>,
+}
+
+async fn list_deliveries(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let rows = app
+        .store
+        .list_deliveries(q.runbook.as_deref(), q.cursor, limit)
+        .await?;
+    let next = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(
+        serde_json::json!({ "deliveries": rows, "next_cursor": next }),
+    ))
+}
+
+async fn reload(State(app): State<Arc<AppState>>) -> Json<super::ReloadReport> {
+    Json((app.reload)().await)
+}

@@ -1,0 +1,164 @@
+//! The HTTP side of the daemon: webhooks, the `/api/v1` API, health and
+//! metrics. Runs are handed to the dispatcher; nothing here executes them.
+
+mod api;
+mod auth;
+mod expr;
+mod hooks;
+mod problem;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use chrono_tz::Tz;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{hex_hmac, verify};
+pub use hooks::Acceptor;
+pub use problem::Problem;
+
+use crate::run::Dispatcher;
+use crate::runbook::{Registry, Runbook};
+use crate::script::Sandbox;
+use crate::secrets::Secrets;
+use crate::store::Store;
+
+/// Webhook bodies larger than this are refused (413) before they are read.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Requests that take longer than this are cut off.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a reload reports back to `POST /api/v1/reload`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    pub runbooks: usize,
+    pub errors: Vec<String>,
+}
+
+pub type Reload =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ReloadReport> + Send>> + Send + Sync>;
+
+pub struct AppState {
+    pub registry: Arc<RwLock<Registry>>,
+    pub store: Arc<dyn Store>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub sandbox: Arc<Sandbox>,
+    pub secrets: Secrets,
+    pub acceptor: Acceptor,
+    /// Cancelled when shutdown begins: webhooks get 503 from then on.
+    pub intake: CancellationToken,
+    /// `None`: the API is open (loopback only).
+    pub api_token: Option<String>,
+    pub metrics: PrometheusHandle,
+    pub reload: Reload,
+    pub max_body: usize,
+    pub timezone: Tz,
+    /// Runbook versions this process has kept in the store.
+    pub saved: Mutex<HashSet<String>>,
+    pub auth_failures: AuthFailures,
+}
+
+impl AppState {
+    /// Keep the runbook's version in the store before a run refers to it.
+    async fn ensure_version(&self, rb: &Runbook) -> Result<(), crate::store::StoreError> {
+        if self
+            .saved
+            .lock()
+            .expect("saved lock")
+            .contains(&rb.version.hash)
+        {
+            return Ok(());
+        }
+        crate::run::save_version(self.store.as_ref(), rb).await?;
+        self.saved
+            .lock()
+            .expect("saved lock")
+            .insert(rb.version.hash.clone());
+        Ok(())
+    }
+}
+
+/// Failed authentications are logged at most once a minute per runbook,
+/// with how many there were, so a flood cannot fill the log.
+#[derive(Default)]
+pub struct AuthFailures {
+    seen: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl AuthFailures {
+    fn note(&self, runbook: &str, reason: &str) {
+        let mut seen = self.seen.lock().expect("auth lock");
+        let entry = seen
+            .entry(runbook.to_string())
+            .or_insert((Instant::now() - Duration::from_secs(61), 0));
+        entry.1 += 1;
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            tracing::warn!(
+                runbook,
+                reason,
+                failures = entry.1,
+                "webhook authentication failed"
+            );
+            *entry = (Instant::now(), 0);
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/hooks/{*path}", post(hooks::receive))
+        .nest("/api/v1", api::routes(state.clone()))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { Problem::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(state.max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .with_state(state)
+}
+
+async fn ready(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    let store = app.store.ping().await.is_ok();
+    let loaded = app.registry.read().expect("registry lock").loaded;
+    let body = axum::Json(serde_json::json!({ "store": store, "runbooks_loaded": loaded }));
+    if store && loaded {
+        (StatusCode::OK, body)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    }
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    if let Ok(depth) = app.store.queue_depth().await {
+        metrics::gauge!(crate::telemetry::QUEUE_DEPTH).set(depth as f64);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        app.metrics.render(),
+    )
+}
+
+/// Whether `addr` may serve the API without a token.
+pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), String> {
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {addr} without an API token; set RUNBOOKD_API_TOKEN (or api_token in the config), or listen on 127.0.0.1"
+        ));
+    }
+    Ok(())
+}
