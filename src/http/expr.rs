@@ -55,7 +55,7 @@ pub async fn eval(
     let sandbox = sandbox.clone();
     let script = script.clone();
     let trigger = from_json(trigger);
-    let result = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let empty = Dynamic::from_map(rhai::Map::new());
         sandbox
             .eval(EvalRequest {
@@ -74,6 +74,5 @@ pub async fn eval(
             .and_then(|v| to_json(&v))
     })
     .await
-    .map_err(|e| format!("the expression failed unexpectedly: {e}"))?;
-    result
+    .map_err(|e| format!("the expression failed unexpectedly: {e}"))?
 }

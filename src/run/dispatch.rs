@@ -15,6 +15,9 @@ use super::{Executor, RunRequest, TriggerInfo};
 use crate::runbook::{Concurrency, Runbook};
 use crate::store::{RunEnd, RunId, RunRow, RunStatus};
 
+/// How many times one run may be interrupted (crash, shutdown) and run again.
+pub const MAX_RESCUES: usize = 3;
+
 /// Finds the current version of a runbook by name.
 pub type Lookup = Arc<dyn Fn(&str) -> Option<Arc<Runbook>> + Send + Sync>;
 
@@ -164,8 +167,10 @@ impl Dispatcher {
         });
     }
 
-    /// After a crash: runs left `running` become `interrupted`, and those with
-    /// attempts left under their retry policy are queued again.
+    /// After a crash: runs left `running` become `interrupted` and are queued
+    /// again for a new attempt. An interruption is not the runbook's failure,
+    /// so this does not spend its retry policy; a run interrupted more than
+    /// [`MAX_RESCUES`] times stays interrupted.
     pub async fn recover(&self) -> crate::store::Result<(usize, usize)> {
         let store = self.executor.store();
         let stuck = store.recover_interrupted(chrono::Utc::now()).await?;
@@ -174,7 +179,15 @@ impl Dispatcher {
             let Some(rb) = (self.lookup)(&row.runbook) else {
                 continue;
             };
-            if row.attempts < rb.retry.attempts {
+            let interrupted = match store.run_detail(row.id).await? {
+                Some(d) => d
+                    .attempts
+                    .iter()
+                    .filter(|a| a.status == RunStatus::Interrupted)
+                    .count(),
+                None => continue,
+            };
+            if interrupted <= MAX_RESCUES {
                 let key = (rb.concurrency != Concurrency::Allow).then_some(rb.name.as_str());
                 if store.requeue(row.id, key).await? {
                     retried += 1;

@@ -35,26 +35,14 @@ pub fn bind_cli_params(
             Ok(v) => {
                 out.insert(name.clone(), v);
             }
-            Err(why) => problems.push(format!("param {name} is {}: {why}", def.kind.as_str())),
-        }
-    }
-    for def in &rb.params {
-        if out.contains_key(&def.name) {
-            continue;
-        }
-        match &def.default {
-            Some(d) => {
-                out.insert(def.name.clone(), d.clone());
-            }
-            None if def.required => problems.push(format!(
-                "param {} is required; give it with -p {}=VALUE",
-                def.name, def.name
-            )),
-            None => {
-                out.insert(def.name.clone(), Value::Null);
+            Err(why) => {
+                // Present, if wrong: not also "missing".
+                out.insert(name.clone(), Value::Null);
+                problems.push(format!("param {name} is {}: {why}", def.kind.as_str()));
             }
         }
     }
+    fill_defaults(rb, &mut out, &mut problems);
     if problems.is_empty() {
         Ok(out)
     } else {
@@ -92,32 +80,39 @@ pub fn bind_json_params(
         if ok {
             out.insert(name.clone(), v.clone());
         } else {
+            out.insert(name.clone(), Value::Null);
             problems.push(format!(
                 "param {name} must be a {}, not {v}",
                 def.kind.as_str()
             ));
         }
     }
-    let pairs: Vec<(String, String)> = Vec::new();
-    match bind_cli_params(rb, &pairs) {
-        Ok(defaults) => {
-            for (k, v) in defaults {
-                out.entry(k).or_insert(v);
-            }
-        }
-        Err(missing) => {
-            for m in missing {
-                let name = m.split_whitespace().nth(1).unwrap_or_default().to_string();
-                if !given.contains_key(&name) {
-                    problems.push(m);
-                }
-            }
-        }
-    }
+    fill_defaults(rb, &mut out, &mut problems);
     if problems.is_empty() {
         Ok(out)
     } else {
         Err(problems)
+    }
+}
+
+/// Add the defaults of the params not given; a required one missing is a problem.
+fn fill_defaults(rb: &Runbook, out: &mut Map<String, Value>, problems: &mut Vec<String>) {
+    for def in &rb.params {
+        if out.contains_key(&def.name) {
+            continue;
+        }
+        match &def.default {
+            Some(d) => {
+                out.insert(def.name.clone(), d.clone());
+            }
+            None if def.required => problems.push(format!(
+                "param {} is required; give it with -p {}=VALUE",
+                def.name, def.name
+            )),
+            None => {
+                out.insert(def.name.clone(), Value::Null);
+            }
+        }
     }
 }
 

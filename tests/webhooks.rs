@@ -1,0 +1,402 @@
+//! Webhooks through a real daemon over real HTTP: every auth preset, replays,
+//! limits on size and type, payloads as data, and durability across kill -9.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Deployment;
+use common::daemon::Daemon;
+use common::http::{client, send, send_all};
+use runbookd::http::hex_hmac;
+use runbookd::store::RunStatus;
+
+const LIMIT: Duration = Duration::from_secs(30);
+const SECRET: &str = "It's a Secret to Everybody";
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn deployment() -> Deployment {
+    let d = Deployment::new();
+    for (name, auth) in [
+        ("gh", "github"),
+        ("stripe", "stripe"),
+        ("slack", "slack"),
+        ("std", "standard"),
+        ("pd", "pagerduty"),
+    ] {
+        d.runbook(
+            &format!("{name}.yaml"),
+            &format!("secrets: [HOOK_SECRET]\nconcurrency: allow\ntriggers:\n  - webhook: {{ auth: {auth}, secret: HOOK_SECRET }}\nrun: trigger.body\n"),
+        );
+    }
+    d.runbook(
+        "am.yaml",
+        concat!(
+            "secrets: [AM_TOKEN]\nconcurrency: allow\n",
+            "triggers:\n  - webhook:\n      auth: bearer\n      secret: AM_TOKEN\n",
+            "      dedup: 'trigger.body.groupKey + \"|\" + trigger.body.status'\n",
+            "      when: 'trigger.body.status == \"firing\"'\n",
+            "run: |\n  let a = trigger.body.alerts[0];\n",
+            "  #{ alertname: a.labels.alertname, instance: a.labels.instance, count: trigger.body.alerts.len(), delivery: trigger.delivery_id,\n",
+            "     auth_header: trigger.headers.authorization }\n",
+        ),
+    );
+    d
+}
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("HOOK_SECRET", SECRET),
+        ("AM_TOKEN", "am-token-1"),
+        ("STD_SECRET", "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM="),
+    ]
+}
+
+fn github(url: &str, body: &str, delivery: &str, secret: &str) -> reqwest::RequestBuilder {
+    client()
+        .post(format!("{url}/hooks/gh"))
+        .header("content-type", "application/json")
+        .header("x-github-delivery", delivery)
+        .header(
+            "x-hub-signature-256",
+            format!("sha256={}", hex_hmac(secret.as_bytes(), &[body.as_bytes()])),
+        )
+        .body(body.to_string())
+}
+
+#[test]
+fn each_signature_preset_accepts_good_and_refuses_bad_requests() {
+    let d = deployment();
+    let daemon = Daemon::start(&d, &env());
+    let url = &daemon.url;
+    let body = r#"{"id":"evt_1","ok":true}"#;
+
+    // GitHub: the published vector's secret; a good signature, a wrong one, none.
+    assert_eq!(send(github(url, body, "d-1", SECRET)).status, 202);
+    assert_eq!(send(github(url, body, "d-2", "wrong")).status, 401);
+    let unsigned = send(
+        client()
+            .post(format!("{url}/hooks/gh"))
+            .header("content-type", "application/json")
+            .body(body),
+    );
+    assert_eq!(
+        (unsigned.status, unsigned.content_type.as_str()),
+        (401, "application/problem+json")
+    );
+    assert_eq!(unsigned.body["detail"], "authentication failed");
+
+    // Stripe: t=...,v1=... over "{t}.{body}", 300 s tolerance either way.
+    let stripe = |t: i64| {
+        let sig = hex_hmac(
+            SECRET.as_bytes(),
+            &[t.to_string().as_bytes(), b".", body.as_bytes()],
+        );
+        client()
+            .post(format!("{url}/hooks/stripe"))
+            .header("content-type", "application/json")
+            .header("stripe-signature", format!("t={t},v1=deadbeef,v1={sig}"))
+            .body(body)
+    };
+    assert_eq!(send(stripe(now())).status, 202);
+    assert_eq!(send(stripe(now() - 400)).status, 401, "stale");
+    assert_eq!(send(stripe(now() + 400)).status, 401, "from the future");
+
+    // Slack: v0=hex over "v0:{ts}:{body}", form-encoded by default.
+    let form = "token=x&command=%2Fdeploy&text=hello";
+    let slack = |t: i64| {
+        let sig = hex_hmac(
+            SECRET.as_bytes(),
+            &[b"v0:", t.to_string().as_bytes(), b":", form.as_bytes()],
+        );
+        client()
+            .post(format!("{url}/hooks/slack"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", t.to_string())
+            .header("x-slack-signature", format!("v0={sig}"))
+            .body(form)
+    };
+    let ok = send(slack(now()));
+    assert_eq!(ok.status, 202, "{}", ok.text);
+    assert_eq!(send(slack(now() - 301)).status, 401);
+
+    // PagerDuty: several v1= signatures (rotation); any match is enough.
+    let sig = hex_hmac(SECRET.as_bytes(), &[body.as_bytes()]);
+    let pd = send(
+        client()
+            .post(format!("{url}/hooks/pd"))
+            .header("content-type", "application/json")
+            .header("x-webhook-id", "pd-1")
+            .header("x-pagerduty-signature", format!("v1=00ff00,v1={sig}"))
+            .body(body),
+    );
+    assert_eq!(pd.status, 202, "{}", pd.text);
+
+    let runs = daemon.wait_runs("four runs", LIMIT, |r| {
+        r.iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count()
+            >= 4
+    });
+    let slack_run = runs.iter().find(|r| r.runbook == "slack").unwrap();
+    assert_eq!(
+        slack_run.output.as_ref().unwrap()["command"],
+        "/deploy",
+        "form fields reach the script"
+    );
+    let deliveries = send(client().get(format!("{url}/api/v1/deliveries?runbook=gh")));
+    let list = deliveries.body["deliveries"].as_array().unwrap();
+    assert_eq!(
+        list.len(),
+        1,
+        "failed authentications are not stored: {list:?}"
+    );
+    assert_eq!(list[0]["headers"]["x-hub-signature-256"], "***");
+    assert_eq!(list[0]["dedup_key"], "d-1");
+    let metrics = send(client().get(format!("{url}/metrics"))).text;
+    assert!(
+        metrics.contains(
+            "runbookd_webhook_deliveries_total{runbook=\"gh\",result=\"unauthorized\"} 2"
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn standard_webhooks_sign_id_timestamp_and_body() {
+    let d = Deployment::new();
+    d.runbook("std.yaml", "secrets: [STD_SECRET]\ntriggers:\n  - webhook: { auth: standard, secret: STD_SECRET }\nrun: trigger.body.n\n");
+    let daemon = Daemon::start(&d, &env());
+    let key = b"secret-key-for-tests";
+    let body = r#"{"n":7}"#;
+    let post = |id: &str, t: i64, key: &[u8]| {
+        use base64::Engine as _;
+        let mac = hex::decode(hex_hmac(
+            key,
+            &[
+                id.as_bytes(),
+                b".",
+                t.to_string().as_bytes(),
+                b".",
+                body.as_bytes(),
+            ],
+        ))
+        .unwrap();
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac);
+        client()
+            .post(format!("{}/hooks/std", daemon.url))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", t.to_string())
+            .header("webhook-signature", format!("v1,bm90LWl0 v1,{sig}"))
+            .body(body)
+    };
+    let first = send(post("msg_1", now(), key));
+    assert_eq!(first.status, 202, "{}", first.text);
+    let again = send(post("msg_1", now(), key));
+    assert_eq!(
+        (
+            again.status,
+            &again.body["run_id"],
+            &again.body["duplicate"]
+        ),
+        (200, &first.body["run_id"], &serde_json::json!(true))
+    );
+    assert_eq!(send(post("msg_2", now() - 600, key)).status, 401);
+    assert_eq!(send(post("msg_3", now(), b"another-key")).status, 401);
+}
+
+#[test]
+fn a_replayed_delivery_starts_one_run_even_when_requests_race() {
+    let d = deployment();
+    let daemon = Daemon::start(&d, &env());
+    let body = r#"{"action":"opened"}"#;
+    let replies = send_all(
+        (0..24)
+            .map(|_| github(&daemon.url, body, "same-guid", SECRET))
+            .collect(),
+    );
+    let accepted: Vec<_> = replies.iter().filter(|r| r.status == 202).collect();
+    assert_eq!(
+        accepted.len(),
+        1,
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let run = &accepted[0].body["run_id"];
+    assert!(
+        replies.iter().all(|r| &r.body["run_id"] == run),
+        "every reply names the one run"
+    );
+    assert!(
+        replies
+            .iter()
+            .filter(|r| r.status == 200)
+            .all(|r| r.body["duplicate"] == true)
+    );
+    let again = send(github(&daemon.url, body, "same-guid", SECRET));
+    assert_eq!((again.status, &again.body["run_id"]), (200, run));
+    let runs = daemon.wait_runs("the one run", LIMIT, |r| {
+        r.iter().any(|r| r.status == RunStatus::Succeeded)
+    });
+    assert_eq!(runs.iter().filter(|r| r.runbook == "gh").count(), 1);
+    let listed = send(client().get(format!(
+        "{}/api/v1/deliveries?runbook=gh&limit=100",
+        daemon.url
+    )));
+    assert_eq!(
+        listed.body["deliveries"].as_array().unwrap().len(),
+        25,
+        "every delivery is in the log"
+    );
+}
+
+#[test]
+fn size_type_and_unknown_paths_are_refused_before_anything_is_recorded() {
+    let d = deployment();
+    let daemon = Daemon::start(&d, &env());
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    let too_big = send(github(&daemon.url, &big, "big", SECRET));
+    assert_eq!(too_big.status, 413);
+    let plain = send(
+        client()
+            .post(format!("{}/hooks/gh", daemon.url))
+            .header("content-type", "text/plain")
+            .body("hi"),
+    );
+    assert_eq!(
+        (plain.status, plain.body["detail"].as_str()),
+        (415, Some("this webhook takes application/json"))
+    );
+    let unknown = send(
+        client()
+            .post(format!("{}/hooks/nothing-here", daemon.url))
+            .header("content-type", "application/json")
+            .body("{}"),
+    );
+    assert_eq!(
+        (unknown.status, unknown.content_type.as_str()),
+        (404, "application/problem+json")
+    );
+    let listed = send(client().get(format!("{}/api/v1/deliveries", daemon.url)));
+    assert_eq!(listed.body["deliveries"], serde_json::json!([]));
+}
+
+#[test]
+fn an_alertmanager_payload_reaches_the_script_as_data() {
+    let d = deployment();
+    let daemon = Daemon::start(&d, &env());
+    // The Alertmanager v4 body from providers.md §4.1.
+    let firing = include_str!("fixtures/alertmanager-firing.json");
+    let post = |body: String| {
+        client()
+            .post(format!("{}/hooks/am", daemon.url))
+            .header("content-type", "application/json")
+            .bearer_auth("am-token-1")
+            .body(body)
+    };
+    let first = send(post(firing.to_string()));
+    assert_eq!(first.status, 202, "{}", first.text);
+    // Alertmanager repeats the group every group_interval: same groupKey + status, one run.
+    assert_eq!(send(post(firing.to_string())).body["duplicate"], true);
+    let resolved = firing.replace("\"status\": \"firing\"", "\"status\": \"resolved\"");
+    let filtered = send(post(resolved));
+    assert_eq!(
+        (filtered.status, &filtered.body["outcome"]),
+        (200, &serde_json::json!("filtered"))
+    );
+    assert_eq!(
+        send(
+            client()
+                .post(format!("{}/hooks/am", daemon.url))
+                .header("content-type", "application/json")
+                .bearer_auth("nope")
+                .body(firing)
+        )
+        .status,
+        401
+    );
+
+    // Script-like text in a payload stays a string.
+    let sneaky = firing.replace("polygon-rpc-2:8545", "\\\"; fail(\\\"pwned\\\"); \\\"");
+    let sneaky = sneaky.replace("\"groupKey\": \"", "\"groupKey\": \"second-");
+    let second = send(post(sneaky));
+    assert_eq!(second.status, 202, "{}", second.text);
+
+    let runs = daemon.wait_runs("two runs", LIMIT, |r| {
+        r.iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count()
+            >= 2
+    });
+    let am: Vec<_> = runs.iter().filter(|r| r.runbook == "am").collect();
+    assert_eq!(am.len(), 2);
+    let out = am[0].output.as_ref().unwrap();
+    assert_eq!(out["alertname"], "RPCNodeBehind");
+    assert_eq!(out["count"], 1);
+    assert_eq!(out["delivery"], first.body["delivery_id"]);
+    assert_eq!(out["auth_header"], "***", "scripts never see credentials");
+    assert_eq!(
+        am[1].output.as_ref().unwrap()["instance"],
+        "\"; fail(\"pwned\"); \""
+    );
+}
+
+#[test]
+fn every_accepted_delivery_runs_after_a_kill_9() {
+    let d = Deployment::new();
+    d.runbook(
+        "durable.yaml",
+        "secrets: [HOOK_SECRET]\nconcurrency: allow\ntriggers:\n  - webhook: { auth: github, secret: HOOK_SECRET }\nrun: |\n  let end = now() + duration(\"300ms\");\n  while now() < end { state::get(\"x\"); }\n  trigger.body.n\n",
+    );
+    let mut daemon = Daemon::start(&d, &env());
+    let reqs = (0..60).map(|n| {
+        let body = format!("{{\"n\":{n}}}");
+        client()
+            .post(format!("{}/hooks/durable", daemon.url))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", format!("g-{n}"))
+            .header(
+                "x-hub-signature-256",
+                format!("sha256={}", hex_hmac(SECRET.as_bytes(), &[body.as_bytes()])),
+            )
+            .body(body)
+    });
+    let replies = send_all(reqs.collect());
+    assert!(
+        replies.iter().all(|r| r.status == 202),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    daemon.signal("KILL");
+    daemon.wait_exit(LIMIT);
+    let accepted: Vec<i64> = replies
+        .iter()
+        .map(|r| r.body["run_id"].as_i64().unwrap())
+        .collect();
+
+    let daemon = Daemon::start(&d, &env());
+    let runs = daemon.wait_runs(
+        "every accepted delivery ran",
+        Duration::from_secs(60),
+        |r| {
+            accepted.iter().all(|id| {
+                r.iter()
+                    .any(|run| run.id == *id && run.status == RunStatus::Succeeded)
+            })
+        },
+    );
+    let mut outputs: Vec<i64> = runs
+        .iter()
+        .filter_map(|r| r.output.as_ref()?.as_i64())
+        .collect();
+    outputs.sort();
+    assert_eq!(
+        outputs,
+        (0..60).collect::<Vec<_>>(),
+        "each payload ran exactly once"
+    );
+}
