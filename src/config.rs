@@ -171,9 +171,13 @@ impl Config {
             self.api_token = Some(Redacted(t));
         }
         if let Some(d) = f.database {
-            self.database = match d.strip_prefix("sqlite://") {
-                Some(file) if !file.starts_with('/') && !base.as_os_str().is_empty() => {
-                    format!("sqlite://{}", base.join(file).display())
+            // A SQLite file named in the file is relative to the file, like every path in it.
+            let file = d
+                .strip_prefix("sqlite://")
+                .or_else(|| (!d.contains("://")).then_some(d.as_str()));
+            self.database = match file {
+                Some(f) if !f.starts_with('/') && !base.as_os_str().is_empty() => {
+                    format!("sqlite://{}", base.join(f).display())
                 }
                 _ => d,
             };

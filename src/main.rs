@@ -5,8 +5,9 @@ use runbookd::cli::{Cli, Command, LogFormat};
 use runbookd::commands;
 
 fn main() {
-    // 1. Parse flags (clap exits with 2 on bad usage).
+    // 1. Parse flags (clap exits with 2 on bad usage); one TLS provider for the process.
     let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // 2. Diagnostics go to stderr; RUST_LOG tunes them. The daemon says more.
     let default = match cli.command {
         Command::Serve(_) => "info,tokio_cron_scheduler=warn,sqlx=warn",

@@ -286,3 +286,11 @@ fn check_takes_files_and_directories() {
         ran.stdout
     );
 }
+
+#[test]
+fn a_scheduled_runbook_cannot_require_a_param() {
+    assert_error(
+        "triggers:\n  - every: 5m\nparams:\n  ticket: { type: string }\nrun: params.ticket\n",
+        "runbooks/rb.yaml:4:3: param ticket is required, but its every trigger cannot give it; give it a default",
+    );
+}

@@ -222,8 +222,13 @@ fn sigterm_lets_runs_finish_within_the_grace_then_interrupts() {
         "exited after {took:?}"
     );
     let runs = daemon.runs();
+    // Interrupted by the shutdown, it waits queued for the next start.
     let run = runs.iter().find(|r| r.id == id).unwrap();
-    assert_eq!(run.status, RunStatus::Interrupted, "{run:?}");
+    assert_eq!(
+        (run.status, run.attempts),
+        (RunStatus::Queued, 1),
+        "{run:?}"
+    );
     assert!(runs.iter().all(|r| r.status != RunStatus::Running));
     assert!(
         daemon
@@ -419,5 +424,51 @@ fn queue_runs_overlapping_slots_one_after_another() {
     spans.sort();
     for w in spans.windows(2) {
         assert!(w[1].0 >= w[0].1, "two runs overlapped: {w:?}");
+    }
+}
+
+#[test]
+fn caught_up_slots_under_forbid_run_one_after_another() {
+    let d = Deployment::new();
+    d.runbook(
+        "fast.yaml",
+        "triggers:\n  - every: 10s\ncatch_up: all\nrun: trigger.scheduled_at\n",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = d.store().await;
+        store
+            .init_mark(
+                "fast",
+                "every 10s",
+                chrono::Utc::now() - chrono::TimeDelta::seconds(45),
+            )
+            .await
+            .unwrap();
+    });
+    let daemon = Daemon::start(&d, &[]);
+    let runs = daemon.wait_runs("the four caught-up slots ran", LIMIT, |r| {
+        r.iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count()
+            >= 4
+    });
+    assert!(
+        runs.iter().all(|r| r.status != RunStatus::Skipped),
+        "{runs:?}"
+    );
+    let mut spans: Vec<_> = runs
+        .iter()
+        .filter_map(|r| Some((r.started_at?, r.finished_at?, r.scheduled_at?)))
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(
+            w[1].0 >= w[0].1 && w[1].2 > w[0].2,
+            "not one after another in slot order: {w:?}"
+        );
     }
 }

@@ -41,7 +41,7 @@ fn render(d: &RunDetail) -> String {
     );
     line("Status", r.status.to_string());
     let trigger = match (&r.trigger_key, r.scheduled_at) {
-        (Some(k), Some(at)) => format!("{} {k}, slot {}", r.trigger_kind, local_time(at)),
+        (Some(k), Some(at)) => format!("{k}, slot {}", local_time(at)),
         _ => r.trigger_kind.clone(),
     };
     line("Trigger", trigger);

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use notify_debouncer_full::notify::RecursiveMode;
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
@@ -26,7 +26,13 @@ pub fn start(
     tx: mpsc::Sender<()>,
 ) -> notify_debouncer_full::notify::Result<Watch> {
     let mut debouncer = new_debouncer(QUIET, None, move |res: DebounceEventResult| match res {
-        Ok(events) if !events.is_empty() => {
+        // Reading a file (our own reload does) is no change: only writes,
+        // creations, removals and renames are.
+        Ok(events)
+            if events
+                .iter()
+                .any(|e| !matches!(e.event.kind, EventKind::Access(_) | EventKind::Other)) =>
+        {
             let _ = tx.try_send(());
         }
         Ok(_) => {}

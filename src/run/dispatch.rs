@@ -102,8 +102,11 @@ impl Dispatcher {
             }
         };
         metrics::gauge!(crate::telemetry::QUEUE_DEPTH).set(queued.len() as f64);
+        // A runbook whose oldest queued run cannot start yet keeps its later
+        // runs waiting too, so they start in order.
+        let mut blocked: HashSet<String> = HashSet::new();
         for row in queued {
-            if seen.contains(&row.id) {
+            if seen.contains(&row.id) || blocked.contains(&row.runbook) {
                 continue;
             }
             let Some(rb) = (self.lookup)(&row.runbook) else {
@@ -114,7 +117,10 @@ impl Dispatcher {
             if rb.concurrency != Concurrency::Allow {
                 match self.executor.store().claim(row.id, &rb.name).await {
                     Ok(true) => {}
-                    Ok(false) => continue,
+                    Ok(false) => {
+                        blocked.insert(row.runbook.clone());
+                        continue;
+                    }
                     Err(e) => {
                         tracing::error!(run.id = row.id, error = %e, "could not claim a queued run");
                         continue;
@@ -156,11 +162,17 @@ impl Dispatcher {
             .lock()
             .expect("running lock")
             .insert(row.id, (rb.name.clone(), req.cancel.clone()));
+        let outcome_runbook = rb.name.clone();
         let me = self.me.clone();
         let id = row.id;
         self.tracker.spawn(async move {
             let Some(this) = me.upgrade() else { return };
-            this.executor.execute(id, req).await;
+            let outcome = this.executor.execute(id, req).await;
+            if outcome.status == RunStatus::Interrupted
+                && let Err(e) = this.rescue(id, &outcome_runbook).await
+            {
+                tracing::error!(run.id = id, error = %e, "could not queue an interrupted run again");
+            }
             this.running.lock().expect("running lock").remove(&id);
             // A finished run may free its runbook for a queued one.
             this.pump().await;
@@ -172,28 +184,39 @@ impl Dispatcher {
     /// so this does not spend its retry policy; a run interrupted more than
     /// [`MAX_RESCUES`] times stays interrupted.
     pub async fn recover(&self) -> crate::store::Result<(usize, usize)> {
-        let store = self.executor.store();
-        let stuck = store.recover_interrupted(chrono::Utc::now()).await?;
+        let stuck = self
+            .executor
+            .store()
+            .recover_interrupted(chrono::Utc::now())
+            .await?;
         let mut retried = 0;
         for row in &stuck {
-            let Some(rb) = (self.lookup)(&row.runbook) else {
-                continue;
-            };
-            let interrupted = match store.run_detail(row.id).await? {
-                Some(d) => d
-                    .attempts
-                    .iter()
-                    .filter(|a| a.status == RunStatus::Interrupted)
-                    .count(),
-                None => continue,
-            };
-            if interrupted <= MAX_RESCUES {
-                let key = (rb.concurrency != Concurrency::Allow).then_some(rb.name.as_str());
-                if store.requeue(row.id, key).await? {
-                    retried += 1;
-                }
+            if self.rescue(row.id, &row.runbook).await? {
+                retried += 1;
             }
         }
         Ok((stuck.len(), retried))
+    }
+
+    /// Queue an interrupted run again, unless it was interrupted more than
+    /// [`MAX_RESCUES`] times or its runbook is gone. Returns whether it was.
+    async fn rescue(&self, run: RunId, runbook: &str) -> crate::store::Result<bool> {
+        let store = self.executor.store();
+        let Some(rb) = (self.lookup)(runbook) else {
+            return Ok(false);
+        };
+        let interrupted = match store.run_detail(run).await? {
+            Some(d) => d
+                .attempts
+                .iter()
+                .filter(|a| a.status == RunStatus::Interrupted)
+                .count(),
+            None => return Ok(false),
+        };
+        if interrupted > MAX_RESCUES {
+            return Ok(false);
+        }
+        let key = (rb.concurrency != Concurrency::Allow).then_some(rb.name.as_str());
+        store.requeue(run, key).await
     }
 }

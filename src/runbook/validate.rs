@@ -200,6 +200,19 @@ pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook
     }
     let triggers = super::triggers::validate(&spec.triggers, &name, &secrets, ctx);
     let params = params(&spec.params, ctx);
+    if let Some(t) = triggers.iter().find(|t| !matches!(t, Trigger::Manual))
+        && let Some(p) = params.iter().find(|p| p.required)
+    {
+        ctx.error(
+            Loc::Key(format!("params.{}", p.name)),
+            format!(
+                "param {} is required, but its {} trigger cannot give it; give it a default",
+                p.name,
+                t.kind()
+            ),
+            None,
+        );
+    }
     let http_allow = http_allow(
         spec.http
             .as_ref()

@@ -105,6 +105,9 @@ impl Sandbox {
             statics: vec![
                 ("log", Arc::new(api::log_module())),
                 ("state", Arc::new(api::state_module())),
+                ("issues", Arc::new(super::effects::issues_module())),
+                ("email", Arc::new(super::effects::email_module())),
+                ("http", Arc::new(super::effects::http_module())),
             ],
         })
     }

@@ -59,6 +59,68 @@ pub trait Host: Send + Sync + 'static {
     ) -> Result<(), String>;
     /// Whether the key existed.
     fn state_delete(&self, key: &str) -> Result<bool, String>;
+
+    /// `issues::open(key, #{title, severity, details, link})` → `#{is_new, occurrences, status, first_seen, ...}`.
+    fn issue_open(
+        &self,
+        key: &str,
+        fields: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let _ = (key, fields);
+        Err(unavailable("issues::open"))
+    }
+    /// `issues::resolve(key, note)` → whether it was open.
+    fn issue_resolve(&self, key: &str, note: Option<String>) -> Result<bool, String> {
+        let _ = (key, note);
+        Err(unavailable("issues::resolve"))
+    }
+    fn issue_get(&self, key: &str) -> Result<Option<serde_json::Value>, String> {
+        let _ = key;
+        Err(unavailable("issues::get"))
+    }
+    /// `issues::list(#{status, severity, runbook, older_than})`.
+    fn issue_list(&self, filter: serde_json::Value) -> Result<serde_json::Value, String> {
+        let _ = filter;
+        Err(unavailable("issues::list"))
+    }
+    /// `email::send(#{to, cc, subject, text, html, template, data, key})` → the outbox id.
+    fn email_send(&self, message: serde_json::Value) -> Result<i64, String> {
+        let _ = message;
+        Err(unavailable("email::send"))
+    }
+    /// `http::*` → `#{status, ok, headers, body, json, elapsed_ms}`.
+    fn http(&self, call: HttpCall) -> Result<serde_json::Value, String> {
+        let _ = call;
+        Err(unavailable("http"))
+    }
+}
+
+fn unavailable(what: &str) -> String {
+    format!("{what} is not available here")
+}
+
+/// An HTTP request as a script describes it.
+#[derive(Debug, Clone, Default)]
+pub struct HttpCall {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub body: HttpBody,
+    pub timeout: Option<Duration>,
+    pub bearer: Option<String>,
+    pub basic: Option<(String, String)>,
+    /// Extra tries on 429/503 and connection errors (idempotent requests only).
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub enum HttpBody {
+    #[default]
+    None,
+    Json(serde_json::Value),
+    Form(Vec<(String, String)>),
+    Text(String),
 }
 
 /// The host as the engine carries it (in its tag), cheap to clone.

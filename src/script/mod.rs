@@ -6,6 +6,7 @@
 
 mod api;
 mod convert;
+mod effects;
 mod engine;
 mod host;
 mod resolver;
@@ -16,7 +17,7 @@ pub use engine::{
     CompileError, CompiledScript, Compiler, EvalRequest, FailureKind, Limits, Sandbox,
     ScriptFailure,
 };
-pub use host::{Host, HostHandle, LogLevel};
+pub use host::{Host, HostHandle, HttpBody, HttpCall, LogLevel};
 pub use resolver::read_script;
 pub use time::{Span, Timestamp};
 

@@ -106,7 +106,14 @@ pub fn business_hours(t: Timestamp, tz: &str, hours: &str, days: &str) -> Result
             ))
         })
         .ok_or_else(|| format!("business hours \"{hours}\" must look like 09:00-18:00"))?;
-    let today = local.weekday().num_days_from_monday();
+    // Hours past midnight in an overnight range belong to the day they started.
+    let overnight_tail = from > to && local.time() < to;
+    let day = if overnight_tail {
+        local.weekday().pred()
+    } else {
+        local.weekday()
+    };
+    let today = day.num_days_from_monday();
     let mut on_day = false;
     for part in days.split(',') {
         let bad = || format!("business days \"{days}\" must look like Mon-Fri or Mon,Wed,Fri");
@@ -244,5 +251,16 @@ mod tests {
         assert!(business_hours(t, "Europe/Paris", "09:00-18:00", "Mon-Fri").unwrap());
         assert!(!business_hours(t, "America/New_York", "09:00-18:00", "Mon-Fri").unwrap());
         assert!(!business_hours(t, "Europe/Paris", "09:00-18:00", "Sat,Sun").unwrap());
+    }
+
+    #[test]
+    fn overnight_hours_belong_to_the_day_they_start() {
+        // 2026-11-28 is a Saturday: 02:00 then is Friday night's shift.
+        let sat = parse_time("2026-11-28T02:00:00Z").unwrap();
+        let mon = parse_time("2026-11-23T02:00:00Z").unwrap();
+        let fri_late = parse_time("2026-11-27T23:00:00Z").unwrap();
+        assert!(business_hours(sat, "UTC", "22:00-06:00", "Mon-Fri").unwrap());
+        assert!(!business_hours(mon, "UTC", "22:00-06:00", "Mon-Fri").unwrap());
+        assert!(business_hours(fri_late, "UTC", "22:00-06:00", "Mon-Fri").unwrap());
     }
 }

@@ -115,6 +115,27 @@ pub trait Store: Send + Sync {
     /// A cheap query that proves the database answers.
     async fn ping(&self) -> Result<()>;
 
+    /// Open (or bump, or reopen) an issue; returns it and whether it is new.
+    async fn open_issue(&self, issue: &IssueOpen) -> Result<(IssueRow, bool)>;
+    /// Resolve an issue; false when it was not open or acknowledged.
+    async fn resolve_issue(&self, key: &str, note: Option<&str>, at: DateTime<Utc>)
+    -> Result<bool>;
+    /// Acknowledge an open issue; false when it was not open.
+    async fn ack_issue(&self, key: &str, at: DateTime<Utc>) -> Result<bool>;
+    async fn issue(&self, key: &str) -> Result<Option<IssueRow>>;
+    async fn list_issues(&self, filter: &IssueFilter) -> Result<Vec<IssueRow>>;
+    /// Open (and acknowledged) issues by severity.
+    async fn open_issue_counts(&self) -> Result<Vec<(String, i64)>>;
+
+    /// Queue an email; returns its id (the existing one when the key was used).
+    async fn queue_email(&self, email: &NewEmail) -> Result<(i64, bool)>;
+    /// Take up to `limit` emails due at `now` for delivery (they become `sending`).
+    async fn take_due_emails(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<EmailRow>>;
+    async fn finish_email(&self, id: i64, attempt: &EmailAttempt, at: DateTime<Utc>) -> Result<()>;
+    async fn list_emails(&self, status: Option<&str>, limit: u32) -> Result<Vec<EmailRow>>;
+    /// Emails left `sending` by a process that stopped go back to the queue.
+    async fn requeue_sending_emails(&self) -> Result<u64>;
+
     /// The high-water mark of a schedule trigger.
     async fn schedule_mark(
         &self,

@@ -203,6 +203,99 @@ pub struct DeliveryRow {
     pub run_status: Option<RunStatus>,
 }
 
+/// An issue as stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IssueRow {
+    pub key: String,
+    pub runbook: String,
+    pub title: String,
+    pub severity: String,
+    pub status: String,
+    pub details: Option<String>,
+    pub link: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub occurrences: i64,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolution: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What `issues.open` asks for.
+#[derive(Debug, Clone)]
+pub struct IssueOpen {
+    pub runbook: String,
+    pub key: String,
+    pub title: String,
+    pub severity: String,
+    pub details: Option<String>,
+    pub link: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Which issues to list, most recently changed first.
+#[derive(Debug, Clone, Default)]
+pub struct IssueFilter {
+    /// `None`: open and acknowledged.
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub runbook: Option<String>,
+    /// Only issues first seen before this time.
+    pub older_than: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+/// An email a script asked to send.
+#[derive(Debug, Clone)]
+pub struct NewEmail {
+    pub idem_key: String,
+    pub runbook: String,
+    pub run_id: Option<RunId>,
+    pub sender: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EmailRow {
+    pub id: i64,
+    pub runbook: String,
+    pub run_id: Option<RunId>,
+    pub sender: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub results: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// How a delivery attempt of an email ended.
+#[derive(Debug, Clone)]
+pub enum EmailAttempt {
+    Sent {
+        results: serde_json::Value,
+    },
+    /// Try again at this time.
+    Retry {
+        error: String,
+        at: DateTime<Utc>,
+    },
+    Failed {
+        error: String,
+    },
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunEnd {

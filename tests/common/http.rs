@@ -23,6 +23,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 pub fn client() -> reqwest::Client {
+    super::init();
     reqwest::Client::new()
 }
 
@@ -54,12 +55,29 @@ pub async fn read(req: reqwest::RequestBuilder) -> Reply {
 pub fn send_with_headers(req: reqwest::RequestBuilder) -> (Reply, Option<String>) {
     runtime().block_on(async {
         let resp = req.send().await.expect("the daemon answers");
-        let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let status = resp.status().as_u16();
-        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let text = resp.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        (Reply { status, content_type, body, text }, retry)
+        (
+            Reply {
+                status,
+                content_type,
+                body,
+                text,
+            },
+            retry,
+        )
     })
 }
 

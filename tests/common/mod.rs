@@ -18,6 +18,12 @@ use runbookd::secrets::Secrets;
 use runbookd::store::{Access, Store};
 use tokio_util::sync::CancellationToken;
 
+/// Process-wide set-up every test binary needs: one TLS provider (ring), as
+/// the daemon installs in `main`.
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The value of the API_TOKEN secret the harness gives its runs.
 pub const SECRET_VALUE: &str = "tok-3f9a7c21-very-secret";
 

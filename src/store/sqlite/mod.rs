@@ -14,6 +14,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use super::*;
 
 mod deliveries;
+mod issues;
+mod outbox;
 mod schedule;
 
 pub struct SqliteStore {
@@ -326,6 +328,55 @@ impl Store for SqliteStore {
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
         self.prune_before(before).await
+    }
+
+    async fn open_issue(&self, issue: &IssueOpen) -> Result<(IssueRow, bool)> {
+        self.issue_open(issue).await
+    }
+
+    async fn resolve_issue(
+        &self,
+        key: &str,
+        note: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.issue_resolve(key, note, at).await
+    }
+
+    async fn ack_issue(&self, key: &str, at: DateTime<Utc>) -> Result<bool> {
+        self.issue_ack(key, at).await
+    }
+
+    async fn issue(&self, key: &str) -> Result<Option<IssueRow>> {
+        self.issue_get(key).await
+    }
+
+    async fn list_issues(&self, filter: &IssueFilter) -> Result<Vec<IssueRow>> {
+        self.issue_list(filter).await
+    }
+
+    async fn open_issue_counts(&self) -> Result<Vec<(String, i64)>> {
+        self.issue_counts().await
+    }
+
+    async fn queue_email(&self, email: &NewEmail) -> Result<(i64, bool)> {
+        self.email_queue(email).await
+    }
+
+    async fn take_due_emails(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<EmailRow>> {
+        self.email_take(now, limit).await
+    }
+
+    async fn finish_email(&self, id: i64, attempt: &EmailAttempt, at: DateTime<Utc>) -> Result<()> {
+        self.email_finish(id, attempt, at).await
+    }
+
+    async fn list_emails(&self, status: Option<&str>, limit: u32) -> Result<Vec<EmailRow>> {
+        self.email_list(status, limit).await
+    }
+
+    async fn requeue_sending_emails(&self) -> Result<u64> {
+        self.email_requeue().await
     }
 
     async fn accept_deliveries(&self, batch: &[Delivery]) -> Result<Vec<Accepted>> {

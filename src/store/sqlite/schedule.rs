@@ -174,8 +174,12 @@ impl SqliteStore {
                 .await?;
         }
         let mut out = Vec::new();
+        // Under `forbid`, the first due slot takes the runbook (or is skipped
+        // when a run is active); the slots caught up with it queue behind it
+        // rather than skip each other.
+        let mut admission = b.admission;
         for slot in &b.run {
-            let active = (b.admission == Admission::Exclusive).then_some(b.runbook.as_str());
+            let active = (admission == Admission::Exclusive).then_some(b.runbook.as_str());
             let queued: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(insert)
                 .bind(&b.runbook)
                 .bind(&b.version_hash)
@@ -189,6 +193,10 @@ impl SqliteStore {
                 .bind(active)
                 .fetch_optional(&mut *tx)
                 .await;
+            let conflicted = matches!(&queued, Err(e) if is_active_conflict(e));
+            if admission == Admission::Exclusive && !conflicted {
+                admission = Admission::Queued;
+            }
             out.push(match queued {
                 Ok(Some(id)) => SlotResult::Created(id, *slot),
                 Ok(None) => SlotResult::Duplicate(*slot),

@@ -1,0 +1,438 @@
+//! The one shared HTTP client scripts use, its egress policy and retries.
+//!
+//! A runbook may call only the hosts of its `http.allow` plus the config-wide
+//! list. The cloud metadata addresses are refused always: as literal IPs in
+//! any spelling (the URL parser normalises hex and octal forms), through DNS
+//! (the resolver drops them, so a name cannot rebind to them), through
+//! IPv4-mapped IPv6, and on every redirect hop, which is re-checked.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::{Host, Url};
+
+use crate::script::{HttpBody, HttpCall};
+
+/// A call waits at most this long unless it asks for another timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses larger than this are refused.
+pub const MAX_RESPONSE: usize = 10 * 1024 * 1024;
+const MAX_REDIRECTS: usize = 10;
+
+/// Whether an address is one no runbook may reach (cloud metadata).
+pub fn denied(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 169 && v4.octets()[1] == 254,
+        IpAddr::V6(v6) => {
+            v6 == "fd00:ec2::254"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("literal")
+                || v6.to_ipv4_mapped().is_some_and(|v4| denied(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Drops denied addresses from every DNS answer.
+struct GuardedResolver;
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let ok: Vec<SocketAddr> = found.into_iter().filter(|a| !denied(a.ip())).collect();
+            if ok.is_empty() {
+                return Err(
+                    format!("{host} resolves only to addresses runbooks may not reach").into(),
+                );
+            }
+            Ok(Box::new(ok.into_iter()) as Addrs)
+        })
+    }
+}
+
+pub struct Outbound {
+    client: reqwest::Client,
+    /// Hosts every runbook may call (config `http.allow`).
+    global_allow: Vec<String>,
+}
+
+/// What a call returned, and a line for the run log.
+pub struct Reply {
+    pub value: serde_json::Value,
+    pub log: String,
+}
+
+impl Outbound {
+    /// Build the shared client.
+    ///
+    /// Fails when the TLS stack cannot be set up.
+    pub fn new(global_allow: Vec<String>) -> anyhow::Result<Self> {
+        // One TLS provider for the process (ring); a second install is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver))
+            .connect_timeout(DEFAULT_TIMEOUT)
+            .user_agent(concat!("runbookd/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Outbound {
+            client,
+            global_allow,
+        })
+    }
+
+    /// Check `url` against the policy for a runbook allowing `allow`.
+    ///
+    /// Fails with a sentence naming the host and what to change.
+    pub fn check(&self, url: &Url, allow: &[String]) -> Result<(), String> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{url}: only http and https URLs can be called"));
+        }
+        let host = url
+            .host()
+            .ok_or_else(|| format!("{url}: the URL has no host"))?;
+        let name = match host {
+            Host::Ipv4(ip) if denied(IpAddr::V4(ip)) => {
+                return Err(format!(
+                    "{url}: {ip} is a cloud metadata address; runbooks may never call it"
+                ));
+            }
+            Host::Ipv6(ip) if denied(IpAddr::V6(ip)) => {
+                return Err(format!(
+                    "{url}: {ip} is a cloud metadata address; runbooks may never call it"
+                ));
+            }
+            Host::Ipv4(ip) => ip.to_string(),
+            Host::Ipv6(ip) => ip.to_string(),
+            Host::Domain(d) => d.to_ascii_lowercase(),
+        };
+        let port = url.port_or_known_default().unwrap_or(0);
+        let allowed = allow.iter().chain(self.global_allow.iter()).any(|rule| {
+            let (pattern, rule_port) = match rule.rsplit_once(':') {
+                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, p.parse::<u16>().ok()),
+                _ => (rule.as_str(), None),
+            };
+            let host_ok = match pattern.strip_prefix("*.") {
+                Some(suffix) => name.ends_with(&format!(".{suffix}")),
+                None => pattern.eq_ignore_ascii_case(&name),
+            };
+            host_ok && rule_port.is_none_or(|p| p == port)
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "{url}: host {name} is not in this runbook's http.allow; add \"{name}\" to `http: {{ allow: [...] }}`"
+            ))
+        }
+    }
+
+    /// Perform a call within `deadline`, following redirects (each re-checked)
+    /// and retrying where the call allows it.
+    ///
+    /// Fails on a policy refusal, a connection error or timeout after the
+    /// retries, or a response over [`MAX_RESPONSE`]. A non-2xx status is a
+    /// value, not an error.
+    pub async fn call(
+        &self,
+        call: &HttpCall,
+        allow: &[String],
+        deadline: Instant,
+    ) -> Result<Reply, String> {
+        let mut url =
+            Url::parse(&call.url).map_err(|e| format!("{}: not a URL ({e})", call.url))?;
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(call.query.iter());
+        }
+        let idempotent = matches!(
+            call.method.as_str(),
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS"
+        ) || call
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"));
+        let started = Instant::now();
+        let mut tries = 0;
+        loop {
+            let outcome = self.follow(call, url.clone(), allow, deadline).await;
+            let retry_after = match &outcome {
+                Ok((resp_status, _, headers, _)) if matches!(*resp_status, 429 | 503) => {
+                    Some(retry_after(headers).unwrap_or(backoff(tries)))
+                }
+                Ok(_) => None,
+                Err(Failure::Transport(_)) => Some(backoff(tries)),
+                Err(Failure::Refused(_)) => None,
+            };
+            let can_retry = idempotent
+                && tries < call.retries
+                && retry_after.is_some_and(|w| Instant::now() + w < deadline);
+            if can_retry {
+                tries += 1;
+                tokio::time::sleep(retry_after.unwrap_or_default()).await;
+                continue;
+            }
+            let elapsed = started.elapsed().as_millis() as u64;
+            let tried = if tries > 0 {
+                format!(" after {tries} retries")
+            } else {
+                String::new()
+            };
+            let shown = shown_url(&url);
+            let host = url.host_str().unwrap_or("").to_string();
+            return match outcome {
+                Ok((status, final_url, headers, body)) => {
+                    metrics::counter!(crate::telemetry::HTTP_REQUESTS, "host" => host, "status" => status.to_string()).increment(1);
+                    let json = serde_json::from_slice::<serde_json::Value>(&body)
+                        .unwrap_or(serde_json::Value::Null);
+                    let value = serde_json::json!({
+                        "status": status,
+                        "ok": (200..300).contains(&status),
+                        "headers": headers,
+                        "body": String::from_utf8_lossy(&body),
+                        "json": json,
+                        "elapsed_ms": elapsed,
+                        "url": final_url.as_str(),
+                    });
+                    Ok(Reply {
+                        value,
+                        log: format!(
+                            "http {} {shown} → {status} in {elapsed}ms{tried}",
+                            call.method
+                        ),
+                    })
+                }
+                Err(Failure::Refused(why)) | Err(Failure::Transport(why)) => {
+                    metrics::counter!(crate::telemetry::HTTP_REQUESTS, "host" => host, "status" => "error").increment(1);
+                    Err(format!("http {} {shown} failed{tried}: {why}", call.method))
+                }
+            };
+        }
+    }
+
+    async fn follow(
+        &self,
+        call: &HttpCall,
+        mut url: Url,
+        allow: &[String],
+        deadline: Instant,
+    ) -> Result<Response, Failure> {
+        let mut method = reqwest::Method::from_bytes(call.method.as_bytes())
+            .map_err(|_| Failure::Refused(format!("unknown method {}", call.method)))?;
+        let mut with_body = true;
+        for _ in 0..=MAX_REDIRECTS {
+            self.check(&url, allow).map_err(Failure::Refused)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Failure::Refused("the step has no time left".into()));
+            }
+            let mut req = self
+                .client
+                .request(method.clone(), url.clone())
+                .timeout(call.timeout.unwrap_or(DEFAULT_TIMEOUT).min(left));
+            for (k, v) in &call.headers {
+                req = req.header(k, v);
+            }
+            if let Some(t) = &call.bearer {
+                req = req.bearer_auth(t);
+            }
+            if let Some((u, p)) = &call.basic {
+                req = req.basic_auth(u, Some(p));
+            }
+            if with_body {
+                req = match &call.body {
+                    HttpBody::None => req,
+                    HttpBody::Json(v) => req.json(v),
+                    HttpBody::Form(f) => req.form(f),
+                    HttpBody::Text(t) => req.body(t.clone()),
+                };
+            }
+            let mut resp = req
+                .send()
+                .await
+                .map_err(|e| Failure::Transport(describe(&e)))?;
+            let status = resp.status();
+            if status.is_redirection()
+                && let Some(loc) = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+            {
+                url = url
+                    .join(loc)
+                    .map_err(|_| Failure::Refused(format!("bad redirect location {loc}")))?;
+                if matches!(status.as_u16(), 301..=303) {
+                    method = if method == reqwest::Method::HEAD {
+                        method
+                    } else {
+                        reqwest::Method::GET
+                    };
+                    with_body = false;
+                }
+                continue;
+            }
+            let mut headers = serde_json::Map::new();
+            for (k, v) in resp.headers() {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                match headers.get_mut(k.as_str()) {
+                    Some(serde_json::Value::String(prev)) => *prev = format!("{prev}, {v}"),
+                    _ => {
+                        headers.insert(k.as_str().to_string(), serde_json::Value::String(v));
+                    }
+                }
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| Failure::Transport(describe(&e)))?
+            {
+                if body.len() + chunk.len() > MAX_RESPONSE {
+                    return Err(Failure::Refused(format!(
+                        "the response is larger than {} MiB",
+                        MAX_RESPONSE / (1024 * 1024)
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            return Ok((
+                status.as_u16(),
+                url,
+                serde_json::Value::Object(headers),
+                body,
+            ));
+        }
+        Err(Failure::Refused(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+}
+
+type Response = (u16, Url, serde_json::Value, Vec<u8>);
+
+enum Failure {
+    /// The policy or the response itself: retrying will not help.
+    Refused(String),
+    /// Connection, DNS or timeout: may pass.
+    Transport(String),
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+        let mut last = String::new();
+        while let Some(s) = src {
+            last = s.to_string();
+            src = s.source();
+        }
+        format!("could not connect ({last})")
+    } else {
+        e.to_string()
+    }
+}
+
+fn backoff(tries: u32) -> Duration {
+    Duration::from_millis(500 * 2u64.pow(tries.min(6)))
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &serde_json::Value) -> Option<Duration> {
+    let v = headers.get("retry-after")?.as_str()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    (at.to_utc() - chrono::Utc::now()).to_std().ok()
+}
+
+/// The URL as logged: query values that look like credentials masked.
+fn shown_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let lower = k.to_ascii_lowercase();
+            let secret = ["token", "key", "secret", "password", "signature", "auth"]
+                .iter()
+                .any(|w| lower.contains(w));
+            (
+                k.into_owned(),
+                if secret { "***".into() } else { v.into_owned() },
+            )
+        })
+        .collect();
+    if pairs.is_empty() {
+        shown.set_query(None);
+    } else {
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    shown.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out() -> Outbound {
+        Outbound::new(vec!["status.example.com".into()]).unwrap()
+    }
+
+    #[test]
+    fn metadata_addresses_are_denied_in_every_spelling() {
+        let o = out();
+        let allow = vec!["*".into(), "169.254.169.254".into(), "0xa9fea9fe".into()];
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://0xa9fea9fe/",
+            "http://0251.0376.0251.0376/",
+            "http://2852039166/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[fd00:ec2::254]/",
+        ] {
+            let err = o.check(&Url::parse(url).unwrap(), &allow).unwrap_err();
+            assert!(err.contains("cloud metadata address"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_allowed_hosts_pass() {
+        let o = out();
+        let allow = vec![
+            "api.example.com".into(),
+            "*.zendesk.com".into(),
+            "127.0.0.1:8080".into(),
+        ];
+        for ok in [
+            "https://api.example.com/x",
+            "https://acme.zendesk.com/api",
+            "http://127.0.0.1:8080/",
+            "https://status.example.com/",
+        ] {
+            assert!(o.check(&Url::parse(ok).unwrap(), &allow).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://evil.example.com/",
+            "https://zendesk.com.evil.io/",
+            "http://127.0.0.1:9090/",
+            "ftp://api.example.com/",
+        ] {
+            assert!(o.check(&Url::parse(bad).unwrap(), &allow).is_err(), "{bad}");
+        }
+        assert_eq!(
+            o.check(&Url::parse("https://evil.example.com/").unwrap(), &allow)
+                .unwrap_err(),
+            "https://evil.example.com/: host evil.example.com is not in this runbook's http.allow; add \"evil.example.com\" to `http: { allow: [...] }`"
+        );
+    }
+
+    #[test]
+    fn credentials_in_queries_are_masked_in_logs() {
+        let u = Url::parse("https://x.io/a?api_key=abc&page=2").unwrap();
+        assert_eq!(shown_url(&u), "https://x.io/a?api_key=***&page=2");
+    }
+}

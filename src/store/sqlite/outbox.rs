@@ -1,0 +1,136 @@
+//! SQLite: the email outbox.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, time_col};
+use crate::store::*;
+
+fn email_row(r: &SqliteRow) -> Result<EmailRow> {
+    let need = |c: &str| -> Result<DateTime<Utc>> {
+        time_col(r, c)?.ok_or_else(|| StoreError::Corrupt(format!("{c} is empty")))
+    };
+    let recipients: String = r.try_get("recipients")?;
+    let recipients: serde_json::Value = serde_json::from_str(&recipients).unwrap_or_default();
+    let list = |k: &str| -> Vec<String> {
+        recipients[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let results: Option<String> = r.try_get("results")?;
+    Ok(EmailRow {
+        id: r.try_get("id")?,
+        runbook: r.try_get("runbook")?,
+        run_id: r.try_get("run_id")?,
+        sender: r.try_get("sender")?,
+        to: list("to"),
+        cc: list("cc"),
+        subject: r.try_get("subject")?,
+        text: r.try_get("text_body")?,
+        html: r.try_get("html_body")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: need("next_attempt_at")?,
+        last_error: r.try_get("last_error")?,
+        results: results
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+        created_at: need("created_at")?,
+        sent_at: time_col(r, "sent_at")?,
+    })
+}
+
+impl SqliteStore {
+    pub(super) async fn email_queue(&self, e: &NewEmail) -> Result<(i64, bool)> {
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO outbox (idem_key, runbook, run_id, sender, recipients, subject, text_body, html_body, status, next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (idem_key) DO NOTHING RETURNING id",
+        )
+        .bind(&e.idem_key)
+        .bind(&e.runbook)
+        .bind(e.run_id)
+        .bind(&e.sender)
+        .bind(serde_json::json!({"to": e.to, "cc": e.cc}).to_string())
+        .bind(&e.subject)
+        .bind(&e.text)
+        .bind(&e.html)
+        .bind(ts(e.at))
+        .bind(ts(e.at))
+        .fetch_optional(&self.pool)
+        .await?;
+        match inserted {
+            Some(id) => Ok((id, true)),
+            None => {
+                let id: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE idem_key = ?")
+                    .bind(&e.idem_key)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((id, false))
+            }
+        }
+    }
+
+    pub(super) async fn email_take(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<EmailRow>> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(
+            "UPDATE outbox SET status = 'sending', attempts = attempts + 1
+             WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY id LIMIT ?)
+             RETURNING *",
+        )
+        .bind(ts(now))
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(email_row).collect()
+    }
+
+    pub(super) async fn email_finish(
+        &self,
+        id: i64,
+        a: &EmailAttempt,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let q = match a {
+            EmailAttempt::Sent { results } => sqlx::query("UPDATE outbox SET status = 'sent', sent_at = ?, results = ?, last_error = NULL WHERE id = ?")
+                .bind(ts(at))
+                .bind(results.to_string()),
+            EmailAttempt::Retry { error, at: next } => {
+                sqlx::query("UPDATE outbox SET status = 'queued', next_attempt_at = ?, last_error = ? WHERE id = ?").bind(ts(*next)).bind(cap_text(error))
+            }
+            EmailAttempt::Failed { error } => sqlx::query("UPDATE outbox SET status = 'failed', last_error = ?, results = ? WHERE id = ?")
+                .bind(cap_text(error))
+                .bind(serde_json::json!({"error": error}).to_string()),
+        };
+        q.bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(super) async fn email_list(
+        &self,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EmailRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM outbox WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(status)
+        .bind(limit.clamp(1, 1000) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(email_row).collect()
+    }
+
+    pub(super) async fn email_requeue(&self) -> Result<u64> {
+        let done = sqlx::query("UPDATE outbox SET status = 'queued' WHERE status = 'sending'")
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
