@@ -62,6 +62,10 @@ pub enum Command {
     Prune(PruneArgs),
     /// Webhook deliveries and what became of them, newest first
     Deliveries(DeliveriesArgs),
+    /// Issues runbooks raised: list them, or `ack KEY` / `resolve KEY`
+    Issues(IssuesArgs),
+    /// The email outbox: queued, sent and failed messages with per-recipient results
+    Emails(EmailsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +97,9 @@ pub struct RunArgs {
     /// Print the outcome as JSON instead of streaming the log
     #[arg(long)]
     pub json: bool,
+    /// Perform reads; record, print and skip every write (HTTP other than GET/HEAD, email, issues, state)
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +164,50 @@ pub struct DeliveriesArgs {
     #[arg(long, value_name = "ID")]
     pub before: Option<i64>,
     /// Print the result as JSON (with headers and bodies)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IssuesArgs {
+    #[command(subcommand)]
+    pub action: Option<IssueAction>,
+    /// Include resolved issues
+    #[arg(long)]
+    pub all: bool,
+    /// Only this severity (critical, high, medium, low, info)
+    #[arg(long)]
+    pub severity: Option<String>,
+    /// Only issues raised by this runbook
+    #[arg(long, value_name = "NAME")]
+    pub runbook: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssueAction {
+    /// Acknowledge an open issue: someone is on it
+    Ack { key: String },
+    /// Resolve an issue
+    Resolve {
+        key: String,
+        /// Why or how it was resolved
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EmailsArgs {
+    /// Only emails with this status (queued, sending, sent, failed)
+    #[arg(long)]
+    pub status: Option<String>,
+    /// How many emails to list
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
 }

@@ -32,6 +32,12 @@ pub struct Config {
     pub scripts: PathBuf,
     /// Read-only files scripts may read.
     pub data: PathBuf,
+    /// Email templates (minijinja); built-in defaults cover the rest.
+    pub templates: PathBuf,
+    /// Where email goes; `None`: emails wait in the outbox.
+    pub smtp: Option<Smtp>,
+    /// Hosts every runbook may call, besides its own `http.allow`.
+    pub http_allow: Vec<String>,
     /// Zone of cron triggers that name none, and of `format()` without one.
     pub timezone: Tz,
     /// How many runs execute at once.
@@ -55,6 +61,9 @@ impl Default for Config {
             runbooks: "runbooks".into(),
             scripts: "scripts".into(),
             data: "data".into(),
+            templates: "templates".into(),
+            smtp: None,
+            http_allow: Vec::new(),
             timezone: Tz::UTC,
             workers: 8,
             secrets_file: None,
@@ -63,6 +72,30 @@ impl Default for Config {
             source: None,
         }
     }
+}
+
+/// The mail server. Credentials are secret names, never values.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    /// `smtp://host[:port]` (STARTTLS, port 587) or `smtps://host[:port]` (TLS, port 465).
+    pub url: String,
+    pub from: String,
+    /// Secret name of the user name.
+    pub username: Option<String>,
+    /// Secret name of the password.
+    pub password: Option<String>,
+    /// `starttls`, `tls`, or `none` (plain text, only when asked for).
+    pub tls: Option<String>,
+    /// The first wait before retrying a temporary failure; it doubles each time.
+    pub retry_delay: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    #[serde(default)]
+    allow: Vec<String>,
 }
 
 /// The file's mirror: unknown keys are errors.
@@ -80,6 +113,9 @@ struct ConfigFile {
     secrets_file: Option<PathBuf>,
     shutdown_grace: Option<String>,
     retention: Option<String>,
+    templates: Option<PathBuf>,
+    smtp: Option<Smtp>,
+    http: Option<HttpFile>,
 }
 
 const KEYS: &[&str] = &[
@@ -94,6 +130,9 @@ const KEYS: &[&str] = &[
     "secrets_file",
     "shutdown_grace",
     "retention",
+    "templates",
+    "smtp",
+    "http",
 ];
 
 impl Config {
@@ -191,6 +230,15 @@ impl Config {
         if let Some(p) = f.data {
             self.data = rel(p);
         }
+        if let Some(p) = f.templates {
+            self.templates = rel(p);
+        }
+        if let Some(s) = f.smtp {
+            self.smtp = Some(s);
+        }
+        if let Some(h) = f.http {
+            self.http_allow = h.allow;
+        }
         if let Some(tz) = f.timezone {
             self.timezone = parse_tz(&tz).map_err(|e| format!("{}: {e}", path.display()))?;
         }
@@ -214,6 +262,19 @@ impl Config {
 
     fn apply_env(&mut self) -> Result<(), String> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(url) = var("RUNBOOKD_SMTP_URL") {
+            let from = var("RUNBOOKD_SMTP_FROM").unwrap_or_else(|| "runbookd@localhost".into());
+            let tls = var("RUNBOOKD_SMTP_TLS");
+            let retry_delay = var("RUNBOOKD_SMTP_RETRY_DELAY");
+            self.smtp = Some(Smtp {
+                url,
+                from,
+                username: None,
+                password: None,
+                tls,
+                retry_delay,
+            });
+        }
         if let Some(v) = var("RUNBOOKD_LISTEN") {
             self.listen = v;
         }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod duration;
 pub mod http;
+pub mod notify;
 pub mod outbound;
 pub mod output;
 pub mod run;

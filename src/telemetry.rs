@@ -11,6 +11,8 @@ pub const SCHEDULE_LATENESS: &str = "runbookd_schedule_lateness_seconds";
 pub const WEBHOOK_DELIVERIES: &str = "runbookd_webhook_deliveries_total";
 pub const QUEUE_DEPTH: &str = "runbookd_queue_depth";
 pub const HTTP_REQUESTS: &str = "runbookd_http_requests_total";
+pub const EMAILS: &str = "runbookd_emails_total";
+pub const ISSUES_OPEN: &str = "runbookd_issues_open";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -59,4 +61,9 @@ fn describe() {
         HTTP_REQUESTS,
         "Outbound HTTP requests from scripts, by host and status."
     );
+    describe_counter!(
+        EMAILS,
+        "Email delivery attempts by outcome (sent, retrying, failed)."
+    );
+    describe_gauge!(ISSUES_OPEN, "Open and acknowledged issues, by severity.");
 }

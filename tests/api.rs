@@ -106,7 +106,7 @@ fn the_api_needs_the_token_and_runs_runbooks_with_typed_params() {
     );
     assert_eq!(
         bad.body["detail"],
-        "runbook sum has no param \"scael\" (did you mean \"scale\"?); param xs must be a list, not \"1,2\""
+        "runbook sum has no param \"scael\" (did you mean \"scale\"?); param xs must be of type list, not \"1,2\""
     );
     let missing = post(&daemon, "/api/v1/runbooks/sum/runs", serde_json::json!({}));
     assert_eq!(
@@ -208,7 +208,7 @@ fn reload_readiness_and_metrics() {
         (ready.status, &ready.body),
         (
             200,
-            &serde_json::json!({"store": true, "runbooks_loaded": true})
+            &serde_json::json!({"store": true, "runbooks_loaded": true, "shutting_down": false})
         )
     );
     d.runbook("extra.yaml", "run: '1'\n");

@@ -2,6 +2,8 @@
 
 mod check;
 mod deliveries;
+mod emails;
+mod issues;
 mod next;
 mod prune;
 mod run;
@@ -110,5 +112,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Runbooks(args) => runbooks::run(&env, sandbox, args).await,
         Command::Prune(args) => prune::run(&env, args).await,
         Command::Deliveries(args) => deliveries::run(&env, args).await,
+        Command::Issues(args) => issues::run(&env, args).await,
+        Command::Emails(args) => emails::run(&env, args).await,
     }
 }

@@ -86,7 +86,10 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
         ),
     };
     let store = crate::store::open(&env.config.database, Access::Exclusive).await?;
-    let executor = Executor::new(store, sandbox, env.secrets.clone(), env.config.timezone, 1);
+    let (effects, mailer) = crate::run::build_effects(&env.config, &store, &env.secrets)
+        .map_err(|e| Failure::new(Exit::Unavailable, format!("{e:#}")))?;
+    let executor = Executor::new(store, sandbox, env.secrets.clone(), env.config.timezone, 1)
+        .with_effects(effects);
     // This process holds the database: runs left `running` belong to a process that died.
     let stuck = executor
         .store()
@@ -106,6 +109,7 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
         &CancellationToken::new(),
     );
     req.clock = clock;
+    req.dry_run = args.dry_run;
     req.events = (!args.json).then_some(tx);
     let cancel = req.cancel.clone();
     let run_id = executor.submit(&req).await.map_err(|e| match e {
@@ -129,6 +133,10 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
     let interrupt = tokio::spawn(watch_interrupts(cancel));
     let outcome = executor.execute(run_id, req).await;
     interrupt.abort();
+    // Deliver what this run queued now, rather than when a daemon next runs.
+    if let Some(m) = &mailer {
+        while m.pass().await > 0 {}
+    }
     let _ = printer.await;
     if args.json {
         let detail = executor.store().run_detail(run_id).await?;

@@ -75,13 +75,17 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
 
     let intake = CancellationToken::new();
     let interrupt = CancellationToken::new();
-    let executor = Arc::new(Executor::new(
-        store.clone(),
-        sandbox.clone(),
-        secrets.clone(),
-        config.timezone,
-        config.workers,
-    ));
+    let (effects, mailer) = crate::run::build_effects(&config, &store, &secrets)?;
+    let executor = Arc::new(
+        Executor::new(
+            store.clone(),
+            sandbox.clone(),
+            secrets.clone(),
+            config.timezone,
+            config.workers,
+        )
+        .with_effects(effects),
+    );
     let lookup_registry = registry.clone();
     let lookup =
         Arc::new(move |name: &str| lookup_registry.read().expect("registry lock").get(name));
@@ -149,6 +153,9 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
     tasks.spawn(reload_on_sighup(reload_tx, intake.clone()));
     tasks.spawn(reloader(parts.clone(), reload_rx, intake.clone()));
     tasks.spawn(housekeeping(parts.clone(), intake.clone()));
+    if let Some(m) = mailer {
+        tasks.spawn(m.run(intake.clone()));
+    }
 
     stop.cancelled().await;
     let grace = parts.config.shutdown_grace;

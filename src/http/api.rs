@@ -22,7 +22,8 @@ use crate::schedule::slots::{Schedule, upcoming};
 use crate::store::{RunEnd, RunFilter, RunStatus, StoreError};
 
 /// `?wait=true` waits at most this long for the run to end.
-const WAIT_LIMIT: Duration = Duration::from_secs(120);
+/// (below the server's request timeout, so the reply always arrives).
+const WAIT_LIMIT: Duration = Duration::from_secs(25);
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -120,6 +121,7 @@ async fn get_runbook(
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct StartBody {
     #[serde(default)]
     params: serde_json::Map<String, serde_json::Value>,

@@ -319,6 +319,9 @@ async fn build(
         };
         return d;
     }
+    if rb.concurrency == Concurrency::Replace {
+        app.dispatcher.cancel_runbook(&rb.name);
+    }
     let params = crate::run::bind_cli_params(rb, &[])
         .map(serde_json::Value::Object)
         .unwrap_or_default();

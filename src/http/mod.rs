@@ -132,8 +132,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn ready(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let store = app.store.ping().await.is_ok();
     let loaded = app.registry.read().expect("registry lock").loaded;
-    let body = axum::Json(serde_json::json!({ "store": store, "runbooks_loaded": loaded }));
-    if store && loaded {
+    let draining = app.intake.is_cancelled();
+    let body = axum::Json(
+        serde_json::json!({ "store": store, "runbooks_loaded": loaded, "shutting_down": draining }),
+    );
+    if store && loaded && !draining {
         (StatusCode::OK, body)
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, body)

@@ -113,6 +113,7 @@ pub async fn run(
             .timeout
             .map(|t| (clock + t).min(run_deadline))
             .unwrap_or(run_deadline);
+        *host.deadline.lock().expect("deadline lock") = Some(step_deadline);
         let outcome = run_step(ex, req, host, step, &ctx, step_deadline).await;
         // `fail()` and the run's own deadline end the run whatever the step says.
         let mut fatal = false;

@@ -68,6 +68,18 @@ pub struct RunHost {
     pending: Mutex<Vec<LogRow>>,
     lines: AtomicUsize,
     pub events: Option<UnboundedSender<RunEvent>>,
+    /// HTTP, email and issues; `None` where a run cannot reach them.
+    pub effects: Option<Arc<super::Effects>>,
+    pub http_allow: Vec<String>,
+    /// What makes this run's email keys unique: its slot, delivery or id.
+    pub identity: String,
+    /// Mutating calls are recorded in `plan`, not performed.
+    pub dry_run: bool,
+    pub plan: Mutex<Vec<String>>,
+    /// `email::send` calls so far in this attempt (the default email key).
+    pub sends: AtomicU32,
+    /// When the current step must end (HTTP timeouts never go past it).
+    pub deadline: Mutex<Option<std::time::Instant>>,
 }
 
 impl RunHost {
@@ -98,6 +110,13 @@ impl RunHost {
             pending: Mutex::new(Vec::new()),
             lines: AtomicUsize::new(0),
             events,
+            effects: None,
+            http_allow: Vec::new(),
+            identity: format!("run {run_id}"),
+            dry_run: false,
+            plan: Mutex::new(Vec::new()),
+            sends: AtomicU32::new(0),
+            deadline: Mutex::new(None),
         }
     }
 
@@ -160,7 +179,53 @@ impl RunHost {
     }
 }
 
+impl RunHost {
+    /// In a dry run, record a mutating call in the plan (and the log) and
+    /// return true: the caller must not perform it.
+    pub fn planned(&self, what: String) -> bool {
+        if !self.dry_run {
+            return false;
+        }
+        let what = self.redactor.redact(&what);
+        self.note(LogLevel::Info, &format!("dry run: would {what}"));
+        self.plan.lock().expect("plan lock").push(what);
+        true
+    }
+
+    pub fn block<T>(&self, fut: impl Future<Output = T>) -> T {
+        self.handle.block_on(fut)
+    }
+}
+
 impl Host for RunHost {
+    fn issue_open(
+        &self,
+        key: &str,
+        fields: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        super::effects::issue_open(self, key, fields)
+    }
+
+    fn issue_resolve(&self, key: &str, note: Option<String>) -> Result<bool, String> {
+        super::effects::issue_resolve(self, key, note)
+    }
+
+    fn issue_get(&self, key: &str) -> Result<Option<serde_json::Value>, String> {
+        super::effects::issue_get(self, key)
+    }
+
+    fn issue_list(&self, filter: serde_json::Value) -> Result<serde_json::Value, String> {
+        super::effects::issue_list(self, filter)
+    }
+
+    fn email_send(&self, message: serde_json::Value) -> Result<i64, String> {
+        super::effects::email_send(self, message)
+    }
+
+    fn http(&self, call: crate::script::HttpCall) -> Result<serde_json::Value, String> {
+        super::effects::http(self, call)
+    }
+
     fn log(&self, level: LogLevel, message: &str) {
         self.note(level, message);
     }
@@ -200,6 +265,9 @@ impl Host for RunHost {
         ttl: Option<Duration>,
     ) -> Result<(), String> {
         Self::check_key(key)?;
+        if self.planned(format!("state::set {key} = {value}")) {
+            return Ok(());
+        }
         let size = value.to_string().len();
         if size > MAX_STATE_BYTES {
             return Err(format!(
@@ -224,6 +292,9 @@ impl Host for RunHost {
 
     fn state_delete(&self, key: &str) -> Result<bool, String> {
         Self::check_key(key)?;
+        if self.planned(format!("state::delete {key}")) {
+            return Ok(self.state_get(key)?.is_some());
+        }
         self.store_call("state::delete", self.store.state_delete(&self.runbook, key))
     }
 }

@@ -7,6 +7,7 @@
 
 mod attempt;
 mod dispatch;
+mod effects;
 mod host;
 mod params;
 
@@ -20,6 +21,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 pub use dispatch::Dispatcher;
+pub use effects::{Effects, SEVERITIES, build_effects};
 pub use host::{Clock, MAX_LOG_LINES};
 pub use params::{bind_cli_params, bind_json_params};
 
@@ -66,6 +68,8 @@ pub struct RunRequest {
     pub interrupt: CancellationToken,
     /// 1 for a new run; more for a run retried after an interruption.
     pub first_attempt: u32,
+    /// Perform reads, record (and do not perform) every write.
+    pub dry_run: bool,
 }
 
 impl RunRequest {
@@ -85,6 +89,7 @@ impl RunRequest {
             cancel: interrupt.child_token(),
             interrupt: interrupt.clone(),
             first_attempt: 1,
+            dry_run: false,
         }
     }
 }
@@ -135,6 +140,7 @@ pub struct Executor {
     timezone: Tz,
     /// At most `workers` runs execute at once; the rest wait for a permit.
     workers: Arc<Semaphore>,
+    effects: Option<Arc<Effects>>,
 }
 
 impl Executor {
@@ -151,7 +157,14 @@ impl Executor {
             secrets,
             timezone,
             workers: Arc::new(Semaphore::new(workers.max(1))),
+            effects: None,
         }
+    }
+
+    /// Give runs HTTP and email (issues need only the store).
+    pub fn with_effects(mut self, effects: Arc<Effects>) -> Self {
+        self.effects = Some(effects);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -175,9 +188,10 @@ impl Executor {
                 status: RunStatus::Queued,
                 params: serde_json::Value::Object(req.params.clone()),
                 trigger_data: req.trigger.data.clone(),
-                dry_run: false,
+                dry_run: req.dry_run,
                 created_at: now,
-                active_key: (rb.concurrency != Concurrency::Allow).then(|| rb.name.clone()),
+                // `forbid` refuses a second active run; `queue` and `replace` wait for a claim.
+                active_key: (rb.concurrency == Concurrency::Forbid).then(|| rb.name.clone()),
             })
             .await
     }
@@ -195,7 +209,7 @@ impl Executor {
             .iter()
             .filter_map(|n| self.secrets.get(n).map(|v| (n.clone(), v)))
             .collect();
-        let host = Arc::new(host::RunHost::new(
+        let mut host = host::RunHost::new(
             self.store.clone(),
             rb.name.clone(),
             run_id,
@@ -204,7 +218,23 @@ impl Executor {
             req.clock,
             self.timezone,
             req.events.clone(),
-        ));
+        );
+        host.effects = self.effects.clone();
+        host.http_allow = rb.http_allow.clone();
+        host.dry_run = req.dry_run;
+        host.identity = match (
+            &req.trigger.scheduled_at,
+            req.trigger.data.get("delivery_id"),
+        ) {
+            (Some(slot), _) => format!(
+                "slot {} {}",
+                req.trigger.key.as_deref().unwrap_or(""),
+                crate::store::ts(*slot)
+            ),
+            (None, Some(d)) => format!("delivery {d}"),
+            (None, None) => format!("run {run_id}"),
+        };
+        let host = Arc::new(host);
         let mut record_error: Option<String> = None;
         let mut keep = |r: Result<(), StoreError>| {
             if let Err(e) = r {
@@ -217,6 +247,7 @@ impl Executor {
         let result = loop {
             host.attempt
                 .store(attempt, std::sync::atomic::Ordering::Relaxed);
+            host.sends.store(0, std::sync::atomic::Ordering::Relaxed);
             if let Some(tx) = &req.events {
                 let _ = tx.send(RunEvent::AttemptStarted { attempt });
             }

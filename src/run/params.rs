@@ -82,7 +82,7 @@ pub fn bind_json_params(
         } else {
             out.insert(name.clone(), Value::Null);
             problems.push(format!(
-                "param {name} must be a {}, not {v}",
+                "param {name} must be of type {}, not {v}",
                 def.kind.as_str()
             ));
         }

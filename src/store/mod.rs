@@ -62,6 +62,9 @@ pub enum Access {
     Exclusive,
     /// Reads history only: no lock, no schema changes.
     Read,
+    /// Small writes beside a running daemon (a person acknowledging an
+    /// issue): no lock, no schema changes; SQLite serialises the writes.
+    Shared,
 }
 
 #[async_trait]

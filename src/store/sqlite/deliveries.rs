@@ -120,7 +120,17 @@ async fn dedup(
 }
 
 async fn accept_one(tx: &mut Transaction<'static, Sqlite>, d: &Delivery) -> Result<Accepted> {
-    if let Some(key) = &d.dedup_key
+    // A delivery rejected as unreadable does not take its key: the sender's
+    // corrected retry must not count as a repeat.
+    let rejected = matches!(
+        &d.fate,
+        Fate::Record {
+            outcome: "rejected",
+            ..
+        }
+    );
+    let dedup_key = d.dedup_key.as_ref().filter(|_| !rejected);
+    if let Some(key) = dedup_key
         && let Some((original, run)) = dedup(tx, d, key).await?
     {
         let delivery = insert_delivery(tx, d, "duplicate", run, Some(original), None).await?;
@@ -161,7 +171,7 @@ async fn accept_one(tx: &mut Transaction<'static, Sqlite>, d: &Delivery) -> Resu
             (delivery, Some((id, status)))
         }
     };
-    if let Some(key) = &d.dedup_key {
+    if let Some(key) = dedup_key {
         sqlx::query("UPDATE webhook_dedup SET delivery_id = ?, run_id = ? WHERE runbook = ? AND trigger_key = ? AND dedup_key = ?")
             .bind(delivery)
             .bind(run.map(|r| r.0))

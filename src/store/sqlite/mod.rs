@@ -44,7 +44,7 @@ impl SqliteStore {
         };
         let lock = match access {
             Access::Exclusive => Some(DatabaseLock::acquire(path)?),
-            Access::Read => None,
+            Access::Read | Access::Shared => None,
         };
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| open_err(&e))?

@@ -1,0 +1,89 @@
+//! `runbookd issues`: what runbooks raised for people; `ack` and `resolve`.
+
+use chrono::Utc;
+
+use super::{Env, Exit, Failure, Outcome};
+use crate::cli::{IssueAction, IssuesArgs};
+use crate::output::{Table, elapsed, local_time};
+use crate::store::{Access, IssueFilter, sqlite_path};
+
+pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
+    if !sqlite_path(&env.config.database).exists() {
+        return match args.action {
+            None => {
+                println!("{}", if args.json { "[]" } else { "no issues" });
+                Ok(Exit::Ok)
+            }
+            Some(_) => Err(Failure::new(Exit::Failed, "there are no issues yet")),
+        };
+    }
+    let store = crate::store::open(&env.config.database, Access::Shared).await?;
+    match args.action {
+        Some(IssueAction::Ack { key }) => {
+            if store.ack_issue(&key, Utc::now()).await? {
+                println!("issue {key} acknowledged");
+                Ok(Exit::Ok)
+            } else {
+                Err(not_open(&*store, &key).await)
+            }
+        }
+        Some(IssueAction::Resolve { key, note }) => {
+            if store
+                .resolve_issue(&key, note.as_deref(), Utc::now())
+                .await?
+            {
+                println!("issue {key} resolved");
+                Ok(Exit::Ok)
+            } else {
+                Err(not_open(&*store, &key).await)
+            }
+        }
+        None => {
+            let filter = IssueFilter {
+                status: args.all.then(|| "all".to_string()),
+                severity: args.severity,
+                runbook: args.runbook,
+                older_than: None,
+                limit: 1000,
+            };
+            let issues = store.list_issues(&filter).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&issues).expect("json"));
+                return Ok(Exit::Ok);
+            }
+            if issues.is_empty() {
+                println!(
+                    "{}",
+                    if filter.status.is_some() {
+                        "no issues"
+                    } else {
+                        "no open issues"
+                    }
+                );
+                return Ok(Exit::Ok);
+            }
+            let mut t = Table::new(vec!["SEVERITY", "STATUS", "AGE", "SEEN", "KEY", "TITLE"]);
+            for i in &issues {
+                t.row(vec![
+                    i.severity.clone(),
+                    i.status.clone(),
+                    elapsed(i.first_seen, Some(Utc::now())),
+                    format!("{}×", i.occurrences),
+                    i.key.clone(),
+                    i.title.clone(),
+                ]);
+            }
+            print!("{}", t.render(100));
+            let _ = local_time;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+async fn not_open(store: &dyn crate::store::Store, key: &str) -> Failure {
+    match store.issue(key).await {
+        Ok(Some(i)) => Failure::new(Exit::Failed, format!("issue {key} is {}", i.status)),
+        _ => Failure::new(Exit::Failed, format!("there is no issue {key}"))
+            .hint("`runbookd issues --all` lists them"),
+    }
+}

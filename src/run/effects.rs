@@ -1,0 +1,285 @@
+//! What a run does to the world through its host: issues, email and HTTP.
+//! Each checks its input, honours a dry run, and logs what it did.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::Notify;
+
+use super::host::RunHost;
+use crate::config::Config;
+use crate::notify::Mailer;
+use crate::outbound::Outbound;
+use crate::script::{HttpCall, LogLevel};
+use crate::secrets::Secrets;
+use crate::store::Store;
+use crate::store::{IssueFilter, IssueOpen, IssueRow, NewEmail};
+
+/// What runs need to reach the world, shared by all of them.
+pub struct Effects {
+    pub outbound: Arc<Outbound>,
+    /// Email templates; built-in defaults cover the rest.
+    pub templates: PathBuf,
+    /// The From address of every email.
+    pub mail_from: String,
+    /// Wakes the mailer when an email is queued (`None`: no mailer runs here).
+    pub mail_wake: Option<Arc<Notify>>,
+}
+
+/// HTTP and email for runs, and the mailer when SMTP is configured.
+///
+/// Fails when the HTTP client or the SMTP settings cannot be set up.
+pub fn build_effects(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    secrets: &Secrets,
+) -> anyhow::Result<(Arc<Effects>, Option<Mailer>)> {
+    let outbound = Arc::new(Outbound::new(config.http_allow.clone())?);
+    let mailer = match &config.smtp {
+        Some(s) => Some(Mailer::new(store.clone(), s, secrets).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let effects = Effects {
+        outbound,
+        templates: config.templates.clone(),
+        mail_from: config
+            .smtp
+            .as_ref()
+            .map(|s| s.from.clone())
+            .unwrap_or_else(|| "runbookd@localhost".into()),
+        mail_wake: mailer.as_ref().map(|m| m.wake.clone()),
+    };
+    Ok((Arc::new(effects), mailer))
+}
+
+pub const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
+
+fn issue_json(i: &IssueRow) -> serde_json::Value {
+    serde_json::to_value(i).unwrap_or_default()
+}
+
+fn text_field(fields: &serde_json::Value, name: &str) -> Option<String> {
+    match &fields[name] {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn publish_issue_counts(host: &RunHost) {
+    if let Ok(counts) = host.block(host.store.open_issue_counts()) {
+        for sev in SEVERITIES {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == sev)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            metrics::gauge!(crate::telemetry::ISSUES_OPEN, "severity" => *sev).set(n as f64);
+        }
+    }
+}
+
+pub fn issue_open(
+    host: &RunHost,
+    key: &str,
+    fields: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    if key.is_empty() || key.len() > 256 {
+        return Err("issues::open: the key is 1 to 256 bytes long".into());
+    }
+    let title = text_field(&fields, "title").ok_or("issues::open: `title` is required")?;
+    let severity = text_field(&fields, "severity").unwrap_or_else(|| "medium".into());
+    if !SEVERITIES.contains(&severity.as_str()) {
+        return Err(format!(
+            "issues::open: severity \"{severity}\" is not one of {}",
+            SEVERITIES.join(", ")
+        ));
+    }
+    let redact = |s: Option<String>| s.map(|v| host.redactor.redact(&v));
+    let open = IssueOpen {
+        runbook: host.runbook.clone(),
+        key: key.to_string(),
+        title: host.redactor.redact(&title),
+        severity,
+        details: redact(text_field(&fields, "details")),
+        link: redact(text_field(&fields, "link")),
+        at: Utc::now(),
+    };
+    if host.planned(format!(
+        "open issue {key} ({}): {}",
+        open.severity, open.title
+    )) {
+        let current = host
+            .block(host.store.issue(key))
+            .map_err(|e| e.to_string())?;
+        let is_new = current.as_ref().is_none_or(|c| c.status == "resolved");
+        return Ok(serde_json::json!({
+            "key": key, "is_new": current.is_none(), "reopened": current.is_some() && is_new,
+            "occurrences": current.as_ref().map(|c| c.occurrences + 1).unwrap_or(1),
+            "status": current.as_ref().filter(|c| c.status != "resolved").map(|c| c.status.clone()).unwrap_or_else(|| "open".into()),
+            "dry_run": true,
+        }));
+    }
+    let before = host
+        .block(host.store.issue(key))
+        .map_err(|e| e.to_string())?;
+    let (row, is_new) = host
+        .block(host.store.open_issue(&open))
+        .map_err(|e| format!("issues::open failed: {e}"))?;
+    let reopened = before.is_some_and(|b| b.status == "resolved");
+    let what = if is_new {
+        "opened"
+    } else if reopened {
+        "reopened"
+    } else {
+        "still open"
+    };
+    host.note(
+        LogLevel::Info,
+        &format!(
+            "issue {key} {what} ({}, seen {}×)",
+            row.severity, row.occurrences
+        ),
+    );
+    publish_issue_counts(host);
+    let mut v = issue_json(&row);
+    v["is_new"] = serde_json::json!(is_new);
+    v["reopened"] = serde_json::json!(reopened);
+    Ok(v)
+}
+
+pub fn issue_resolve(host: &RunHost, key: &str, note: Option<String>) -> Result<bool, String> {
+    if host.planned(format!("resolve issue {key}")) {
+        let current = host
+            .block(host.store.issue(key))
+            .map_err(|e| e.to_string())?;
+        return Ok(current.is_some_and(|c| c.status != "resolved"));
+    }
+    let note = note.map(|n| host.redactor.redact(&n));
+    let was_open = host
+        .block(host.store.resolve_issue(key, note.as_deref(), Utc::now()))
+        .map_err(|e| format!("issues::resolve failed: {e}"))?;
+    if was_open {
+        host.note(LogLevel::Info, &format!("issue {key} resolved"));
+        publish_issue_counts(host);
+    }
+    Ok(was_open)
+}
+
+pub fn issue_get(host: &RunHost, key: &str) -> Result<Option<serde_json::Value>, String> {
+    Ok(host
+        .block(host.store.issue(key))
+        .map_err(|e| e.to_string())?
+        .as_ref()
+        .map(issue_json))
+}
+
+pub fn issue_list(host: &RunHost, filter: serde_json::Value) -> Result<serde_json::Value, String> {
+    let known = ["status", "severity", "runbook", "older_than", "limit"];
+    if let Some(k) = filter
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+    {
+        return Err(format!(
+            "issues::list: unknown filter `{k}`; filters are {}",
+            known.join(", ")
+        ));
+    }
+    let older_than = match text_field(&filter, "older_than") {
+        Some(d) => Some(
+            Utc::now()
+                - chrono::TimeDelta::from_std(crate::duration::parse(&d)?)
+                    .map_err(|_| "older_than is too long")?,
+        ),
+        None => None,
+    };
+    let f = IssueFilter {
+        status: text_field(&filter, "status"),
+        severity: text_field(&filter, "severity"),
+        runbook: text_field(&filter, "runbook"),
+        older_than,
+        limit: filter["limit"].as_u64().unwrap_or(1000) as u32,
+    };
+    let rows = host
+        .block(host.store.list_issues(&f))
+        .map_err(|e| format!("issues::list failed: {e}"))?;
+    Ok(serde_json::Value::Array(
+        rows.iter().map(issue_json).collect(),
+    ))
+}
+
+pub fn email_send(host: &RunHost, message: serde_json::Value) -> Result<i64, String> {
+    let effects = host.effects.as_ref().ok_or("email is not available here")?;
+    let composed = crate::notify::compose(&message, &effects.templates)?;
+    let n = host
+        .sends
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let key = composed.key.clone().unwrap_or_else(|| format!("#{n}"));
+    let email = NewEmail {
+        idem_key: format!("{}|{}|{key}", host.runbook, host.identity),
+        runbook: host.runbook.clone(),
+        run_id: Some(host.run_id),
+        sender: effects.mail_from.clone(),
+        to: composed.to.clone(),
+        cc: composed.cc.clone(),
+        subject: host.redactor.redact(&composed.subject),
+        text: composed.text.as_deref().map(|t| host.redactor.redact(t)),
+        html: composed.html.as_deref().map(|t| host.redactor.redact(t)),
+        at: Utc::now(),
+    };
+    if host.planned(format!(
+        "email \"{}\" to {}",
+        email.subject,
+        email.to.join(", ")
+    )) {
+        return Ok(0);
+    }
+    let (id, new) = host
+        .block(host.store.queue_email(&email))
+        .map_err(|e| format!("email::send failed: {e}"))?;
+    if new {
+        host.note(
+            LogLevel::Info,
+            &format!(
+                "email {id} \"{}\" queued for {}",
+                email.subject,
+                email.to.join(", ")
+            ),
+        );
+        if let Some(w) = &effects.mail_wake {
+            w.notify_one();
+        }
+    } else {
+        host.note(LogLevel::Info, &format!("email {id} was already queued by an earlier attempt (key {key}); not sending it again"));
+    }
+    Ok(id)
+}
+
+pub fn http(host: &RunHost, call: HttpCall) -> Result<serde_json::Value, String> {
+    let effects = host.effects.as_ref().ok_or("http is not available here")?;
+    if !matches!(call.method.as_str(), "GET" | "HEAD")
+        && host.planned(format!("{} {}", call.method, call.url))
+    {
+        return Ok(
+            serde_json::json!({"status": 0, "ok": true, "headers": {}, "body": "", "json": null, "elapsed_ms": 0, "dry_run": true}),
+        );
+    }
+    let deadline = host
+        .deadline
+        .lock()
+        .expect("deadline lock")
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
+    match host.block(effects.outbound.call(&call, &host.http_allow, deadline)) {
+        Ok(reply) => {
+            host.note(LogLevel::Info, &reply.log);
+            Ok(host.redactor.redact_json(reply.value))
+        }
+        Err(e) => {
+            host.note(LogLevel::Warn, &e);
+            Err(host.redactor.redact(&e))
+        }
+    }
+}
