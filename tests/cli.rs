@@ -400,3 +400,56 @@ fn runbooks_lists_health_and_load_errors_and_prune_applies_retention() {
     assert!(ran.stdout.starts_with("pruned 2 run(s)"), "{}", ran.stdout);
     assert_eq!(d.cli(&["runs", "--json"]).stdout.trim(), "[]");
 }
+
+#[test]
+fn issues_raised_by_a_run_can_be_listed_acknowledged_and_resolved() {
+    let d = Deployment::new();
+    d.runbook("raise.yaml", "run: |\n  issues::open(\"visa-eu\", #{ title: \"Visa EU approvals low\", severity: \"critical\" });\n  issues::open(\"rpc-lag\", #{ title: \"Polygon RPC behind\", severity: \"low\" })\n");
+    assert_eq!(d.cli(&["run", "raise"]).code, 0);
+    let ran = d.cli(&["issues"]);
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("SEVERITY  STATUS  AGE"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("critical  open")
+            && l.contains(" visa-eu ")
+            && l.ends_with("Visa EU approvals low")),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(
+        d.cli(&["issues", "ack", "visa-eu"]).stdout,
+        "issue visa-eu acknowledged\n"
+    );
+    assert_eq!(
+        d.cli(&["issues", "resolve", "rpc-lag", "--note", "node resynced"])
+            .stdout,
+        "issue rpc-lag resolved\n"
+    );
+    let again = d.cli(&["issues", "resolve", "rpc-lag"]);
+    assert_eq!(
+        (again.code, again.stderr.as_str()),
+        (1, "error: issue rpc-lag is resolved\n")
+    );
+    let all: serde_json::Value =
+        serde_json::from_str(&d.cli(&["issues", "--all", "--json"]).stdout).unwrap();
+    let states: Vec<(&str, &str)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["key"].as_str().unwrap(), i["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [("rpc-lag", "resolved"), ("visa-eu", "acknowledged")]
+    );
+    assert_eq!(all[0]["resolution"], "node resynced");
+    assert_eq!(
+        d.cli(&["issues"]).stdout.lines().count(),
+        2,
+        "resolved issues are hidden without --all"
+    );
+}

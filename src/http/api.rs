@@ -35,6 +35,9 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/runs/{id}/cancel", post(cancel_run))
         .route("/deliveries", get(list_deliveries))
         .route("/reload", post(reload))
+        .route("/issues", get(list_issues))
+        .route("/issues/{key}/ack", post(ack_issue))
+        .route("/issues/{key}/resolve", post(resolve_issue))
         .route_layer(middleware::from_fn_with_state(state, require_token))
 }
 
@@ -320,4 +323,76 @@ async fn list_deliveries(
 
 async fn reload(State(app): State<Arc<AppState>>) -> Json<super::ReloadReport> {
     Json((app.reload)().await)
+}
+
+#[derive(Deserialize)]
+struct IssuesQuery {
+    status: Option<String>,
+    severity: Option<String>,
+    runbook: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_issues(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<IssuesQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let filter = crate::store::IssueFilter {
+        status: q.status,
+        severity: q.severity,
+        runbook: q.runbook,
+        older_than: None,
+        limit: q.limit.unwrap_or(500).clamp(1, 10_000),
+    };
+    Ok(Json(
+        serde_json::json!({ "issues": app.store.list_issues(&filter).await? }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    note: Option<String>,
+}
+
+async fn ack_issue(
+    State(app): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    if app.store.ack_issue(&key, Utc::now()).await? {
+        return Ok(Json(
+            serde_json::json!({ "key": key, "status": "acknowledged" }),
+        ));
+    }
+    Err(issue_state(&app, &key).await)
+}
+
+async fn resolve_issue(
+    State(app): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    body: Option<Json<ResolveBody>>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let note = body.and_then(|b| b.0.note);
+    if app
+        .store
+        .resolve_issue(&key, note.as_deref(), Utc::now())
+        .await?
+    {
+        return Ok(Json(
+            serde_json::json!({ "key": key, "status": "resolved" }),
+        ));
+    }
+    Err(issue_state(&app, &key).await)
+}
+
+async fn issue_state(app: &AppState, key: &str) -> Problem {
+    match app.store.issue(key).await {
+        Ok(Some(i)) => Problem::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("issue {key} is {}", i.status),
+        ),
+        Ok(None) => Problem::not_found(format!("there is no issue {key}")),
+        Err(e) => Problem::from(e),
+    }
 }

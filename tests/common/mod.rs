@@ -6,6 +6,7 @@
 
 pub mod daemon;
 pub mod http;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -134,6 +135,27 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(deployment: Deployment, limits: Limits) -> Self {
+        Self::with_config(deployment, limits, None).await
+    }
+
+    /// A harness whose runs have HTTP and email as `config` sets them up;
+    /// returns the mailer too (the test drives its passes).
+    pub async fn with_effects(
+        deployment: Deployment,
+        config: runbookd::config::Config,
+    ) -> (Self, Option<runbookd::notify::Mailer>) {
+        let mut h = Self::with_config(deployment, Limits::default(), None).await;
+        let secrets = Secrets::from_pairs([("API_TOKEN", SECRET_VALUE)]);
+        let (effects, mailer) =
+            runbookd::run::build_effects(&config, h.executor.store(), &secrets).expect("effects");
+        let store = h.executor.store().clone();
+        h.executor = Executor::new(store, h.sandbox.clone(), secrets, chrono_tz::Tz::UTC, 4)
+            .with_effects(effects);
+        (h, mailer)
+    }
+
+    async fn with_config(deployment: Deployment, limits: Limits, _unused: Option<()>) -> Self {
+        init();
         let sandbox = Sandbox::new(limits);
         let store = deployment.store().await;
         let secrets = Secrets::from_pairs([("API_TOKEN", SECRET_VALUE)]);
@@ -147,6 +169,11 @@ impl Harness {
 
     /// Load the runbooks and run `name` to its end with default params.
     pub async fn run(&self, name: &str) -> Outcome {
+        self.run_with(name, false).await
+    }
+
+    /// As `run`, optionally as a dry run.
+    pub async fn run_with(&self, name: &str, dry_run: bool) -> Outcome {
         let loaded = self.deployment.load(self.sandbox.clone(), &["API_TOKEN"]);
         assert!(
             loaded.errors.is_empty(),
@@ -160,7 +187,8 @@ impl Harness {
             .expect("runbook exists")
             .clone();
         let params = runbookd::run::bind_cli_params(&rb, &[]).expect("params bind");
-        let req = RunRequest::new(rb, TriggerInfo::manual(), params, &CancellationToken::new());
+        let mut req = RunRequest::new(rb, TriggerInfo::manual(), params, &CancellationToken::new());
+        req.dry_run = dry_run;
         let id = self.executor.submit(&req).await.expect("run recorded");
         self.executor.execute(id, req).await
     }
