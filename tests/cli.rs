@@ -453,3 +453,37 @@ fn issues_raised_by_a_run_can_be_listed_acknowledged_and_resolved() {
         "resolved issues are hidden without --all"
     );
 }
+
+#[test]
+fn a_secrets_file_must_be_private_and_its_values_stay_masked() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Deployment::new();
+    d.runbook("uses.yaml", "secrets: [VAULT_TOKEN]\nrun: |\n  log::info(`token ${secret(\"VAULT_TOKEN\")}`);\n  secret(\"VAULT_TOKEN\").len()\n");
+    let file = d.path().join("secrets.yaml");
+    std::fs::write(&file, "VAULT_TOKEN: \"s.f1le-held-t0ken\"\n").unwrap();
+    std::fs::write(
+        d.path().join("runbookd.yaml"),
+        "secrets_file: secrets.yaml\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = d.cli(&["run", "uses"]);
+    assert_eq!(open.code, 3);
+    assert!(
+        open.stderr
+            .contains("can be read by other users (mode 644); run `chmod 600"),
+        "{}",
+        open.stderr
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ran = d.cli(&["run", "uses"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("INFO  [main] token ***\n"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("output: 17"), "{}", ran.stdout);
+    let shown = d.cli(&["show", "1", "--json"]).stdout;
+    assert!(!shown.contains("f1le-held"), "{shown}");
+}

@@ -261,10 +261,22 @@ fn size_type_and_unknown_paths_are_refused_before_anything_is_recorded() {
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
     let too_big = send(github(&daemon.url, &big, "big", SECRET));
     assert_eq!(too_big.status, 413);
+    // The content type is judged after the signature: strangers learn nothing from it.
+    let unsigned_plain = send(
+        client()
+            .post(format!("{}/hooks/gh", daemon.url))
+            .header("content-type", "text/plain")
+            .body("hi"),
+    );
+    assert_eq!(unsigned_plain.status, 401);
     let plain = send(
         client()
             .post(format!("{}/hooks/gh", daemon.url))
             .header("content-type", "text/plain")
+            .header(
+                "x-hub-signature-256",
+                format!("sha256={}", hex_hmac(SECRET.as_bytes(), &[b"hi"])),
+            )
             .body("hi"),
     );
     assert_eq!(

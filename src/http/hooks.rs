@@ -197,6 +197,15 @@ pub async fn receive(
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
+    let secret = w.secret.as_deref().and_then(|n| app.secrets.get(n));
+    if let Err(reason) = auth::verify(w, secret.as_deref(), &headers, &raw, Utc::now().timestamp())
+    {
+        count(&rb.name, "unauthorized");
+        app.auth_failures.note(&rb.name, reason);
+        return Err(Problem::unauthorized());
+    }
+    // Checked after authentication, so an anonymous caller learns nothing
+    // about which webhooks exist from it.
     let expected = expected_type(w);
     if kind != expected {
         count(&rb.name, "unsupported_type");
@@ -205,13 +214,6 @@ pub async fn receive(
             "Unsupported media type",
             format!("this webhook takes {expected}"),
         ));
-    }
-    let secret = w.secret.as_deref().and_then(|n| app.secrets.get(n));
-    if let Err(reason) = auth::verify(w, secret.as_deref(), &headers, &raw, Utc::now().timestamp())
-    {
-        count(&rb.name, "unauthorized");
-        app.auth_failures.note(&rb.name, reason);
-        return Err(Problem::unauthorized());
     }
     let delivery = build(&app, &rb, w, &headers, &query, &raw, &kind).await;
     let (recorded_as, rejected) = match &delivery.fate {
