@@ -350,9 +350,15 @@ fn after_an_outage_the_latest_missed_slot_runs_and_the_others_are_recorded_misse
         start
     };
     let daemon = Daemon::start(&d, &[]);
+    // Both triggers have been evaluated once the minutely run succeeded and
+    // the skipper's outage is on record.
     let runs = daemon.wait_runs("the catch-up run", LIMIT, |r| {
         r.iter()
             .any(|r| r.runbook == "minutely" && r.status == RunStatus::Succeeded)
+            && r.iter()
+                .filter(|r| r.runbook == "skipper" && r.status == RunStatus::Missed)
+                .count()
+                >= 9
     });
     let minutely = of(&runs, "minutely");
     let missed: Vec<_> = minutely

@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::{Env, Exit, Outcome};
 use crate::cli::RunbooksArgs;
 use crate::output::{Table, local_time};
-use crate::schedule::slots::{Schedule, upcoming};
+use crate::schedule::slots::next_fire;
 use crate::script::Sandbox;
 use crate::store::{Access, sqlite_path};
 
@@ -24,12 +24,7 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
     let mut runbooks = loaded.runbooks.clone();
     runbooks.sort_by(|a, b| a.name.cmp(&b.name));
     for rb in &runbooks {
-        let next = rb
-            .triggers
-            .iter()
-            .filter(|_| rb.enabled)
-            .filter_map(|t| Schedule::of(t).and_then(|s| upcoming(&s, now, 1).pop()))
-            .min();
+        let next = next_fire(rb, now);
         let (last, last_ok) = match &store {
             Some(s) => s.last_run(&rb.name).await?,
             None => (None, None),

@@ -18,7 +18,7 @@ use super::AppState;
 use super::problem::Problem;
 use crate::run::{RunRequest, TriggerInfo, bind_json_params};
 use crate::runbook::Runbook;
-use crate::schedule::slots::{Schedule, upcoming};
+use crate::schedule::slots::next_fire;
 use crate::store::{RunEnd, RunFilter, RunStatus, StoreError};
 
 /// `?wait=true` waits at most this long for the run to end.
@@ -65,12 +65,7 @@ async fn require_token(State(app): State<Arc<AppState>>, req: Request, next: Nex
 
 async fn runbook_json(app: &AppState, rb: &Runbook) -> Result<serde_json::Value, Problem> {
     let now = Utc::now();
-    let next = rb
-        .triggers
-        .iter()
-        .filter(|_| rb.enabled)
-        .filter_map(|t| Schedule::of(t).and_then(|s| upcoming(&s, now, 1).pop()))
-        .min();
+    let next = next_fire(rb, now);
     let (last, last_success) = app.store.last_run(&rb.name).await?;
     Ok(serde_json::json!({
         "name": rb.name,

@@ -2,11 +2,13 @@
 //! the rest of the code trusts (`validate`, `model`), and the loader that reads
 //! a directory and returns the good runbooks and every error (`load`).
 
+mod fields;
 mod hints;
 mod load;
 mod model;
 mod registry;
 mod spec;
+mod steps;
 mod triggers;
 mod validate;
 mod yaml_index;

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 
 use super::hints::did_you_mean;
 use super::model::*;
-use super::spec::{ParamSpec, RunbookSpec, StepSpec};
+use super::spec::RunbookSpec;
 use super::yaml_index::{Pos, PosIndex};
 use crate::script::{CompileError, CompiledScript, Compiler};
 
@@ -167,13 +167,13 @@ fn is_name(s: &str) -> bool {
         && !s.starts_with('-')
 }
 
-fn is_identifier(s: &str) -> bool {
+pub(super) fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn is_secret_name(s: &str) -> bool {
+pub(super) fn is_secret_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
@@ -184,7 +184,7 @@ fn is_secret_name(s: &str) -> bool {
 /// Returns `None` when any problem was recorded in `ctx`.
 pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook> {
     let name = runbook_name(&spec, path, ctx);
-    let secrets = secrets(&spec.secrets, ctx);
+    let secrets = super::fields::secrets(&spec.secrets, ctx);
     if spec.enabled.unwrap_or(true) {
         for (i, s) in secrets.iter().enumerate() {
             if !(ctx.secret_is_set)(s) {
@@ -199,7 +199,7 @@ pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook
         }
     }
     let triggers = super::triggers::validate(&spec.triggers, &name, &secrets, ctx);
-    let params = params(&spec.params, ctx);
+    let params = super::fields::params(&spec.params, ctx);
     if let Some(t) = triggers.iter().find(|t| !matches!(t, Trigger::Manual))
         && let Some(p) = params.iter().find(|p| p.required)
     {
@@ -213,7 +213,7 @@ pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook
             None,
         );
     }
-    let http_allow = http_allow(
+    let http_allow = super::fields::http_allow(
         spec.http
             .as_ref()
             .map(|h| h.allow.as_slice())
@@ -246,7 +246,7 @@ pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook
         .as_deref()
         .and_then(|t| ctx.duration("timeout", t, Duration::from_secs(1)))
         .unwrap_or(Duration::from_secs(300));
-    let retry = retry(&spec, ctx);
+    let retry = super::fields::retry(&spec, ctx);
     let limit = spec.limit.as_ref().and_then(|l| {
         let runs = match l.runs {
             Some(n) if n >= 1 => Some(n),
@@ -289,7 +289,7 @@ pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook
                 None
             }
         });
-    let steps = steps(&spec, ctx);
+    let steps = super::steps::steps(&spec, ctx);
     if !ctx.problems.is_empty() {
         return None;
     }
@@ -368,355 +368,4 @@ fn runbook_name(spec: &RunbookSpec, path: &Path, ctx: &mut Ctx) -> String {
         }
     }
     name
-}
-
-fn secrets(names: &[String], ctx: &mut Ctx) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let path = format!("secrets.{i}");
-        if !is_secret_name(name) {
-            ctx.error(
-                Loc::Value(path),
-                format!(
-                    "secret name \"{name}\" must be an environment variable name (A-Z, 0-9, _)"
-                ),
-                Some(format!(
-                    "did you mean \"{}\"?",
-                    name.to_ascii_uppercase().replace(['-', '.', ' '], "_")
-                )),
-            );
-        } else if out.contains(name) {
-            ctx.error(
-                Loc::Value(path),
-                format!("secret {name} is declared twice"),
-                None,
-            );
-        } else {
-            out.push(name.clone());
-        }
-    }
-    out
-}
-
-fn params(specs: &BTreeMap<String, ParamSpec>, ctx: &mut Ctx) -> Vec<ParamDef> {
-    let order: Vec<String> = ctx.index.keys_in_order("params").to_vec();
-    let mut out = Vec::new();
-    for name in order {
-        let Some(spec) = specs.get(&name) else {
-            continue;
-        };
-        let path = format!("params.{name}");
-        if !is_identifier(&name) {
-            ctx.error(
-                Loc::Key(path.clone()),
-                format!("param name \"{name}\" must be a word of letters, digits and _ (scripts read it as params.{name})"),
-                None,
-            );
-            continue;
-        }
-        let Some(kind_text) = spec.kind.as_deref() else {
-            ctx.error(
-                Loc::Key(path),
-                format!(
-                    "param {name} needs a `type:` ({})",
-                    ParamType::ALL.join(", ")
-                ),
-                None,
-            );
-            continue;
-        };
-        let Some(kind) = ctx.choice(
-            &format!("{path}.type"),
-            kind_text,
-            ParamType::parse,
-            ParamType::ALL,
-        ) else {
-            continue;
-        };
-        let default = match &spec.default {
-            None => None,
-            Some(v) => match typed_default(kind, v) {
-                Ok(j) => Some(j),
-                Err(found) => {
-                    ctx.error(
-                        Loc::Value(format!("{path}.default")),
-                        format!(
-                            "default of param {name} is {found}, but its type is {}",
-                            kind.as_str()
-                        ),
-                        None,
-                    );
-                    continue;
-                }
-            },
-        };
-        if spec.required == Some(true) && default.is_some() {
-            ctx.error(
-                Loc::Key(format!("{path}.required")),
-                format!("param {name} has a default, so it is never missing; drop `required: true` or the default"),
-                None,
-            );
-            continue;
-        }
-        let required = spec.required.unwrap_or(default.is_none());
-        out.push(ParamDef {
-            name,
-            kind,
-            default,
-            description: spec.description.clone(),
-            required,
-        });
-    }
-    out
-}
-
-fn typed_default(
-    kind: ParamType,
-    v: &serde_yaml::Value,
-) -> Result<serde_json::Value, &'static str> {
-    use serde_yaml::Value as Y;
-    let ok = match (kind, v) {
-        (ParamType::String, Y::String(_))
-        | (ParamType::Boolean, Y::Bool(_))
-        | (ParamType::List, Y::Sequence(_))
-        | (ParamType::Map, Y::Mapping(_)) => true,
-        (ParamType::Integer, Y::Number(n)) => n.is_i64() || n.is_u64(),
-        (ParamType::Number, Y::Number(_)) => true,
-        _ => false,
-    };
-    if !ok {
-        return Err(match v {
-            Y::Null => "empty",
-            Y::Bool(_) => "a boolean",
-            Y::Number(n) if n.is_f64() => "a number",
-            Y::Number(_) => "an integer",
-            Y::String(_) => "a string",
-            Y::Sequence(_) => "a list",
-            Y::Mapping(_) => "a map",
-            Y::Tagged(_) => "a tagged value",
-        });
-    }
-    serde_json::to_value(v).map_err(|_| "not representable as JSON")
-}
-
-fn http_allow(hosts: &[String], ctx: &mut Ctx) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, host) in hosts.iter().enumerate() {
-        let bare = host.strip_prefix("*.").unwrap_or(host);
-        let (name, port) = bare.rsplit_once(':').unwrap_or((bare, "1"));
-        let valid = !name.is_empty()
-            && name.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-            && port.parse::<u16>().is_ok();
-        if valid {
-            out.push(host.to_ascii_lowercase());
-        } else {
-            let hint = host
-                .split("://")
-                .nth(1)
-                .map(|h| format!("did you mean \"{}\"?", h.trim_end_matches('/')));
-            ctx.error(
-                Loc::Value(format!("http.allow.{i}")),
-                format!("\"{host}\" is not a host name; write hosts like api.example.com or *.example.com"),
-                hint,
-            );
-        }
-    }
-    out
-}
-
-fn retry(spec: &RunbookSpec, ctx: &mut Ctx) -> RetryPolicy {
-    let Some(r) = &spec.retry else {
-        return RetryPolicy::NONE;
-    };
-    let mut policy = RetryPolicy {
-        attempts: 3,
-        ..RetryPolicy::NONE
-    };
-    if let Some(a) = r.attempts {
-        if a == 0 || a > 100 {
-            ctx.error(
-                Loc::Value("retry.attempts".into()),
-                "`retry.attempts` counts the first try and must be 1 to 100",
-                None,
-            );
-        }
-        policy.attempts = a.clamp(1, 100);
-    }
-    if let Some(d) = r
-        .delay
-        .as_deref()
-        .and_then(|t| ctx.duration("retry.delay", t, Duration::ZERO))
-    {
-        policy.delay = d;
-    }
-    if let Some(b) = r.backoff {
-        if !(1.0..=10.0).contains(&b) {
-            ctx.error(Loc::Value("retry.backoff".into()), "`retry.backoff` multiplies the delay after each attempt and must be between 1.0 and 10.0", None);
-        }
-        policy.backoff = b.clamp(1.0, 10.0);
-    }
-    if let Some(d) = r
-        .max_delay
-        .as_deref()
-        .and_then(|t| ctx.duration("retry.max_delay", t, Duration::ZERO))
-    {
-        policy.max_delay = d;
-    }
-    policy
-}
-
-fn steps(spec: &RunbookSpec, ctx: &mut Ctx) -> Vec<Step> {
-    let specs: Vec<(String, &StepSpec)> = match (&spec.steps, &spec.run) {
-        (Some(_), Some(_)) => {
-            ctx.error(
-                Loc::Key("run".into()),
-                "a runbook has `steps:` or a top-level `run:`, not both",
-                None,
-            );
-            return Vec::new();
-        }
-        (None, None) => {
-            ctx.error(
-                Loc::At(Pos { line: 1, col: 1 }),
-                "a runbook needs `steps:` (a list of named scripts) or a top-level `run:` script",
-                None,
-            );
-            return Vec::new();
-        }
-        (None, Some(source)) => {
-            return ctx
-                .compile_inline("run", source)
-                .map(|script| {
-                    vec![Step {
-                        name: "main".into(),
-                        description: None,
-                        script,
-                        condition: None,
-                        timeout: None,
-                        continue_on_error: false,
-                    }]
-                })
-                .unwrap_or_default();
-        }
-        (Some(list), None) => list
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (format!("steps.{i}"), s))
-            .collect(),
-    };
-    if specs.is_empty() {
-        ctx.error(
-            Loc::Value("steps".into()),
-            "`steps:` is empty; a runbook needs at least one step",
-            None,
-        );
-    }
-    let mut out: Vec<Step> = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
-    for (path, s) in specs {
-        let name = match &s.name {
-            Some(n) if is_identifier(&n.replace('-', "_")) => n.clone(),
-            Some(n) => {
-                ctx.error(
-                    Loc::Value(format!("{path}.name")),
-                    format!("step name \"{n}\" must be a word of letters, digits, _ and -"),
-                    None,
-                );
-                continue;
-            }
-            None => {
-                ctx.error(
-                    Loc::Value(path.clone()),
-                    "every step needs a `name:`; later steps read its value as steps.<name>",
-                    None,
-                );
-                continue;
-            }
-        };
-        if seen.contains(&name) {
-            ctx.error(
-                Loc::Value(format!("{path}.name")),
-                format!("step name \"{name}\" is used twice"),
-                None,
-            );
-        }
-        seen.push(name.clone());
-        let script = match (&s.run, &s.file) {
-            (Some(source), None) => ctx.compile_inline(&format!("{path}.run"), source),
-            (None, Some(file)) => step_file(&path, file, ctx),
-            (Some(_), Some(_)) => {
-                ctx.error(
-                    Loc::Key(format!("{path}.file")),
-                    format!("step {name} has both `run:` and `file:`; keep one"),
-                    None,
-                );
-                None
-            }
-            (None, None) => {
-                ctx.error(
-                    Loc::Value(path.clone()),
-                    format!(
-                        "step {name} needs `run:` (a script) or `file:` (a script in scripts/)"
-                    ),
-                    None,
-                );
-                None
-            }
-        };
-        let condition = s
-            .condition
-            .as_deref()
-            .and_then(|c| ctx.compile_inline(&format!("{path}.if"), c));
-        let timeout = s
-            .timeout
-            .as_deref()
-            .and_then(|t| ctx.duration(&format!("{path}.timeout"), t, Duration::from_millis(100)));
-        if let Some(script) = script {
-            out.push(Step {
-                name,
-                description: s.description.clone(),
-                script,
-                condition,
-                timeout,
-                continue_on_error: s.continue_on_error.unwrap_or(false),
-            });
-        }
-    }
-    out
-}
-
-fn step_file(path: &str, file: &str, ctx: &mut Ctx) -> Option<CompiledScript> {
-    let rel = file.strip_prefix("scripts/").unwrap_or(file);
-    let (name, source) = match crate::script::read_script(ctx.scripts_dir, rel) {
-        Ok(found) => found,
-        Err(why) => {
-            ctx.error(
-                Loc::Value(format!("{path}.file")),
-                format!("`file: {file}` refused: {why}"),
-                None,
-            );
-            return None;
-        }
-    };
-    let full = ctx.scripts_dir.join(&name);
-    match ctx.compiler.compile(&source, &format!("scripts/{name}")) {
-        Ok(s) => {
-            ctx.file_scripts.insert(name, source);
-            Some(s)
-        }
-        Err(e) => {
-            let pos = Pos {
-                line: e.line.unwrap_or(1),
-                col: e.col.unwrap_or(1),
-            };
-            ctx.error(
-                Loc::File(full, pos),
-                format!("script does not compile: {}", e.message),
-                None,
-            );
-            None
-        }
-    }
 }

@@ -135,6 +135,17 @@ pub fn plan(schedule: &Schedule, mark: DateTime<Utc>, now: DateTime<Utc>, policy
     plan
 }
 
+/// The next time an enabled runbook's schedules fire after `now`.
+pub fn next_fire(rb: &crate::runbook::Runbook, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !rb.enabled {
+        return None;
+    }
+    rb.triggers
+        .iter()
+        .filter_map(|t| Schedule::of(t)?.next_after(now))
+        .min()
+}
+
 /// The next `count` slots after `from`.
 pub fn upcoming(schedule: &Schedule, from: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
     let mut out = Vec::with_capacity(count);

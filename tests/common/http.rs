@@ -33,7 +33,16 @@ pub fn send(req: reqwest::RequestBuilder) -> Reply {
 }
 
 pub async fn read(req: reqwest::RequestBuilder) -> Reply {
+    read_full(req).await.0
+}
+
+async fn read_full(req: reqwest::RequestBuilder) -> (Reply, Option<String>) {
     let resp = req.send().await.expect("the daemon answers");
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
@@ -43,42 +52,20 @@ pub async fn read(req: reqwest::RequestBuilder) -> Reply {
         .to_string();
     let text = resp.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    Reply {
-        status,
-        content_type,
-        body,
-        text,
-    }
+    (
+        Reply {
+            status,
+            content_type,
+            body,
+            text,
+        },
+        retry,
+    )
 }
 
 /// Send, and also return the Retry-After header.
 pub fn send_with_headers(req: reqwest::RequestBuilder) -> (Reply, Option<String>) {
-    runtime().block_on(async {
-        let resp = req.send().await.expect("the daemon answers");
-        let retry = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let text = resp.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        (
-            Reply {
-                status,
-                content_type,
-                body,
-                text,
-            },
-            retry,
-        )
-    })
+    runtime().block_on(read_full(req))
 }
 
 /// Run many requests at once and collect their replies, in order.

@@ -153,23 +153,29 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await?;
         let params = cap_json(&b.params);
-        let insert = "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status,
-                                        params, created_at, finished_at, active_key)
-                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                      ON CONFLICT (runbook, trigger_key, scheduled_at) DO NOTHING RETURNING id";
         let now = ts(b.now);
+        // One row per slot: finished at once unless queued.
+        let insert = |slot: DateTime<Utc>, status: &'static str, active: Option<String>| {
+            let finished = (status != "queued").then(|| now.clone());
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status,
+                                   params, created_at, finished_at, active_key)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (runbook, trigger_key, scheduled_at) DO NOTHING RETURNING id",
+            )
+            .bind(b.runbook.clone())
+            .bind(b.version_hash.clone())
+            .bind(b.trigger_kind.clone())
+            .bind(b.trigger_key.clone())
+            .bind(ts(slot))
+            .bind(status)
+            .bind(params.clone())
+            .bind(now.clone())
+            .bind(finished)
+            .bind(active)
+        };
         for slot in &b.missed {
-            sqlx::query(insert)
-                .bind(&b.runbook)
-                .bind(&b.version_hash)
-                .bind(&b.trigger_kind)
-                .bind(&b.trigger_key)
-                .bind(ts(*slot))
-                .bind("missed")
-                .bind(&params)
-                .bind(&now)
-                .bind(&now)
-                .bind(None::<String>)
+            insert(*slot, "missed", None)
                 .fetch_optional(&mut *tx)
                 .await?;
         }
@@ -179,18 +185,8 @@ impl SqliteStore {
         // rather than skip each other.
         let mut admission = b.admission;
         for slot in &b.run {
-            let active = (admission == Admission::Exclusive).then_some(b.runbook.as_str());
-            let queued: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(insert)
-                .bind(&b.runbook)
-                .bind(&b.version_hash)
-                .bind(&b.trigger_kind)
-                .bind(&b.trigger_key)
-                .bind(ts(*slot))
-                .bind("queued")
-                .bind(&params)
-                .bind(&now)
-                .bind(None::<String>)
-                .bind(active)
+            let active = (admission == Admission::Exclusive).then(|| b.runbook.clone());
+            let queued = insert(*slot, "queued", active)
                 .fetch_optional(&mut *tx)
                 .await;
             let conflicted = matches!(&queued, Err(e) if is_active_conflict(e));
@@ -200,25 +196,13 @@ impl SqliteStore {
             out.push(match queued {
                 Ok(Some(id)) => SlotResult::Created(id, *slot),
                 Ok(None) => SlotResult::Duplicate(*slot),
-                Err(e) if is_active_conflict(&e) => {
-                    let id: Option<i64> = sqlx::query_scalar(insert)
-                        .bind(&b.runbook)
-                        .bind(&b.version_hash)
-                        .bind(&b.trigger_kind)
-                        .bind(&b.trigger_key)
-                        .bind(ts(*slot))
-                        .bind("skipped")
-                        .bind(&params)
-                        .bind(&now)
-                        .bind(&now)
-                        .bind(None::<String>)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    match id {
-                        Some(id) => SlotResult::Skipped(id, *slot),
-                        None => SlotResult::Duplicate(*slot),
-                    }
-                }
+                Err(e) if is_active_conflict(&e) => match insert(*slot, "skipped", None)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                {
+                    Some(id) => SlotResult::Skipped(id, *slot),
+                    None => SlotResult::Duplicate(*slot),
+                },
                 Err(e) => return Err(e.into()),
             });
         }
