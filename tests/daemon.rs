@@ -478,3 +478,34 @@ fn caught_up_slots_under_forbid_run_one_after_another() {
         );
     }
 }
+
+#[test]
+fn a_runbook_that_has_not_succeeded_in_time_raises_an_issue() {
+    let d = Deployment::new();
+    d.runbook(
+        "watched.yaml",
+        "triggers:\n  - manual\nexpect: { success_within: 1h }\nrun: '1'\n",
+    );
+    assert_eq!(d.cli(&["run", "watched"]).code, 0);
+    // That success was long ago.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", d.db().display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("UPDATE runs SET finished_at = '2026-01-01T00:00:00.000000Z'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let daemon = Daemon::start(&d, &[]);
+    daemon.wait_for_line("no successful run within the expected time", LIMIT);
+    let issues: serde_json::Value =
+        serde_json::from_str(&d.cli(&["issues", "--json"]).stdout).unwrap();
+    assert_eq!(issues[0]["key"], "expect:watched");
+    assert_eq!(issues[0]["title"], "watched has not succeeded in 1h");
+    assert_eq!(issues[0]["severity"], "high");
+}

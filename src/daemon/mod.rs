@@ -318,6 +318,40 @@ async fn reload(p: &Parts) {
     p.dispatcher.pump().await;
 }
 
+/// The dead-man switch of `expect: { success_within }`: an issue (and a log
+/// line) when a runbook has not succeeded in time, resolved once it has.
+async fn dead_man(p: &Parts, rb: &crate::runbook::Runbook, overdue: bool, announce: bool) {
+    let key = format!("expect:{}", rb.name);
+    let within = crate::duration::spec(rb.success_within.unwrap_or_default());
+    let now = Utc::now();
+    if overdue {
+        if announce {
+            tracing::error!(runbook = %rb.name, within = %within, "no successful run within the expected time (expect.success_within)");
+            let issue = crate::store::IssueOpen {
+                runbook: rb.name.clone(),
+                key,
+                title: format!("{} has not succeeded in {within}", rb.name),
+                severity: "high".into(),
+                details: Some(format!(
+                    "expect.success_within is {within}; see `runbookd runs --runbook {}`",
+                    rb.name
+                )),
+                link: None,
+                at: now,
+            };
+            if let Err(e) = p.store.open_issue(&issue).await {
+                tracing::error!(error = %e, "could not open the dead-man issue");
+            }
+        }
+    } else if let Ok(true) = p
+        .store
+        .resolve_issue(&key, Some("a run succeeded"), now)
+        .await
+    {
+        tracing::info!(runbook = %rb.name, "succeeded again; the dead-man issue is resolved");
+    }
+}
+
 /// Retention, the dead-man switch, and a periodic look at the queue.
 async fn housekeeping(p: Arc<Parts>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -351,9 +385,15 @@ async fn housekeeping(p: Arc<Parts>, stop: CancellationToken) {
             };
             let last = p.store.last_run(&rb.name).await.ok().and_then(|(_, ok)| ok);
             let since = last.unwrap_or(started);
+            dead_man(
+                &p,
+                rb,
+                now - since > within,
+                warned.get(&rb.name).is_none_or(|w| now - *w > within),
+            )
+            .await;
             if now - since > within && warned.get(&rb.name).is_none_or(|w| now - *w > within) {
                 warned.insert(rb.name.clone(), now);
-                tracing::error!(runbook = %rb.name, within = %crate::duration::spec(rb.success_within.unwrap_or_default()), "no successful run within the expected time (expect.success_within)");
             }
         }
         p.dispatcher.pump().await;
