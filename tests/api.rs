@@ -279,3 +279,46 @@ fn a_public_address_needs_a_token() {
         ran.stderr
     );
 }
+
+#[test]
+fn framework_errors_are_problem_json_too() {
+    let d = deployment();
+    let daemon = Daemon::start(&d, &[]);
+    for (req, status) in [
+        (
+            client().get(format!("{}/api/v1/runs?limit=abc", daemon.url)),
+            400,
+        ),
+        (client().get(format!("{}/api/v1/runs/abc", daemon.url)), 400),
+        (
+            client().delete(format!("{}/api/v1/runs/1", daemon.url)),
+            405,
+        ),
+        (
+            client()
+                .post(format!("{}/api/v1/runbooks/sum/runs", daemon.url))
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+        ),
+        (
+            client()
+                .post(format!("{}/api/v1/runbooks/sum/runs", daemon.url))
+                .json(&serde_json::json!({"parms": {}})),
+            422,
+        ),
+    ] {
+        let r = send(req);
+        assert_eq!(
+            (r.status, r.content_type.as_str()),
+            (status, "application/problem+json"),
+            "{}",
+            r.text
+        );
+        assert!(
+            !r.body["detail"].as_str().unwrap_or("").is_empty(),
+            "{}",
+            r.text
+        );
+    }
+}

@@ -361,6 +361,9 @@ fn reply(runbook: &str, outcome: Accepted, recorded_as: &'static str) -> Respons
             run,
             status,
         } => {
+            if matches!(status, RunStatus::Throttled | RunStatus::Skipped) {
+                metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => runbook.to_string(), "status" => status.as_str()).increment(1);
+            }
             count(
                 runbook,
                 match status {

@@ -120,6 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::middleware::map_response(as_problem))
         .layer(DefaultBodyLimit::max(state.max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -127,6 +128,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
+}
+
+/// Client errors the framework answers itself (a query that does not parse,
+/// a wrong method, a body that is not JSON) become problem+json like ours.
+async fn as_problem(resp: axum::response::Response) -> axum::response::Response {
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_none_or(|v| v.to_str().unwrap_or("").starts_with("text/plain"));
+    if !(status.is_client_error() && plain) {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let detail = String::from_utf8_lossy(&text).trim().to_string();
+    let title = status.canonical_reason().unwrap_or("Client error");
+    let detail = if detail.is_empty() {
+        title.to_ascii_lowercase()
+    } else {
+        detail
+    };
+    Problem::new(status, title, detail).into_response()
 }
 
 async fn ready(State(app): State<Arc<AppState>>) -> impl IntoResponse {

@@ -226,6 +226,8 @@ impl Scheduler {
             }
         };
         if !plan.missed.is_empty() || plan.unlisted > 0 {
+            metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => "missed")
+                .increment(plan.missed.len() as u64 + plan.unlisted);
             tracing::warn!(
                 runbook = %rb.name, trigger = %key, missed = plan.missed.len() as u64 + plan.unlisted,
                 "slots missed while the daemon was not running (recorded as missed)"
