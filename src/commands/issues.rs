@@ -4,7 +4,7 @@ use chrono::Utc;
 
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::{IssueAction, IssuesArgs};
-use crate::output::{Table, elapsed, local_time};
+use crate::output::{Table, elapsed};
 use crate::store::{Access, IssueFilter, sqlite_path};
 
 pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
@@ -74,7 +74,6 @@ pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
                 ]);
             }
             print!("{}", t.render(100));
-            let _ = local_time;
             Ok(Exit::Ok)
         }
     }

@@ -160,11 +160,11 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
     stop.cancelled().await;
     let grace = parts.config.shutdown_grace;
     tracing::info!(running = dispatcher.running(), grace = %crate::duration::spec(grace), "shutting down: taking no new work");
-    println!(
-        "shutting down: waiting up to {} for {} running run(s)",
+    say(&format!(
+        "shutting down: waiting up to {} for {} running run(s)\n",
         crate::duration::spec(grace),
         dispatcher.running()
-    );
+    ));
     intake.cancel();
     dispatcher.tracker.close();
     if tokio::time::timeout(grace, dispatcher.tracker.wait())
@@ -184,7 +184,7 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
     }
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
-    println!("stopped");
+    say("stopped\n");
     Ok(())
 }
 
@@ -268,10 +268,23 @@ fn print_summary(p: &Parts, addr: &std::net::SocketAddr, stuck: usize, retried: 
     } else {
         "  next fire times:\n"
     });
-    for (_, l) in lines {
+    const SHOWN: usize = 20;
+    let more = lines.len().saturating_sub(SHOWN);
+    for (_, l) in lines.into_iter().take(SHOWN) {
         out.push_str(&l);
     }
-    print!("{out}");
+    if more > 0 {
+        out.push_str(&format!("    ... and {more} more (runbookd next lists them all)\n"));
+    }
+    say(&out);
+}
+
+/// Write to stdout; a closed stdout (a pipe whose reader went away) must not
+/// take the daemon down.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
 async fn reload_on_sighup(tx: mpsc::Sender<()>, stop: CancellationToken) {

@@ -90,7 +90,8 @@ pub trait Store: Send + Sync {
     async fn finish_run(&self, run: RunId, end: &RunEnd) -> Result<()>;
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
-    /// Runs waiting to run, oldest first.
+    /// Runs waiting to run, oldest first (at most 1,000: the dispatcher comes
+    /// back for more as runs end).
     async fn queued_runs(&self) -> Result<Vec<RunRow>>;
     /// Take a queued run's runbook slot (`active_key`); false while another run holds it.
     async fn claim(&self, run: RunId, active_key: &str) -> Result<bool>;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 impl SqliteStore {
     pub(super) async fn queued(&self) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'queued' ORDER BY id")
+        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1000")
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_row).collect()
