@@ -57,7 +57,12 @@ fn start(dir: &Path, workers: usize) -> Daemon {
     // Keep reading what it prints, as a terminal or a journal would.
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
     assert!(!url.is_empty(), "the daemon did not start");
-    Daemon { child, url, dir: dir.to_path_buf(), started_in: t.elapsed() }
+    Daemon {
+        child,
+        url,
+        dir: dir.to_path_buf(),
+        started_in: t.elapsed(),
+    }
 }
 
 fn deployment(runbooks: &[(String, String)]) -> tempfile::TempDir {
@@ -92,8 +97,19 @@ fn rss_mib(pid: u32) -> f64 {
 }
 
 async fn runs_of(dir: &Path) -> Vec<runbookd::store::RunRow> {
-    let store = runbookd::store::open(&format!("sqlite://{}", dir.join("runbookd.db").display()), Access::Read).await.unwrap();
-    store.list_runs(&RunFilter { limit: 10_000_000, ..Default::default() }).await.unwrap()
+    let store = runbookd::store::open(
+        &format!("sqlite://{}", dir.join("runbookd.db").display()),
+        Access::Read,
+    )
+    .await
+    .unwrap();
+    store
+        .list_runs(&RunFilter {
+            limit: 10_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
 }
 
 fn signed(client: &reqwest::Client, url: &str, n: u64) -> reqwest::RequestBuilder {
@@ -102,7 +118,10 @@ fn signed(client: &reqwest::Client, url: &str, n: u64) -> reqwest::RequestBuilde
         .post(format!("{url}/hooks/hook"))
         .header("content-type", "application/json")
         .header("x-github-delivery", format!("d-{n}"))
-        .header("x-hub-signature-256", format!("sha256={}", hex_hmac(SECRET.as_bytes(), &[body.as_bytes()])))
+        .header(
+            "x-hub-signature-256",
+            format!("sha256={}", hex_hmac(SECRET.as_bytes(), &[body.as_bytes()])),
+        )
         .body(body)
 }
 
@@ -110,13 +129,21 @@ fn signed(client: &reqwest::Client, url: &str, n: u64) -> reqwest::RequestBuilde
 async fn webhook() -> Value {
     let d = deployment(&[hook_runbook()]);
     let daemon = start(d.path(), 8);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..64 {
-        let (client, url, stop, counter) = (client.clone(), daemon.url.clone(), stop.clone(), counter.clone());
+        let (client, url, stop, counter) = (
+            client.clone(),
+            daemon.url.clone(),
+            stop.clone(),
+            counter.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut ids = Vec::new();
@@ -162,7 +189,13 @@ async fn webhook_latency() -> Value {
     let mut n = 0u64;
     for _ in 0..500 {
         let at = chrono::Utc::now();
-        let r: Value = signed(&client, &daemon.url, n).send().await.unwrap().json().await.unwrap_or_default();
+        let r: Value = signed(&client, &daemon.url, n)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
         sent.push((r["run_id"].as_i64().unwrap_or(-1), at));
         n += 1;
     }
@@ -185,8 +218,14 @@ async fn webhook_latency() -> Value {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let runs = runs_of(&daemon.dir).await;
-    let started: std::collections::HashMap<i64, chrono::DateTime<chrono::Utc>> = runs.iter().filter_map(|r| Some((r.id, r.started_at?))).collect();
-    let mut lat: Vec<f64> = sent.iter().filter_map(|(id, at)| Some((*started.get(id)? - *at).num_microseconds()? as f64 / 1000.0)).collect();
+    let started: std::collections::HashMap<i64, chrono::DateTime<chrono::Utc>> = runs
+        .iter()
+        .filter_map(|r| Some((r.id, r.started_at?)))
+        .collect();
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .filter_map(|(id, at)| Some((*started.get(id)? - *at).num_microseconds()? as f64 / 1000.0))
+        .collect();
     lat.sort_by(f64::total_cmp);
     json!({"p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "measured": lat.len(), "sent": sent.len()})
 }
@@ -213,14 +252,26 @@ async fn runs() -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     let runs = loop {
         let runs = runs_of(&daemon.dir).await;
-        if runs.iter().filter(|r| r.status == RunStatus::Succeeded).count() as u64 >= total || Instant::now() > deadline {
+        if runs
+            .iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count() as u64
+            >= total
+            || Instant::now() > deadline
+        {
             break runs;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let secs = t0.elapsed().as_secs_f64();
-    let done: Vec<_> = runs.iter().filter(|r| r.status == RunStatus::Succeeded).collect();
-    let mut inproc: Vec<f64> = done.iter().filter_map(|r| Some((r.finished_at? - r.started_at?).num_microseconds()? as f64)).collect();
+    let done: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Succeeded)
+        .collect();
+    let mut inproc: Vec<f64> = done
+        .iter()
+        .filter_map(|r| Some((r.finished_at? - r.started_at?).num_microseconds()? as f64))
+        .collect();
     inproc.sort_by(f64::total_cmp);
     json!({"runs_per_s": done.len() as f64 / secs, "succeeded": done.len(), "of": total, "run_us_p50": pct(&inproc, 0.5)})
 }
@@ -228,38 +279,83 @@ async fn runs() -> Value {
 /// Many `every: 1s` runbooks for 30 s: lateness, missed and duplicated slots.
 async fn schedule() -> Value {
     let n = 1000;
-    let rbs: Vec<(String, String)> = (0..n).map(|i| (format!("tick-{i}"), "triggers:\n  - every: 1s\nconcurrency: allow\nrun: '1'\n".to_string())).collect();
+    let rbs: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            (
+                format!("tick-{i}"),
+                "triggers:\n  - every: 1s\nconcurrency: allow\nrun: '1'\n".to_string(),
+            )
+        })
+        .collect();
     let d = deployment(&rbs);
     let daemon = start(d.path(), 8);
     let t0 = chrono::Utc::now();
     tokio::time::sleep(Duration::from_secs(30)).await;
     let t1 = chrono::Utc::now();
     // Stop it the way an operator would, so what it accepted is recorded.
-    let _ = Command::new("kill").args(["-TERM", &daemon.child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.child.id().to_string()])
+        .status();
     let mut daemon = daemon;
     let _ = daemon.child.wait();
     let runs = runs_of(d.path()).await;
-    let mut lat: Vec<f64> = runs.iter().filter_map(|r| Some((r.created_at - r.scheduled_at?).num_milliseconds() as f64)).collect();
+    let mut lat: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| Some((r.created_at - r.scheduled_at?).num_milliseconds() as f64))
+        .collect();
     lat.sort_by(f64::total_cmp);
     let mut slots = std::collections::HashSet::new();
-    let dup = runs.iter().filter(|r| !slots.insert((r.runbook.clone(), r.scheduled_at))).count();
+    let dup = runs
+        .iter()
+        .filter(|r| !slots.insert((r.runbook.clone(), r.scheduled_at)))
+        .count();
     // Slots that fell in the window [t0 + 2 s, t1 - 10 s] and have no row
     // (the end of the run is left out: slots still being caught up).
     let (a, b) = ((t0.timestamp() + 2), (t1.timestamp() - 10));
     let expected = (b - a + 1).max(0) as usize * n;
-    let present = runs.iter().filter(|r| r.scheduled_at.is_some_and(|s| s.timestamp() >= a && s.timestamp() <= b)).count();
+    let present = runs
+        .iter()
+        .filter(|r| {
+            r.scheduled_at
+                .is_some_and(|s| s.timestamp() >= a && s.timestamp() <= b)
+        })
+        .count();
     json!({"runbooks": n, "lateness_p50_ms": pct(&lat, 0.5), "lateness_p99_ms": pct(&lat, 0.99), "lateness_max_ms": lat.last(), "missed": expected.saturating_sub(present), "duplicated": dup, "statuses_missed": runs.iter().filter(|r| r.status == RunStatus::Missed).count()})
 }
 
 /// Memory and start-up with no, the shipped, 1,000 and 10,000 runbooks.
 async fn footprint() -> Value {
     let mut out = serde_json::Map::new();
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks/heartbeat.yaml")).unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/runbooks/heartbeat.yaml"
+    ))
+    .unwrap();
     for (label, rbs) in [
         ("none", vec![]),
         ("shipped", vec![("heartbeat".to_string(), shipped.clone())]),
-        ("1000", (0..1000).map(|i| (format!("rb-{i}"), "triggers:\n  - cron: \"0 3 * * *\"\nrun: '1'\n".to_string())).collect()),
-        ("10000", (0..10000).map(|i| (format!("rb-{i}"), "triggers:\n  - cron: \"0 3 * * *\"\nrun: '1'\n".to_string())).collect()),
+        (
+            "1000",
+            (0..1000)
+                .map(|i| {
+                    (
+                        format!("rb-{i}"),
+                        "triggers:\n  - cron: \"0 3 * * *\"\nrun: '1'\n".to_string(),
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "10000",
+            (0..10000)
+                .map(|i| {
+                    (
+                        format!("rb-{i}"),
+                        "triggers:\n  - cron: \"0 3 * * *\"\nrun: '1'\n".to_string(),
+                    )
+                })
+                .collect(),
+        ),
     ] {
         let d = deployment(&rbs);
         let daemon = start(d.path(), 8);
@@ -271,7 +367,9 @@ async fn footprint() -> Value {
 
 /// The API over 1,000,000 recorded runs and 1,000 runbooks.
 async fn history() -> Value {
-    let rbs: Vec<(String, String)> = (0..1000).map(|i| (format!("rb-{i}"), "run: '1'\n".to_string())).collect();
+    let rbs: Vec<(String, String)> = (0..1000)
+        .map(|i| (format!("rb-{i}"), "run: '1'\n".to_string()))
+        .collect();
     let d = deployment(&rbs);
     {
         // Seed through the daemon's own schema, then fill in bulk.
@@ -296,9 +394,18 @@ async fn history() -> Value {
     let mut out = serde_json::Map::new();
     for (label, path) in [
         ("latest_50", "/api/v1/runs?limit=50".to_string()),
-        ("per_runbook", "/api/v1/runs?runbook=rb-7&limit=50".to_string()),
-        ("failed_only", "/api/v1/runs?status=failed&limit=50".to_string()),
-        ("next_page", "/api/v1/runs?limit=50&cursor=500000".to_string()),
+        (
+            "per_runbook",
+            "/api/v1/runs?runbook=rb-7&limit=50".to_string(),
+        ),
+        (
+            "failed_only",
+            "/api/v1/runs?status=failed&limit=50".to_string(),
+        ),
+        (
+            "next_page",
+            "/api/v1/runs?limit=50&cursor=500000".to_string(),
+        ),
         ("by_id", "/api/v1/runs/424242".to_string()),
         ("runbooks_list", "/api/v1/runbooks".to_string()),
     ] {
@@ -306,13 +413,20 @@ async fn history() -> Value {
         let rounds = if label == "runbooks_list" { 20 } else { 200 };
         for _ in 0..rounds {
             let t = Instant::now();
-            let r = client.get(format!("{}{path}", daemon.url)).send().await.unwrap();
+            let r = client
+                .get(format!("{}{path}", daemon.url))
+                .send()
+                .await
+                .unwrap();
             assert!(r.status().is_success(), "{label}: {}", r.status());
             let _ = r.bytes().await;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         lat.sort_by(f64::total_cmp);
-        out.insert(label.into(), json!({"p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99)}));
+        out.insert(
+            label.into(),
+            json!({"p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99)}),
+        );
     }
     Value::Object(out)
 }
@@ -320,10 +434,23 @@ async fn history() -> Value {
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let all = ["webhook", "webhook-latency", "runs", "schedule", "footprint", "history"];
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let all = [
+        "webhook",
+        "webhook-latency",
+        "runs",
+        "schedule",
+        "footprint",
+        "history",
+    ];
     let mut results = serde_json::Map::new();
-    for name in all.iter().filter(|n| wanted.is_empty() || wanted.iter().any(|w| w == *n)) {
+    for name in all
+        .iter()
+        .filter(|n| wanted.is_empty() || wanted.iter().any(|w| w == *n))
+    {
         eprintln!("running {name} ...");
         let t = Instant::now();
         let r = match *name {
@@ -340,6 +467,10 @@ async fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("results.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&Value::Object(results)).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        serde_json::to_string_pretty(&Value::Object(results)).unwrap(),
+    )
+    .unwrap();
     println!("results: {}", file.display());
 }

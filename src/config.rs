@@ -263,16 +263,18 @@ impl Config {
     fn apply_env(&mut self) -> Result<(), String> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         if let Some(url) = var("RUNBOOKD_SMTP_URL") {
-            let from = var("RUNBOOKD_SMTP_FROM").unwrap_or_else(|| "runbookd@localhost".into());
-            let tls = var("RUNBOOKD_SMTP_TLS");
-            let retry_delay = var("RUNBOOKD_SMTP_RETRY_DELAY");
+            // Overrides the file's url (and whatever else is set here), keeping the rest.
+            let base = self.smtp.take();
             self.smtp = Some(Smtp {
                 url,
-                from,
-                username: None,
-                password: None,
-                tls,
-                retry_delay,
+                from: var("RUNBOOKD_SMTP_FROM")
+                    .or_else(|| base.as_ref().map(|b| b.from.clone()))
+                    .unwrap_or_else(|| "runbookd@localhost".into()),
+                username: base.as_ref().and_then(|b| b.username.clone()),
+                password: base.as_ref().and_then(|b| b.password.clone()),
+                tls: var("RUNBOOKD_SMTP_TLS").or_else(|| base.as_ref().and_then(|b| b.tls.clone())),
+                retry_delay: var("RUNBOOKD_SMTP_RETRY_DELAY")
+                    .or_else(|| base.as_ref().and_then(|b| b.retry_delay.clone())),
             });
         }
         if let Some(v) = var("RUNBOOKD_LISTEN") {

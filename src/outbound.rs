@@ -223,7 +223,10 @@ impl Outbound {
         let mut method = reqwest::Method::from_bytes(call.method.as_bytes())
             .map_err(|_| Failure::Refused(format!("unknown method {}", call.method)))?;
         let mut with_body = true;
+        let origin = url.origin();
         for _ in 0..=MAX_REDIRECTS {
+            // Credentials go to the origin the script named, not to where it redirects.
+            let same_origin = url.origin() == origin;
             self.check(&url, allow).map_err(Failure::Refused)?;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -234,12 +237,14 @@ impl Outbound {
                 .request(method.clone(), url.clone())
                 .timeout(call.timeout.unwrap_or(DEFAULT_TIMEOUT).min(left));
             for (k, v) in &call.headers {
-                req = req.header(k, v);
+                if same_origin || !k.eq_ignore_ascii_case("authorization") {
+                    req = req.header(k, v);
+                }
             }
-            if let Some(t) = &call.bearer {
+            if let Some(t) = call.bearer.as_ref().filter(|_| same_origin) {
                 req = req.bearer_auth(t);
             }
-            if let Some((u, p)) = &call.basic {
+            if let Some((u, p)) = call.basic.as_ref().filter(|_| same_origin) {
                 req = req.basic_auth(u, Some(p));
             }
             if with_body {

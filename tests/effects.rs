@@ -422,7 +422,21 @@ async fn a_dry_run_reads_but_writes_nothing() {
             "http:\n  allow: [\"{host}\"]\nrun: |\n  let r = http::get(\"http://{host}/api/tickets\");\n  state::set(\"seen\", r.json.count);\n  issues::open(\"k1\", #{{ title: \"t\" }});\n  email::send(#{{ to: \"a@example.com\", subject: \"s\", text: \"x\" }});\n  http::post(\"http://{host}/api/echo\", #{{ a: 1 }});\n  #{{ count: r.json.count, state: state::get(\"seen\") }}\n"
         ),
     );
+    d.runbook(
+        "outside.yaml",
+        "run: |\n  http::post(\"https://not-allowed.example/x\", #{ a: 1 })\n",
+    );
     let (h, _) = Harness::with_effects(d, Config::default()).await;
+    let refused = h.run_with("outside", true).await;
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("host not-allowed.example is not in this runbook's http.allow"),
+        "a dry run refuses what the real run would: {:?}",
+        refused.error
+    );
     let out = h.run_with("writes", true).await;
     assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.error);
     assert_eq!(

@@ -96,8 +96,17 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
         .recover_interrupted(chrono::Utc::now())
         .await?;
     if !stuck.is_empty() {
+        // They wait, queued, for the daemon, as they would after its own restart.
+        let mut queued = 0;
+        for row in &stuck {
+            if let Some(owner) = loaded.runbooks.iter().find(|r| r.name == row.runbook)
+                && crate::run::rescue(executor.store().as_ref(), owner, row.id).await?
+            {
+                queued += 1;
+            }
+        }
         eprintln!(
-            "note: {} run(s) left running by a stopped process are now marked interrupted",
+            "note: {} run(s) left running by a stopped process were interrupted; {queued} queued again for the daemon",
             stuck.len()
         );
     }

@@ -274,7 +274,9 @@ fn print_summary(p: &Parts, addr: &std::net::SocketAddr, stuck: usize, retried: 
         out.push_str(&l);
     }
     if more > 0 {
-        out.push_str(&format!("    ... and {more} more (runbookd next lists them all)\n"));
+        out.push_str(&format!(
+            "    ... and {more} more (runbookd next lists them all)\n"
+        ));
     }
     say(&out);
 }

@@ -332,6 +332,25 @@ async fn list_issues(
     State(app): State<Arc<AppState>>,
     Query(q): Query<IssuesQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
+    if let Some(s) = q
+        .status
+        .as_deref()
+        .filter(|s| !["open", "acknowledged", "resolved", "all"].contains(s))
+    {
+        return Err(Problem::bad_request(format!(
+            "unknown status \"{s}\"; statuses are open, acknowledged, resolved, all"
+        )));
+    }
+    if let Some(s) = q
+        .severity
+        .as_deref()
+        .filter(|s| !crate::run::SEVERITIES.contains(s))
+    {
+        return Err(Problem::bad_request(format!(
+            "unknown severity \"{s}\"; severities are {}",
+            crate::run::SEVERITIES.join(", ")
+        )));
+    }
     let filter = crate::store::IssueFilter {
         status: q.status,
         severity: q.severity,

@@ -225,6 +225,18 @@ pub async fn receive(
         Fate::Run { .. } => ("accepted", None),
     };
     let outcome = app.acceptor.accept(delivery).await?;
+    // `replace`: a new run (not a repeat, not throttled) makes the active one stop.
+    if rb.concurrency == Concurrency::Replace
+        && matches!(
+            outcome,
+            Accepted::Run {
+                status: RunStatus::Queued,
+                ..
+            }
+        )
+    {
+        app.dispatcher.cancel_runbook(&rb.name);
+    }
     if let Some(detail) = rejected {
         count(&rb.name, "rejected");
         return Err(Problem::new(
@@ -320,9 +332,6 @@ async fn build(
             detail: format!("could not record the runbook version: {e}"),
         };
         return d;
-    }
-    if rb.concurrency == Concurrency::Replace {
-        app.dispatcher.cancel_runbook(&rb.name);
     }
     let params = crate::run::bind_cli_params(rb, &[])
         .map(serde_json::Value::Object)

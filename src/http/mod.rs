@@ -172,6 +172,16 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     if let Ok(depth) = app.store.queue_depth().await {
         metrics::gauge!(crate::telemetry::QUEUE_DEPTH).set(depth as f64);
     }
+    if let Ok(counts) = app.store.open_issue_counts().await {
+        for sev in crate::run::SEVERITIES {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == sev)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            metrics::gauge!(crate::telemetry::ISSUES_OPEN, "severity" => *sev).set(n as f64);
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

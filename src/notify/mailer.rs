@@ -204,7 +204,8 @@ fn build(e: &EmailRow) -> Result<Message, String> {
     };
     let mut b = Message::builder()
         .from(mbox(&e.sender)?)
-        .subject(e.subject.clone());
+        .subject(e.subject.clone())
+        .message_id(None);
     for t in &e.to {
         b = b.to(mbox(t)?);
     }

@@ -201,22 +201,31 @@ impl Dispatcher {
     /// Queue an interrupted run again, unless it was interrupted more than
     /// [`MAX_RESCUES`] times or its runbook is gone. Returns whether it was.
     async fn rescue(&self, run: RunId, runbook: &str) -> crate::store::Result<bool> {
-        let store = self.executor.store();
-        let Some(rb) = (self.lookup)(runbook) else {
-            return Ok(false);
-        };
-        let interrupted = match store.run_detail(run).await? {
-            Some(d) => d
-                .attempts
-                .iter()
-                .filter(|a| a.status == RunStatus::Interrupted)
-                .count(),
-            None => return Ok(false),
-        };
-        if interrupted > MAX_RESCUES {
-            return Ok(false);
+        match (self.lookup)(runbook) {
+            Some(rb) => rescue(self.executor.store().as_ref(), &rb, run).await,
+            None => Ok(false),
         }
-        let key = (rb.concurrency != Concurrency::Allow).then_some(rb.name.as_str());
-        store.requeue(run, key).await
     }
+}
+
+/// Queue an interrupted run of `rb` again, unless it was interrupted more
+/// than [`MAX_RESCUES`] times. Returns whether it was.
+pub async fn rescue(
+    store: &dyn crate::store::Store,
+    rb: &Runbook,
+    run: RunId,
+) -> crate::store::Result<bool> {
+    let interrupted = match store.run_detail(run).await? {
+        Some(d) => d
+            .attempts
+            .iter()
+            .filter(|a| a.status == RunStatus::Interrupted)
+            .count(),
+        None => return Ok(false),
+    };
+    if interrupted > MAX_RESCUES {
+        return Ok(false);
+    }
+    let key = (rb.concurrency != Concurrency::Allow).then_some(rb.name.as_str());
+    store.requeue(run, key).await
 }

@@ -260,6 +260,9 @@ pub fn email_send(host: &RunHost, message: serde_json::Value) -> Result<i64, Str
 
 pub fn http(host: &RunHost, call: HttpCall) -> Result<serde_json::Value, String> {
     let effects = host.effects.as_ref().ok_or("http is not available here")?;
+    // A dry run refuses what the real run would refuse.
+    let url = url::Url::parse(&call.url).map_err(|e| format!("{}: not a URL ({e})", call.url))?;
+    effects.outbound.check(&url, &host.http_allow)?;
     if !matches!(call.method.as_str(), "GET" | "HEAD")
         && host.planned(format!("{} {}", call.method, call.url))
     {
@@ -272,7 +275,14 @@ pub fn http(host: &RunHost, call: HttpCall) -> Result<serde_json::Value, String>
         .lock()
         .expect("deadline lock")
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
-    match host.block(effects.outbound.call(&call, &host.http_allow, deadline)) {
+    let cancel = host.cancel.clone().unwrap_or_default();
+    let outcome = host.block(async {
+        tokio::select! {
+            r = effects.outbound.call(&call, &host.http_allow, deadline) => r,
+            _ = cancel.cancelled() => Err(format!("http {} {}: the run was stopped", call.method, call.url)),
+        }
+    });
+    match outcome {
         Ok(reply) => {
             host.note(LogLevel::Info, &reply.log);
             Ok(host.redactor.redact_json(reply.value))

@@ -80,6 +80,8 @@ pub struct RunHost {
     pub sends: AtomicU32,
     /// When the current step must end (HTTP timeouts never go past it).
     pub deadline: Mutex<Option<std::time::Instant>>,
+    /// Cancelled when the run is (a person, `replace`, shutdown): calls in flight stop.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl RunHost {
@@ -117,6 +119,7 @@ impl RunHost {
             plan: Mutex::new(Vec::new()),
             sends: AtomicU32::new(0),
             deadline: Mutex::new(None),
+            cancel: None,
         }
     }
 

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-pub use dispatch::Dispatcher;
+pub use dispatch::{Dispatcher, rescue};
 pub use effects::{Effects, SEVERITIES, build_effects};
 pub use host::{Clock, MAX_LOG_LINES};
 pub use params::{bind_cli_params, bind_json_params};
@@ -222,6 +222,7 @@ impl Executor {
         host.effects = self.effects.clone();
         host.http_allow = rb.http_allow.clone();
         host.dry_run = req.dry_run;
+        host.cancel = Some(req.cancel.clone());
         host.identity = match (
             &req.trigger.scheduled_at,
             req.trigger.data.get("delivery_id"),

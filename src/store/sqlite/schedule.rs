@@ -75,7 +75,7 @@ impl SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         let ok = sqlx::query(
-            "SELECT finished_at FROM runs WHERE runbook = ? AND status = 'succeeded' ORDER BY id DESC LIMIT 1",
+            "SELECT finished_at FROM runs WHERE runbook = ? AND status = 'succeeded' AND dry_run = 0 ORDER BY id DESC LIMIT 1",
         )
         .bind(runbook)
         .fetch_optional(&self.pool)
