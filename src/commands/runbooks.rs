@@ -23,12 +23,14 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
     let mut rows = Vec::new();
     let mut runbooks = loaded.runbooks.clone();
     runbooks.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<String> = runbooks.iter().map(|r| r.name.clone()).collect();
+    let mut lasts = match &store {
+        Some(s) => s.last_runs(&names).await?,
+        None => Default::default(),
+    };
     for rb in &runbooks {
         let next = next_fire(rb, now);
-        let (last, last_ok) = match &store {
-            Some(s) => s.last_run(&rb.name).await?,
-            None => (None, None),
-        };
+        let (last, last_ok) = lasts.remove(&rb.name).unwrap_or_default();
         let overdue = rb
             .success_within
             .and_then(|w| chrono::TimeDelta::from_std(w).ok())

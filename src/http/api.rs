@@ -63,11 +63,11 @@ async fn require_token(State(app): State<Arc<AppState>>, req: Request, next: Nex
     next.run(req).await
 }
 
-async fn runbook_json(app: &AppState, rb: &Runbook) -> Result<serde_json::Value, Problem> {
-    let now = Utc::now();
-    let next = next_fire(rb, now);
-    let (last, last_success) = app.store.last_run(&rb.name).await?;
-    Ok(serde_json::json!({
+type LastRun = (Option<crate::store::RunRow>, Option<DateTime<Utc>>);
+
+fn runbook_json(rb: &Runbook, (last, last_success): LastRun) -> serde_json::Value {
+    let next = next_fire(rb, Utc::now());
+    serde_json::json!({
         "name": rb.name,
         "description": rb.description,
         "enabled": rb.enabled,
@@ -77,7 +77,7 @@ async fn runbook_json(app: &AppState, rb: &Runbook) -> Result<serde_json::Value,
         "next_fire": next,
         "last_run": last.map(|r| serde_json::json!({"id": r.id, "status": r.status, "finished_at": r.finished_at, "error": r.error})),
         "last_success": last_success,
-    }))
+    })
 }
 
 async fn list_runbooks(
@@ -93,10 +93,10 @@ async fn list_runbooks(
                 .collect::<Vec<_>>(),
         )
     };
-    let mut out = Vec::with_capacity(all.len());
-    for rb in &all {
-        out.push(runbook_json(&app, rb).await?);
-    }
+    let names: Vec<String> = all.iter().map(|rb| rb.name.clone()).collect();
+    let mut last = app.store.last_runs(&names).await?;
+    let out: Vec<serde_json::Value> =
+        all.iter().map(|rb| runbook_json(rb, last.remove(&rb.name).unwrap_or_default())).collect();
     Ok(Json(
         serde_json::json!({ "runbooks": out, "errors": errors }),
     ))
@@ -115,7 +115,8 @@ async fn get_runbook(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let rb = find(&app, &name)?;
-    Ok(Json(runbook_json(&app, &rb).await?))
+    let last = app.store.last_run(&rb.name).await?;
+    Ok(Json(runbook_json(&rb, last)))
 }
 
 #[derive(Deserialize, Default)]

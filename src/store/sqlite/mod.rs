@@ -326,6 +326,13 @@ impl Store for SqliteStore {
         self.last_of(runbook).await
     }
 
+    async fn last_runs(
+        &self,
+        runbooks: &[String],
+    ) -> Result<std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)>> {
+        self.last_of_many(runbooks).await
+    }
+
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
         self.prune_before(before).await
     }

@@ -75,7 +75,7 @@ impl SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         let ok = sqlx::query(
-            "SELECT finished_at FROM runs WHERE runbook = ? AND status = 'succeeded' AND dry_run = 0 ORDER BY id DESC LIMIT 1",
+            "SELECT finished_at FROM runs WHERE runbook = ? AND +status = 'succeeded' AND dry_run = 0 ORDER BY id DESC LIMIT 1",
         )
         .bind(runbook)
         .fetch_optional(&self.pool)
@@ -85,6 +85,46 @@ impl SqliteStore {
             None => None,
         };
         Ok((last.as_ref().map(run_row).transpose()?, success))
+    }
+
+    pub(super) async fn last_of_many(
+        &self,
+        runbooks: &[String],
+    ) -> Result<std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)>> {
+        let names = serde_json::to_string(runbooks).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut out: std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)> =
+            runbooks.iter().map(|n| (n.clone(), (None, None))).collect();
+        let last = sqlx::query(
+            // A join, not `id IN (...)`: SQLite then seeks each runbook's
+            // latest id instead of scanning every run.
+            "SELECT r.* FROM json_each(?) n
+             JOIN runs r ON r.id = (SELECT id FROM runs r2 WHERE r2.runbook = n.value ORDER BY id DESC LIMIT 1)",
+        )
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &last {
+            let run = run_row(row)?;
+            if let Some(e) = out.get_mut(&run.runbook) {
+                e.0 = Some(run);
+            }
+        }
+        let ok = sqlx::query(
+            "SELECT n.value AS runbook,
+                    (SELECT finished_at FROM runs r WHERE r.runbook = n.value AND +r.status = 'succeeded' AND r.dry_run = 0
+                     ORDER BY id DESC LIMIT 1) AS finished_at
+             FROM json_each(?) n",
+        )
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &ok {
+            let name: String = sqlx::Row::try_get(row, "runbook")?;
+            if let Some(e) = out.get_mut(&name) {
+                e.1 = time_col(row, "finished_at")?;
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn prune_before(&self, before: DateTime<Utc>) -> Result<u64> {
