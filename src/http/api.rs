@@ -95,8 +95,10 @@ async fn list_runbooks(
     };
     let names: Vec<String> = all.iter().map(|rb| rb.name.clone()).collect();
     let mut last = app.store.last_runs(&names).await?;
-    let out: Vec<serde_json::Value> =
-        all.iter().map(|rb| runbook_json(rb, last.remove(&rb.name).unwrap_or_default())).collect();
+    let out: Vec<serde_json::Value> = all
+        .iter()
+        .map(|rb| runbook_json(rb, last.remove(&rb.name).unwrap_or_default()))
+        .collect();
     Ok(Json(
         serde_json::json!({ "runbooks": out, "errors": errors }),
     ))

@@ -163,7 +163,12 @@ pub async fn run(
             output: json.clone(),
             error: error.clone(),
         };
-        if let Err(e) = ex.store.insert_step(&row).await {
+        // The step and the lines it logged share one commit.
+        if let Err(e) = ex
+            .store
+            .insert_step_with_logs(&row, &host.take_pending())
+            .await
+        {
             tracing::error!(run.id = host.run_id, error = %e, "could not record a step");
         }
         if let Some(tx) = &req.events {
@@ -173,7 +178,6 @@ pub async fn run(
                 millis: clock.elapsed().as_millis() as u64,
             });
         }
-        let _ = host.flush().await;
         ctx.steps
             .insert(step.name.as_str().into(), value.unwrap_or(Dynamic::UNIT));
         // The last step's value is the run's output (null when it did not give one).

@@ -156,8 +156,12 @@ impl RunHost {
 
     /// Write pending log lines to the store.
     pub async fn flush(&self) -> crate::store::Result<()> {
-        let lines = std::mem::take(&mut *self.pending.lock().expect("log lock"));
-        self.store.insert_logs(&lines).await
+        self.store.insert_logs(&self.take_pending()).await
+    }
+
+    /// The log lines not yet written, to write with another record.
+    pub fn take_pending(&self) -> Vec<LogRow> {
+        std::mem::take(&mut *self.pending.lock().expect("log lock"))
     }
 
     pub fn set_step(&self, name: Option<&str>) {

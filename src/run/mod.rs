@@ -245,6 +245,8 @@ impl Executor {
         };
         let started = std::time::Instant::now();
         let mut attempt = req.first_attempt.max(1);
+        // The last attempt is closed together with the run, in one commit.
+        let mut open_attempt = None;
         let result = loop {
             host.attempt
                 .store(attempt, std::sync::atomic::Ordering::Relaxed);
@@ -263,6 +265,11 @@ impl Executor {
                 }
             };
             let result = attempt::run(self, &req, &host, attempt_id).await;
+            let retryable = matches!(result.status, RunStatus::Failed | RunStatus::TimedOut);
+            if !retryable || attempt >= rb.retry.attempts || req.cancel.is_cancelled() {
+                open_attempt = Some(attempt_id);
+                break result;
+            }
             keep(host.flush().await);
             keep(
                 self.store
@@ -274,13 +281,6 @@ impl Executor {
                     )
                     .await,
             );
-            let retryable = matches!(result.status, RunStatus::Failed | RunStatus::TimedOut);
-            if req.interrupt.is_cancelled() {
-                break result;
-            }
-            if !retryable || attempt >= rb.retry.attempts || req.cancel.is_cancelled() {
-                break result;
-            }
             attempt += 1;
             let delay = rb.retry.delay_before(attempt);
             host.note(
@@ -307,7 +307,12 @@ impl Executor {
             error: result.error.clone(),
             at: Utc::now(),
         };
-        keep(self.store.finish_run(run_id, &end).await);
+        let attempt_end = open_attempt.map(|id| (id, result.status, result.error.as_deref()));
+        keep(
+            self.store
+                .finish(attempt_end, &host.take_pending(), run_id, &end)
+                .await,
+        );
         metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => result.status.as_str()).increment(1);
         metrics::histogram!(crate::telemetry::RUN_DURATION, "runbook" => rb.name.clone())
             .record(started.elapsed().as_secs_f64());

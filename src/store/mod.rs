@@ -79,6 +79,17 @@ pub trait Store: Send + Sync {
     async fn start_attempt(&self, run: RunId, attempt: u32, at: DateTime<Utc>)
     -> Result<AttemptId>;
     async fn insert_step(&self, step: &StepRow) -> Result<()>;
+    /// A step and the log lines written during it, in one transaction.
+    async fn insert_step_with_logs(&self, step: &StepRow, lines: &[LogRow]) -> Result<()>;
+    /// The end of a run in one transaction: its last log lines, its last
+    /// attempt's end (when that attempt is still open) and the run's end.
+    async fn finish(
+        &self,
+        attempt: Option<(AttemptId, RunStatus, Option<&str>)>,
+        lines: &[LogRow],
+        run: RunId,
+        end: &RunEnd,
+    ) -> Result<()>;
     async fn insert_logs(&self, lines: &[LogRow]) -> Result<()>;
     async fn finish_attempt(
         &self,
@@ -103,7 +114,10 @@ pub trait Store: Send + Sync {
     /// The latest run of a runbook, and when it last succeeded.
     async fn last_run(&self, runbook: &str) -> Result<(Option<RunRow>, Option<DateTime<Utc>>)>;
     /// `last_run` for many runbooks at once (one query, an index seek each).
-    async fn last_runs(&self, runbooks: &[String]) -> Result<std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)>>;
+    async fn last_runs(
+        &self,
+        runbooks: &[String],
+    ) -> Result<std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)>>;
     /// Delete finished runs (with their attempts, steps and logs) created before `before`.
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
 

@@ -214,20 +214,44 @@ impl Store for SqliteStore {
     }
 
     async fn insert_step(&self, s: &StepRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(s.attempt_id)
-        .bind(s.position as i64)
-        .bind(&s.name)
-        .bind(s.status.as_str())
-        .bind(ts(s.started_at))
-        .bind(ts(s.finished_at))
-        .bind(s.output.as_ref().map(cap_json))
-        .bind(s.error.as_deref().map(cap_text))
-        .execute(&self.pool)
-        .await?;
+        self.insert_step_with_logs(s, &[]).await
+    }
+
+    async fn insert_step_with_logs(&self, s: &StepRow, lines: &[LogRow]) -> Result<()> {
+        let mut tx = self.write().await?;
+        insert_step_in(&mut tx, s).await?;
+        insert_logs_in(&mut tx, lines).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        attempt: Option<(AttemptId, RunStatus, Option<&str>)>,
+        lines: &[LogRow],
+        run: RunId,
+        end: &RunEnd,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        insert_logs_in(&mut tx, lines).await?;
+        if let Some((id, status, error)) = attempt {
+            sqlx::query("UPDATE attempts SET status = ?, error = ?, finished_at = ? WHERE id = ?")
+                .bind(status.as_str())
+                .bind(error.map(cap_text))
+                .bind(ts(end.at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, active_key = NULL WHERE id = ?")
+            .bind(end.status.as_str())
+            .bind(end.output.as_ref().map(cap_json))
+            .bind(end.error.as_deref().map(cap_text))
+            .bind(ts(end.at))
+            .bind(run)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -236,21 +260,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.write().await?;
-        // 7 binds a row; SQLite allows 32,766 binds a statement.
-        for chunk in lines.chunks(1000) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO logs (run_id, attempt, step, at, level, message) ",
-            );
-            q.push_values(chunk, |mut b, l| {
-                b.push_bind(l.run_id)
-                    .push_bind(l.attempt as i64)
-                    .push_bind(l.step.clone())
-                    .push_bind(ts(l.at))
-                    .push_bind(l.level.clone())
-                    .push_bind(cap_text(&l.message));
-            });
-            q.build().execute(&mut *tx).await?;
-        }
+        insert_logs_in(&mut tx, lines).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -551,4 +561,44 @@ impl Store for SqliteStore {
             .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+async fn insert_step_in(tx: &mut sqlx::Transaction<'static, Sqlite>, s: &StepRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.attempt_id)
+    .bind(s.position as i64)
+    .bind(&s.name)
+    .bind(s.status.as_str())
+    .bind(ts(s.started_at))
+    .bind(ts(s.finished_at))
+    .bind(s.output.as_ref().map(cap_json))
+    .bind(s.error.as_deref().map(cap_text))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_logs_in(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    lines: &[LogRow],
+) -> Result<()> {
+    // 6 binds a row; SQLite allows 32,766 binds a statement.
+    for chunk in lines.chunks(1000) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO logs (run_id, attempt, step, at, level, message) ",
+        );
+        q.push_values(chunk, |mut b, l| {
+            b.push_bind(l.run_id)
+                .push_bind(l.attempt as i64)
+                .push_bind(l.step.clone())
+                .push_bind(ts(l.at))
+                .push_bind(l.level.clone())
+                .push_bind(cap_text(&l.message));
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -91,7 +91,8 @@ impl SqliteStore {
         &self,
         runbooks: &[String],
     ) -> Result<std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)>> {
-        let names = serde_json::to_string(runbooks).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let names =
+            serde_json::to_string(runbooks).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut out: std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)> =
             runbooks.iter().map(|n| (n.clone(), (None, None))).collect();
         let last = sqlx::query(
