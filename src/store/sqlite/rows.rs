@@ -1,0 +1,164 @@
+//! SQLite: reading rows into the store's types, and the writes several
+//! transactions share.
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::SqliteStore;
+use crate::store::*;
+
+pub(super) fn json_col(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>> {
+    let text: Option<String> = row.try_get(col)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
+        .transpose()
+}
+
+pub(super) fn time_col(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = row.try_get(col)?;
+    text.as_deref().map(parse_ts).transpose()
+}
+
+pub(super) fn status_col(row: &SqliteRow, col: &str) -> Result<RunStatus> {
+    let s: String = row.try_get(col)?;
+    RunStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s}")))
+}
+
+pub(super) fn required<T>(v: Option<T>, col: &str) -> Result<T> {
+    v.ok_or_else(|| StoreError::Corrupt(format!("{col} is empty")))
+}
+
+pub(super) fn run_row(row: &SqliteRow) -> Result<RunRow> {
+    Ok(RunRow {
+        id: row.try_get("id")?,
+        runbook: row.try_get("runbook")?,
+        version_hash: row.try_get("version_hash")?,
+        trigger_kind: row.try_get("trigger_kind")?,
+        trigger_key: row.try_get("trigger_key")?,
+        scheduled_at: time_col(row, "scheduled_at")?,
+        status: status_col(row, "status")?,
+        params: json_col(row, "params")?.unwrap_or_default(),
+        trigger_data: json_col(row, "trigger_data")?.unwrap_or_default(),
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        dry_run: row.try_get::<i64, _>("dry_run")? != 0,
+        created_at: required(time_col(row, "created_at")?, "created_at")?,
+        started_at: time_col(row, "started_at")?,
+        finished_at: time_col(row, "finished_at")?,
+        output: json_col(row, "output")?,
+        error: row.try_get("error")?,
+    })
+}
+
+pub(super) async fn insert_step_in(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    s: &StepRow,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.attempt_id)
+    .bind(s.position as i64)
+    .bind(&s.name)
+    .bind(s.status.as_str())
+    .bind(ts(s.started_at))
+    .bind(ts(s.finished_at))
+    .bind(s.output.as_ref().map(cap_json))
+    .bind(s.error.as_deref().map(cap_text))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_logs_in(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    lines: &[LogRow],
+) -> Result<()> {
+    // 6 binds a row; SQLite allows 32,766 binds a statement.
+    for chunk in lines.chunks(1000) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO logs (run_id, attempt, step, at, level, message) ",
+        );
+        q.push_values(chunk, |mut b, l| {
+            b.push_bind(l.run_id)
+                .push_bind(l.attempt as i64)
+                .push_bind(l.step.clone())
+                .push_bind(ts(l.at))
+                .push_bind(l.level.clone())
+                .push_bind(cap_text(&l.message));
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    pub(super) async fn detail_of(&self, id: RunId) -> Result<Option<RunDetail>> {
+        let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let run = run_row(&row)?;
+        let attempts = sqlx::query("SELECT * FROM attempts WHERE run_id = ? ORDER BY attempt")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AttemptRow {
+                    id: r.try_get("id")?,
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    status: status_col(r, "status")?,
+                    started_at: required(time_col(r, "started_at")?, "started_at")?,
+                    finished_at: time_col(r, "finished_at")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let steps = sqlx::query(
+            "SELECT s.* FROM steps s JOIN attempts a ON a.id = s.attempt_id WHERE a.run_id = ? ORDER BY a.attempt, s.position",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StepRow {
+                attempt_id: r.try_get("attempt_id")?,
+                position: r.try_get::<i64, _>("position")? as u32,
+                name: r.try_get("name")?,
+                status: status_col(r, "status")?,
+                started_at: required(time_col(r, "started_at")?, "started_at")?,
+                finished_at: required(time_col(r, "finished_at")?, "finished_at")?,
+                output: json_col(r, "output")?,
+                error: r.try_get("error")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let logs = sqlx::query("SELECT * FROM logs WHERE run_id = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(LogRow {
+                    run_id: r.try_get("run_id")?,
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    step: r.try_get("step")?,
+                    at: required(time_col(r, "at")?, "at")?,
+                    level: r.try_get("level")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(RunDetail {
+            run,
+            attempts,
+            steps,
+            logs,
+        }))
+    }
+}
