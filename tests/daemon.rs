@@ -21,6 +21,18 @@ fn busy(secs: f64) -> String {
     )
 }
 
+/// No two of these runs were running at the same time.
+fn assert_one_at_a_time(runs: &[RunRow]) {
+    let mut spans: Vec<_> = runs
+        .iter()
+        .filter_map(|r| Some((r.started_at?, r.finished_at?)))
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[1].0 >= w[0].1, "two runs overlapped: {w:?}");
+    }
+}
+
 fn of<'a>(runs: &'a [RunRow], runbook: &str) -> Vec<&'a RunRow> {
     runs.iter().filter(|r| r.runbook == runbook).collect()
 }
@@ -117,14 +129,7 @@ fn forbid_records_overlapping_slots_as_skipped() {
         assert!(s.started_at.is_none() && s.finished_at.is_some());
     }
     // Runs never overlapped.
-    let mut spans: Vec<_> = runs
-        .iter()
-        .filter_map(|r| Some((r.started_at?, r.finished_at?)))
-        .collect();
-    spans.sort();
-    for w in spans.windows(2) {
-        assert!(w[1].0 >= w[0].1, "two runs overlapped: {w:?}");
-    }
+    assert_one_at_a_time(&runs);
     assert!(
         daemon
             .text()
@@ -423,14 +428,7 @@ fn queue_runs_overlapping_slots_one_after_another() {
         runs.iter().any(|r| r.status == RunStatus::Queued),
         "later slots wait their turn"
     );
-    let mut spans: Vec<_> = runs
-        .iter()
-        .filter_map(|r| Some((r.started_at?, r.finished_at?)))
-        .collect();
-    spans.sort();
-    for w in spans.windows(2) {
-        assert!(w[1].0 >= w[0].1, "two runs overlapped: {w:?}");
-    }
+    assert_one_at_a_time(&runs);
 }
 
 #[test]

@@ -121,13 +121,7 @@ async fn http_calls_follow_the_policy_and_the_providers_rules() {
         "Retry-After: 1 was honoured: {v}"
     );
     assert_eq!(posts.load(Ordering::SeqCst), 1);
-    let detail = h
-        .executor
-        .store()
-        .run_detail(out.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let detail = h.detail(out.run_id).await;
     let log: Vec<&str> = detail.logs.iter().map(|l| l.message.as_str()).collect();
     assert!(
         log.iter()

@@ -32,13 +32,7 @@ async fn steps_pass_values_skip_and_continue() {
             serde_json::json!({"count": 3, "never": null, "flaky": null, "first": "ana", "run": "flow", "kind": "manual"})
         )
     );
-    let detail = h
-        .executor
-        .store()
-        .run_detail(out.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let detail = h.detail(out.run_id).await;
     let steps: Vec<(&str, RunStatus)> = detail
         .steps
         .iter()
@@ -93,13 +87,7 @@ async fn retries_are_new_attempts_of_the_same_run_with_backoff() {
         (out.status, out.output),
         (RunStatus::Succeeded, Some(serde_json::json!("ok on 3")))
     );
-    let detail = h
-        .executor
-        .store()
-        .run_detail(out.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let detail = h.detail(out.run_id).await;
     let attempts: Vec<(u32, RunStatus)> = detail
         .attempts
         .iter()
@@ -139,13 +127,7 @@ async fn retries_are_new_attempts_of_the_same_run_with_backoff() {
         out.error.as_deref(),
         Some("step main: the provider rejected us")
     );
-    let detail = h
-        .executor
-        .store()
-        .run_detail(out.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let detail = h.detail(out.run_id).await;
     assert_eq!(detail.attempts.len(), 2);
 }
 
@@ -160,13 +142,7 @@ async fn fail_ends_the_run_even_with_continue_on_error() {
     let out = h.run("stop").await;
     assert_eq!(out.status, RunStatus::Failed);
     assert_eq!(out.error.as_deref(), Some("step check: quota exhausted"));
-    let detail = h
-        .executor
-        .store()
-        .run_detail(out.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let detail = h.detail(out.run_id).await;
     assert_eq!(detail.steps.len(), 1);
 }
 
@@ -292,13 +268,7 @@ async fn context_values_are_whole_and_blocking_calls_are_refused() {
     assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.error);
     // The last step was skipped: the run's output is its (empty) value.
     assert_eq!(out.output, Some(serde_json::Value::Null));
-    let detail = h
-        .executor
-        .store()
-        .run_detail(out.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let detail = h.detail(out.run_id).await;
     assert_eq!(
         detail.steps[1].output,
         Some(serde_json::json!({

@@ -85,13 +85,7 @@ async fn hostile_scripts_fail_their_run_and_nothing_else() {
             error.starts_with("step main: ") && error.contains(expected),
             "{name}: {error}"
         );
-        let detail = h
-            .executor
-            .store()
-            .run_detail(out.run_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let detail = h.detail(out.run_id).await;
         assert_eq!(detail.run.status, RunStatus::Failed);
         assert_eq!(detail.steps.len(), 1);
         assert!(
@@ -174,13 +168,7 @@ async fn a_timed_out_script_stops_within_a_second_of_its_deadline() {
         took >= Duration::from_secs(1) && took < Duration::from_secs(2),
         "took {took:?}"
     );
-    let detail = h
-        .executor
-        .store()
-        .run_detail(out.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let detail = h.detail(out.run_id).await;
     let steps: Vec<(&str, RunStatus)> = detail
         .steps
         .iter()
@@ -215,13 +203,7 @@ async fn secrets_are_masked_in_logs_errors_outputs_and_the_database_file() {
             "step undeclared: Runtime error: secret \"HOME\" is not declared; add it to the runbook's `secrets:` (line 1, position 1)"
         )
     );
-    let detail = h
-        .executor
-        .store()
-        .run_detail(out.run_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let detail = h.detail(out.run_id).await;
     let everything = serde_json::to_string(&detail).unwrap();
     assert!(!everything.contains(SECRET_VALUE), "{everything}");
     let show = &detail.steps[0];

@@ -169,12 +169,14 @@ fn run(ctx: &NativeCallContext, c: HttpCall) -> Res<Dynamic> {
 /// `http::get/post/put/patch/delete/request`.
 pub fn http_module() -> Module {
     let mut m = Module::new();
-    for method in ["get", "delete", "head"] {
+    for method in ["get", "delete", "head", "post", "put", "patch"] {
         reg!(&mut m, method, move |ctx: NativeCallContext,
                                    url: &str|
               -> Res<Dynamic> {
             run(&ctx, call(method, url, None, Map::new())?)
         });
+    }
+    for method in ["get", "delete", "head"] {
         reg!(&mut m, method, move |ctx: NativeCallContext,
                                    url: &str,
                                    opts: Map|
@@ -183,11 +185,6 @@ pub fn http_module() -> Module {
         });
     }
     for method in ["post", "put", "patch"] {
-        reg!(&mut m, method, move |ctx: NativeCallContext,
-                                   url: &str|
-              -> Res<Dynamic> {
-            run(&ctx, call(method, url, None, Map::new())?)
-        });
         reg!(&mut m, method, move |ctx: NativeCallContext,
                                    url: &str,
                                    body: Dynamic|

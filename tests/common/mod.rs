@@ -167,6 +167,16 @@ impl Harness {
         }
     }
 
+    /// Everything recorded about a run.
+    pub async fn detail(&self, id: runbookd::store::RunId) -> runbookd::store::RunDetail {
+        self.executor
+            .store()
+            .run_detail(id)
+            .await
+            .expect("the store answers")
+            .expect("the run is recorded")
+    }
+
     /// Load the runbooks and run `name` to its end with default params.
     pub async fn run(&self, name: &str) -> Outcome {
         self.run_with(name, false).await
