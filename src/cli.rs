@@ -66,6 +66,8 @@ pub enum Command {
     Issues(IssuesArgs),
     /// The email outbox: queued, sent and failed messages with per-recipient results
     Emails(EmailsArgs),
+    /// Run runbook tests (recorded HTTP replies, a fixed clock); exit 1 if any fails
+    Test(TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +209,15 @@ pub struct EmailsArgs {
     /// How many emails to list
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Only the tests of this runbook
+    pub name: Option<String>,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,

@@ -32,6 +32,8 @@ pub struct Config {
     pub scripts: PathBuf,
     /// Read-only files scripts may read.
     pub data: PathBuf,
+    /// Runbook tests (`runbookd test`).
+    pub tests: PathBuf,
     /// Email templates (minijinja); built-in defaults cover the rest.
     pub templates: PathBuf,
     /// Where email goes; `None`: emails wait in the outbox.
@@ -61,6 +63,7 @@ impl Default for Config {
             runbooks: "runbooks".into(),
             scripts: "scripts".into(),
             data: "data".into(),
+            tests: "tests/runbooks".into(),
             templates: "templates".into(),
             smtp: None,
             http_allow: Vec::new(),
@@ -108,6 +111,7 @@ struct ConfigFile {
     runbooks: Option<PathBuf>,
     scripts: Option<PathBuf>,
     data: Option<PathBuf>,
+    tests: Option<PathBuf>,
     timezone: Option<String>,
     workers: Option<usize>,
     secrets_file: Option<PathBuf>,
@@ -125,6 +129,7 @@ const KEYS: &[&str] = &[
     "runbooks",
     "scripts",
     "data",
+    "tests",
     "timezone",
     "workers",
     "secrets_file",
@@ -230,6 +235,9 @@ impl Config {
         if let Some(p) = f.data {
             self.data = rel(p);
         }
+        if let Some(p) = f.tests {
+            self.tests = rel(p);
+        }
         if let Some(p) = f.templates {
             self.templates = rel(p);
         }
@@ -294,6 +302,9 @@ impl Config {
         }
         if let Some(v) = var("RUNBOOKD_DATA") {
             self.data = v.into();
+        }
+        if let Some(v) = var("RUNBOOKD_TESTS") {
+            self.tests = v.into();
         }
         if let Some(v) = var("RUNBOOKD_TIMEZONE") {
             self.timezone = parse_tz(&v).map_err(|e| format!("RUNBOOKD_TIMEZONE: {e}"))?;

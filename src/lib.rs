@@ -9,6 +9,7 @@
 //! - [`runbook`]: the runbook format, its validation and the directory loader.
 //! - [`store`]: the database behind an interface, SQLite first.
 //! - [`run`]: the executor, the only code that performs runs and writes their rows.
+//! - [`runbook_tests`]: `runbookd test`, runs against recorded HTTP replies and a fixed clock.
 //! - [`commands`]: one file per CLI command.
 
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod outbound;
 pub mod output;
 pub mod run;
 pub mod runbook;
+pub mod runbook_tests;
 pub mod schedule;
 pub mod script;
 pub mod secrets;

@@ -54,6 +54,18 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// Whether a call may be sent again after a 429/503 or a connection error:
+/// idempotent methods, or any method with an `Idempotency-Key` header.
+pub fn retryable(call: &HttpCall) -> bool {
+    matches!(
+        call.method.as_str(),
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS"
+    ) || call
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+}
+
 pub struct Outbound {
     client: reqwest::Client,
     /// Hosts every runbook may call (config `http.allow`).
@@ -148,13 +160,7 @@ impl Outbound {
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(call.query.iter());
         }
-        let idempotent = matches!(
-            call.method.as_str(),
-            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS"
-        ) || call
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"));
+        let idempotent = retryable(call);
         let started = Instant::now();
         let mut tries = 0;
         loop {

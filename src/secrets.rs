@@ -6,9 +6,21 @@ use std::fmt;
 use std::path::Path;
 
 /// Secret values by name. `Debug` never shows a value.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct Secrets {
     file: HashMap<String, String>,
+    /// Whether the environment is looked at first (not in runbook tests).
+    env: bool,
+}
+
+impl Default for Secrets {
+    /// The environment only.
+    fn default() -> Self {
+        Secrets {
+            file: HashMap::new(),
+            env: true,
+        }
+    }
 }
 
 impl fmt::Debug for Secrets {
@@ -53,7 +65,7 @@ impl Secrets {
                 path.display()
             )
         })?;
-        Ok(Secrets { file })
+        Ok(Secrets { file, env: true })
     }
 
     /// Secrets given directly (as if read from a file), e.g. by an embedding program.
@@ -65,6 +77,15 @@ impl Secrets {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            env: true,
+        }
+    }
+
+    /// Exactly these secrets, whatever the environment holds (runbook tests).
+    pub fn only<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Secrets {
+            env: false,
+            ..Self::from_pairs(pairs)
         }
     }
 
@@ -72,7 +93,7 @@ impl Secrets {
     pub fn get(&self, name: &str) -> Option<String> {
         std::env::var(name)
             .ok()
-            .filter(|v| !v.is_empty())
+            .filter(|v| self.env && !v.is_empty())
             .or_else(|| self.file.get(name).cloned())
     }
 }

@@ -11,6 +11,7 @@ mod runbooks;
 mod runs;
 mod serve;
 mod show;
+mod test;
 
 use std::sync::Arc;
 
@@ -114,5 +115,6 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Deliveries(args) => deliveries::run(&env, args).await,
         Command::Issues(args) => issues::run(&env, args).await,
         Command::Emails(args) => emails::run(&env, args).await,
+        Command::Test(args) => test::run(&env, sandbox, args).await,
     }
 }

@@ -26,6 +26,18 @@ pub struct Effects {
     pub mail_from: String,
     /// Wakes the mailer when an email is queued (`None`: no mailer runs here).
     pub mail_wake: Option<Arc<Notify>>,
+    /// The read-only files `data::read` may open.
+    pub data: PathBuf,
+    /// Answers HTTP calls from recorded fixtures instead of the network
+    /// (runbook tests); the allow list is still enforced.
+    pub replay: Option<Arc<dyn HttpReplay>>,
+}
+
+/// Recorded answers to HTTP calls, for runbook tests.
+pub trait HttpReplay: Send + Sync {
+    /// The reply map a live call would give (`status`, `ok`, `headers`,
+    /// `body`, `json`, `elapsed_ms`), or why there is none.
+    fn answer(&self, call: &HttpCall) -> Result<serde_json::Value, String>;
 }
 
 /// HTTP and email for runs, and the mailer when SMTP is configured.
@@ -50,6 +62,8 @@ pub fn build_effects(
             .map(|s| s.from.clone())
             .unwrap_or_else(|| "runbookd@localhost".into()),
         mail_wake: mailer.as_ref().map(|m| m.wake.clone()),
+        data: config.data.clone(),
+        replay: None,
     };
     Ok((Arc::new(effects), mailer))
 }
@@ -105,7 +119,7 @@ pub fn issue_open(
         severity,
         details: redact(text_field(&fields, "details")),
         link: redact(text_field(&fields, "link")),
-        at: Utc::now(),
+        at: host.clock.now(),
     };
     if host.planned(format!(
         "open issue {key} ({}): {}",
@@ -159,7 +173,10 @@ pub fn issue_resolve(host: &RunHost, key: &str, note: Option<String>) -> Result<
     }
     let note = note.map(|n| host.redactor.redact(&n));
     let was_open = host
-        .block(host.store.resolve_issue(key, note.as_deref(), Utc::now()))
+        .block(
+            host.store
+                .resolve_issue(key, note.as_deref(), host.clock.now()),
+        )
         .map_err(|e| format!("issues::resolve failed: {e}"))?;
     if was_open {
         host.note(LogLevel::Info, &format!("issue {key} resolved"));
@@ -189,7 +206,7 @@ pub fn issue_list(host: &RunHost, filter: serde_json::Value) -> Result<serde_jso
     }
     let older_than = match text_field(&filter, "older_than") {
         Some(d) => Some(
-            Utc::now()
+            host.clock.now()
                 - chrono::TimeDelta::from_std(crate::duration::parse(&d)?)
                     .map_err(|_| "older_than is too long")?,
         ),
@@ -270,6 +287,18 @@ pub fn http(host: &RunHost, call: HttpCall) -> Result<serde_json::Value, String>
             serde_json::json!({"status": 0, "ok": true, "headers": {}, "body": "", "json": null, "elapsed_ms": 0, "dry_run": true}),
         );
     }
+    if let Some(replay) = &effects.replay {
+        let reply = replay.answer(&call);
+        let line = match &reply {
+            Ok(v) => format!(
+                "http {} {} → {} (recorded)",
+                call.method, call.url, v["status"]
+            ),
+            Err(e) => e.clone(),
+        };
+        host.note(LogLevel::Info, &line);
+        return reply.map(|v| host.redactor.redact_json(v));
+    }
     let deadline = host
         .deadline
         .lock()
@@ -277,10 +306,28 @@ pub fn http(host: &RunHost, call: HttpCall) -> Result<serde_json::Value, String>
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
     let cancel = host.cancel.clone().unwrap_or_default();
     let outcome = host.block(async {
-        tokio::select! {
+        // Keep the runbook's spacing between calls, within the step's time.
+        let last = *host.last_http.lock().expect("http spacing lock");
+        if let Some(at) = last.map(|l| l + host.http_min_interval)
+            && at > Instant::now()
+        {
+            if at >= deadline {
+                return Err(format!(
+                    "http {} {}: the step has no time left for the runbook's http.min_interval",
+                    call.method, call.url
+                ));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = cancel.cancelled() => return Err(format!("http {} {}: the run was stopped", call.method, call.url)),
+            }
+        }
+        let r = tokio::select! {
             r = effects.outbound.call(&call, &host.http_allow, deadline) => r,
             _ = cancel.cancelled() => Err(format!("http {} {}: the run was stopped", call.method, call.url)),
-        }
+        };
+        *host.last_http.lock().expect("http spacing lock") = Some(Instant::now());
+        r
     });
     match outcome {
         Ok(reply) => {

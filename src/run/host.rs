@@ -22,30 +22,53 @@ pub const MAX_LOG_LINES: usize = 10_000;
 /// A state value is at most this large, as JSON.
 pub const MAX_STATE_BYTES: usize = 1024 * 1024;
 
-/// The clock scripts see: real time, or real time shifted to start at `--now`.
+/// The clock scripts see: real time, real time shifted to start at `--now`,
+/// or (in runbook tests) a time that stands still.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
-    base: Option<(DateTime<Utc>, Instant)>,
+    kind: ClockKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ClockKind {
+    Real,
+    From(DateTime<Utc>, Instant),
+    Fixed(DateTime<Utc>),
 }
 
 impl Clock {
     pub fn real() -> Self {
-        Clock { base: None }
+        Clock {
+            kind: ClockKind::Real,
+        }
     }
 
     /// A clock that reads `start` now and advances in real time.
     pub fn starting_at(start: DateTime<Utc>) -> Self {
         Clock {
-            base: Some((start, Instant::now())),
+            kind: ClockKind::From(start, Instant::now()),
         }
     }
 
+    /// A clock that always reads `at`.
+    pub fn fixed(at: DateTime<Utc>) -> Self {
+        Clock {
+            kind: ClockKind::Fixed(at),
+        }
+    }
+
+    /// Whether time stands still (nothing should wait on it).
+    pub fn is_fixed(&self) -> bool {
+        matches!(self.kind, ClockKind::Fixed(_))
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
-        match self.base {
-            None => Utc::now(),
-            Some((start, at)) => {
+        match self.kind {
+            ClockKind::Real => Utc::now(),
+            ClockKind::From(start, at) => {
                 start + chrono::TimeDelta::from_std(at.elapsed()).unwrap_or_default()
             }
+            ClockKind::Fixed(at) => at,
         }
     }
 }
@@ -71,6 +94,9 @@ pub struct RunHost {
     /// HTTP, email and issues; `None` where a run cannot reach them.
     pub effects: Option<Arc<super::Effects>>,
     pub http_allow: Vec<String>,
+    /// The least time between two HTTP calls, and when the last one ended.
+    pub http_min_interval: Duration,
+    pub last_http: Mutex<Option<Instant>>,
     /// What makes this run's email keys unique: its slot, delivery or id.
     pub identity: String,
     /// Mutating calls are recorded in `plan`, not performed.
@@ -114,6 +140,8 @@ impl RunHost {
             events,
             effects: None,
             http_allow: Vec::new(),
+            http_min_interval: Duration::ZERO,
+            last_http: Mutex::new(None),
             identity: format!("run {run_id}"),
             dry_run: false,
             plan: Mutex::new(Vec::new()),
@@ -231,6 +259,20 @@ impl Host for RunHost {
 
     fn http(&self, call: crate::script::HttpCall) -> Result<serde_json::Value, String> {
         super::effects::http(self, call)
+    }
+
+    fn data_read(&self, name: &str) -> Result<serde_json::Value, String> {
+        let effects = self
+            .effects
+            .as_ref()
+            .ok_or("data::read is not available here")?;
+        let value = super::data::read(&effects.data, name)?;
+        let what = match &value {
+            serde_json::Value::Array(rows) => format!("{} rows", rows.len()),
+            _ => "a value".into(),
+        };
+        self.note(LogLevel::Info, &format!("data::read {name}: {what}"));
+        Ok(value)
     }
 
     fn log(&self, level: LogLevel, message: &str) {

@@ -6,6 +6,7 @@
 //! process.
 
 mod attempt;
+mod data;
 mod dispatch;
 mod effects;
 mod host;
@@ -21,7 +22,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 pub use dispatch::{Dispatcher, rescue};
-pub use effects::{Effects, SEVERITIES, build_effects};
+pub use effects::{Effects, HttpReplay, SEVERITIES, build_effects};
 pub use host::{Clock, MAX_LOG_LINES};
 pub use params::{bind_cli_params, bind_json_params};
 
@@ -221,6 +222,7 @@ impl Executor {
         );
         host.effects = self.effects.clone();
         host.http_allow = rb.http_allow.clone();
+        host.http_min_interval = rb.http_min_interval;
         host.dry_run = req.dry_run;
         host.cancel = Some(req.cancel.clone());
         host.identity = match (

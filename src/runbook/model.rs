@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 
 use crate::script::CompiledScript;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Runbook {
     pub name: String,
     pub description: Option<String>,
@@ -22,6 +22,9 @@ pub struct Runbook {
     pub params: Vec<ParamDef>,
     pub secrets: Vec<String>,
     pub http_allow: Vec<String>,
+    /// The least time between two HTTP calls of a run (spacing writes for
+    /// providers that limit them).
+    pub http_min_interval: Duration,
     pub concurrency: Concurrency,
     pub catch_up: CatchUp,
     pub catch_up_within: Option<Duration>,
@@ -246,7 +249,7 @@ pub struct RateLimit {
     pub per: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
     pub description: Option<String>,

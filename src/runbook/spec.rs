@@ -114,6 +114,7 @@ pub struct ParamSpec {
 pub struct HttpSpec {
     #[serde(default)]
     pub allow: Vec<String>,
+    pub min_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

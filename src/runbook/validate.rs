@@ -220,6 +220,12 @@ pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook
             .unwrap_or(&[]),
         ctx,
     );
+    let http_min_interval = spec
+        .http
+        .as_ref()
+        .and_then(|h| h.min_interval.as_deref())
+        .and_then(|t| ctx.duration("http.min_interval", t, Duration::ZERO))
+        .unwrap_or(Duration::ZERO);
     let concurrency = match spec.concurrency.as_deref() {
         None => Concurrency::Forbid,
         Some(v) => ctx
@@ -302,6 +308,7 @@ pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook
         params,
         secrets,
         http_allow,
+        http_min_interval,
         concurrency,
         catch_up,
         catch_up_within,

@@ -81,6 +81,17 @@ pub fn email_module() -> Module {
     m
 }
 
+/// `data::read(name)`: a file of the deployment's `data/` directory.
+pub fn data_module() -> Module {
+    let mut m = Module::new();
+    reg!(&mut m, "read", |ctx: NativeCallContext,
+                          name: &str|
+     -> Res<Dynamic> {
+        Ok(from_json(&host(&ctx)?.0.data_read(name)?))
+    });
+    m
+}
+
 fn pairs(v: Option<&Dynamic>, what: &str) -> Res<Vec<(String, String)>> {
     let Some(v) = v else { return Ok(Vec::new()) };
     let map = v

@@ -108,6 +108,7 @@ impl Sandbox {
                 ("issues", Arc::new(super::effects::issues_module())),
                 ("email", Arc::new(super::effects::email_module())),
                 ("http", Arc::new(super::effects::http_module())),
+                ("data", Arc::new(super::effects::data_module())),
             ],
         })
     }

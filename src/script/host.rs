@@ -88,6 +88,12 @@ pub trait Host: Send + Sync + 'static {
         let _ = message;
         Err(unavailable("email::send"))
     }
+    /// `data::read(name)`: a file of the deployment's `data/` directory,
+    /// parsed by its extension (CSV → array of maps, YAML/JSON → value).
+    fn data_read(&self, name: &str) -> Result<serde_json::Value, String> {
+        let _ = name;
+        Err(unavailable("data::read"))
+    }
     /// `http::*` → `#{status, ok, headers, body, json, elapsed_ms}`.
     fn http(&self, call: HttpCall) -> Result<serde_json::Value, String> {
         let _ = call;

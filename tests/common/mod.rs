@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod fakes;
 pub mod http;
 pub mod smtp;
 

@@ -1,0 +1,502 @@
+//! Runbook tests (`runbookd test`): each case runs a runbook for real — the
+//! same executor, sandbox and store code as the daemon — against recorded HTTP
+//! replies, a fixed clock, given params, trigger, state and issues, in a
+//! throw-away database; then compares status, HTTP calls, emails, issues,
+//! state, output and log with what the case expects. The format is in
+//! docs/testing.md.
+
+pub mod compare;
+pub mod format;
+mod replay;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::outbound::Outbound;
+use crate::run::{Clock, Effects, Executor, RunRequest, TriggerInfo, bind_json_params};
+use crate::runbook::Runbook;
+use crate::script::Sandbox;
+use crate::secrets::Secrets;
+use crate::store::{Access, IssueFilter, IssueOpen, Store};
+use compare::check;
+use format::{Case, Expect, SeedIssue, TestFile};
+use replay::Replay;
+
+/// A test file as read, or why it cannot be.
+pub struct Suite {
+    pub path: PathBuf,
+    pub file: TestFile,
+}
+
+/// Every `*.yaml` file of `dir` (sorted), parsed; `only` keeps the files
+/// testing that runbook.
+///
+/// Fails with one message per file that cannot be read or parsed, each
+/// naming the file (and the line, for YAML errors).
+pub fn discover(dir: &Path, only: Option<&str>) -> Result<Vec<Suite>, Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        vec![format!(
+            "{}: cannot read the tests directory: {e}",
+            dir.display()
+        )]
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    paths.sort();
+    let mut suites = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_yaml::from_str::<TestFile>(&t).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(file) if only.is_none_or(|n| n == file.runbook) => suites.push(Suite { path, file }),
+            Ok(_) => {}
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(suites)
+    } else {
+        Err(errors)
+    }
+}
+
+/// How one case went.
+#[derive(Debug, serde::Serialize)]
+pub struct CaseReport {
+    pub runbook: String,
+    pub file: String,
+    pub case: String,
+    /// The run's status, when it ran.
+    pub status: Option<String>,
+    /// One entry per expectation that did not hold (with its diff).
+    pub failures: Vec<String>,
+    /// The run's log, to read when a case fails.
+    pub log: Vec<String>,
+}
+
+impl CaseReport {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// What every case needs from the deployment.
+pub struct Bench {
+    pub config: Config,
+    pub sandbox: Arc<Sandbox>,
+    pub runbooks: Vec<Arc<Runbook>>,
+    outbound: Arc<Outbound>,
+}
+
+impl Bench {
+    /// Fails when the HTTP policy cannot be set up.
+    pub fn new(
+        config: Config,
+        sandbox: Arc<Sandbox>,
+        runbooks: Vec<Arc<Runbook>>,
+    ) -> anyhow::Result<Self> {
+        let outbound = Arc::new(Outbound::new(config.http_allow.clone())?);
+        Ok(Bench {
+            config,
+            sandbox,
+            runbooks,
+            outbound,
+        })
+    }
+
+    /// Run every case of a file.
+    pub async fn run_suite(&self, suite: &Suite) -> Vec<CaseReport> {
+        let mut out = Vec::new();
+        for case in &suite.file.cases {
+            let mut report = CaseReport {
+                runbook: suite.file.runbook.clone(),
+                file: suite.path.display().to_string(),
+                case: case.name.clone(),
+                status: None,
+                failures: Vec::new(),
+                log: Vec::new(),
+            };
+            if let Err(e) = self.run_case(suite, case, &mut report).await {
+                report.failures.push(e);
+            }
+            out.push(report);
+        }
+        out
+    }
+
+    async fn run_case(
+        &self,
+        suite: &Suite,
+        case: &Case,
+        report: &mut CaseReport,
+    ) -> Result<(), String> {
+        let tf = &suite.file;
+        let dir = suite.path.parent().unwrap_or(Path::new("."));
+        let rb = self
+            .runbooks
+            .iter()
+            .find(|r| r.name == tf.runbook)
+            .ok_or_else(|| format!("there is no runbook named \"{}\" (or it has errors; `runbookd check` lists them)", tf.runbook))?;
+        // Retries happen, but without waiting: the clock stands still.
+        let mut copy = (**rb).clone();
+        copy.retry.delay = Duration::ZERO;
+        copy.retry.max_delay = Duration::ZERO;
+        let rb = Arc::new(copy);
+        let now = time(&case.now, "now")?;
+
+        let tmp =
+            tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+        let store = crate::store::open(
+            &tmp.path().join("test.db").display().to_string(),
+            Access::Exclusive,
+        )
+        .await
+        .map_err(|e| format!("cannot open a test database: {e}"))?;
+        for (k, v) in &case.state {
+            store
+                .state_set(&rb.name, k, v, None, now)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        for issue in &case.issues {
+            seed_issue(store.as_ref(), &rb.name, issue, now).await?;
+        }
+        let fixtures: Vec<_> = case.http.iter().chain(tf.http.iter()).collect();
+        let replay = Arc::new(Replay::load(&fixtures, dir)?);
+        let outbound = if tf.allow.is_empty() {
+            self.outbound.clone()
+        } else {
+            let mut allow = self.config.http_allow.clone();
+            allow.extend(tf.allow.iter().cloned());
+            Arc::new(Outbound::new(allow).map_err(|e| format!("{e:#}"))?)
+        };
+        let effects = Effects {
+            outbound,
+            templates: self.config.templates.clone(),
+            mail_from: self
+                .config
+                .smtp
+                .as_ref()
+                .map(|s| s.from.clone())
+                .unwrap_or_else(|| "runbookd@localhost".into()),
+            mail_wake: None,
+            data: case
+                .data
+                .as_ref()
+                .map(|d| dir.join(d))
+                .unwrap_or_else(|| self.config.data.clone()),
+            replay: Some(replay.clone()),
+        };
+        let secrets = Secrets::only(
+            tf.secrets
+                .iter()
+                .chain(case.secrets.iter())
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let params = bind_json_params(&rb, &case.params).map_err(|p| p.join("; "))?;
+        let trigger = trigger(case, now, dir)?;
+        let executor = Executor::new(
+            store.clone(),
+            self.sandbox.clone(),
+            secrets,
+            self.config.timezone,
+            1,
+        )
+        .with_effects(Arc::new(effects));
+        let mut req = RunRequest::new(rb.clone(), trigger, params, &CancellationToken::new());
+        req.clock = Clock::fixed(now);
+        let run_id = executor
+            .submit(&req)
+            .await
+            .map_err(|e| format!("cannot record the run: {e}"))?;
+        let outcome = executor.execute(run_id, req).await;
+        report.status = Some(outcome.status.as_str().to_string());
+        if let Ok(Some(detail)) = store.run_detail(run_id).await {
+            report.log = detail
+                .logs
+                .iter()
+                .map(|l| {
+                    let step = l.step.as_deref().unwrap_or("-");
+                    format!("{:<5} [{step}] {}", l.level, l.message)
+                })
+                .collect();
+        }
+        let calls: Vec<_> = replay.calls.lock().expect("calls lock").clone();
+        let actual = Actual {
+            status: outcome.status.as_str().to_string(),
+            error: outcome.error.clone(),
+            output: outcome.output.clone().unwrap_or(Value::Null),
+            calls: calls.iter().map(|c| c.to_json()).collect(),
+            store,
+            runbook: rb.name.clone(),
+            now,
+            log: report.log.clone(),
+        };
+        report.failures = actual.compare(&case.expect).await;
+        Ok(())
+    }
+}
+
+fn time(text: &str, what: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .map_err(|_| {
+            format!("`{what}: {text}` is not an RFC 3339 time such as 2025-01-08T12:00:00Z")
+        })
+}
+
+fn trigger(case: &Case, now: DateTime<Utc>, dir: &Path) -> Result<TriggerInfo, String> {
+    let Some(t) = &case.trigger else {
+        return Ok(TriggerInfo::manual());
+    };
+    let kind = t.kind.clone().unwrap_or_else(|| "manual".into());
+    match kind.as_str() {
+        "manual" => Ok(TriggerInfo::manual()),
+        "cron" | "every" => {
+            let at = match &t.scheduled_at {
+                Some(s) => time(s, "trigger.scheduled_at")?,
+                None => now,
+            };
+            Ok(TriggerInfo {
+                kind,
+                key: Some("test".into()),
+                scheduled_at: Some(at),
+                data: json!({}),
+            })
+        }
+        "webhook" => {
+            let body = match (&t.body, &t.body_file) {
+                (Some(b), _) => b.clone(),
+                (None, Some(f)) => {
+                    let path = dir.join(f);
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?
+                }
+                (None, None) => Value::Null,
+            };
+            let headers: serde_json::Map<String, Value> = t
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+                .collect();
+            Ok(TriggerInfo {
+                kind,
+                key: None,
+                scheduled_at: None,
+                data: json!({
+                    "body": body,
+                    "raw": body.to_string(),
+                    "headers": headers,
+                    "query": t.query,
+                    "delivery_id": t.delivery_id.clone().unwrap_or_else(|| "test-delivery".into()),
+                }),
+            })
+        }
+        other => Err(format!(
+            "trigger.kind \"{other}\" is not one of manual, cron, every, webhook"
+        )),
+    }
+}
+
+async fn seed_issue(
+    store: &dyn Store,
+    runbook: &str,
+    i: &SeedIssue,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let first = match &i.first_seen {
+        Some(t) => time(t, "issues.first_seen")?,
+        None => now,
+    };
+    let last = match &i.last_seen {
+        Some(t) => time(t, "issues.last_seen")?,
+        None => first,
+    };
+    let mut open = IssueOpen {
+        runbook: i.runbook.clone().unwrap_or_else(|| runbook.to_string()),
+        key: i.key.clone(),
+        title: i.title.clone(),
+        severity: i.severity.clone(),
+        details: i.details.clone(),
+        link: i.link.clone(),
+        at: first,
+    };
+    let err = |e: crate::store::StoreError| format!("cannot seed issue {}: {e}", i.key);
+    store.open_issue(&open).await.map_err(err)?;
+    open.at = last;
+    for _ in 1..i.occurrences.unwrap_or(1).max(1) {
+        store.open_issue(&open).await.map_err(err)?;
+    }
+    match i.status.as_deref().unwrap_or("open") {
+        "open" => {}
+        "acknowledged" => {
+            store.ack_issue(&i.key, last).await.map_err(err)?;
+        }
+        "resolved" => {
+            store.resolve_issue(&i.key, None, last).await.map_err(err)?;
+        }
+        other => {
+            return Err(format!(
+                "issue {}: status \"{other}\" is not one of open, acknowledged, resolved",
+                i.key
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the run did, to compare with the expectations.
+struct Actual {
+    status: String,
+    error: Option<String>,
+    output: Value,
+    calls: Vec<Value>,
+    store: Arc<dyn Store>,
+    runbook: String,
+    now: DateTime<Utc>,
+    log: Vec<String>,
+}
+
+impl Actual {
+    async fn compare(&self, e: &Expect) -> Vec<String> {
+        let mut failures = Vec::new();
+        let mut push = |f: Option<String>| failures.extend(f);
+        let status = e.status.as_deref().unwrap_or("succeeded");
+        push(check("status", &json!(self.status), &json!(status)));
+        if status == "succeeded" && self.status != "succeeded" {
+            push(
+                self.error
+                    .as_ref()
+                    .map(|err| format!("the run's error: {err}")),
+            );
+        }
+        if let Some(want) = &e.error {
+            let got = self.error.clone().unwrap_or_default();
+            if !got.contains(want.as_str()) {
+                push(Some(format!(
+                    "error: expected it to contain \"{want}\", it was \"{got}\""
+                )));
+            }
+        }
+        if let Some(want) = &e.output {
+            push(check("output", &self.output, want));
+        }
+        if let Some(want) = &e.http {
+            // A "METHOD URL" line compares with the call written the same way.
+            let got: Vec<Value> = self
+                .calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match want.get(i) {
+                    Some(Value::String(_)) => json!(format!(
+                        "{} {}",
+                        c["method"].as_str().unwrap_or(""),
+                        c["url"].as_str().unwrap_or("")
+                    )),
+                    _ => c.clone(),
+                })
+                .collect();
+            push(check(
+                "http calls",
+                &Value::Array(got),
+                &Value::Array(want.clone()),
+            ));
+        }
+        if let Some(want) = &e.emails {
+            push(self.emails(want).await);
+        }
+        if let Some(want) = &e.issues {
+            push(self.issues(want).await);
+        }
+        if let Some(want) = &e.state {
+            let mut got = serde_json::Map::new();
+            for k in want.keys() {
+                if let Ok(Some(v)) = self.store.state_get(&self.runbook, k, self.now).await {
+                    got.insert(k.clone(), v);
+                }
+            }
+            push(check(
+                "state",
+                &Value::Object(got),
+                &Value::Object(want.clone()),
+            ));
+        }
+        for want in &e.logs {
+            if !self.log.iter().any(|l| l.contains(want.as_str())) {
+                push(Some(format!("log: no line contains \"{want}\"")));
+            }
+        }
+        failures
+    }
+
+    /// Emails as `{to, cc, subject, text, html}`; an expected `contains:`
+    /// list is looked for in the text part (the HTML when there is no text),
+    /// `html_contains:` in the HTML part.
+    async fn emails(&self, want: &[Value]) -> Option<String> {
+        let mut rows = match self.store.list_emails(None, 1000).await {
+            Ok(r) => r,
+            Err(e) => return Some(format!("emails: cannot read the outbox: {e}")),
+        };
+        rows.sort_by_key(|r| r.id);
+        let got: Vec<Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let text = r.text.clone().unwrap_or_default();
+                let html = r.html.clone().unwrap_or_default();
+                let mut v = json!({"to": r.to, "cc": r.cc, "subject": r.subject, "text": text, "html": html});
+                let plain = if text.is_empty() { &html } else { &text };
+                for (field, body) in [("contains", plain), ("html_contains", &html)] {
+                    if let Some(list) = want.get(i).and_then(|w| w[field].as_array()) {
+                        v[field] = list
+                            .iter()
+                            .map(|s| {
+                                let s = s.as_str().unwrap_or("");
+                                if body.contains(s) {
+                                    json!(s)
+                                } else {
+                                    json!(format!("(not in the email) {s}"))
+                                }
+                            })
+                            .collect();
+                    }
+                }
+                v
+            })
+            .collect();
+        check("emails", &Value::Array(got), &Value::Array(want.to_vec()))
+    }
+
+    /// Every issue, in key order.
+    async fn issues(&self, want: &[Value]) -> Option<String> {
+        let filter = IssueFilter {
+            status: Some("all".into()),
+            severity: None,
+            runbook: None,
+            older_than: None,
+            limit: 10_000,
+        };
+        let mut rows = match self.store.list_issues(&filter).await {
+            Ok(r) => r,
+            Err(e) => return Some(format!("issues: cannot read them: {e}")),
+        };
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        let got: Vec<Value> = rows
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect();
+        check("issues", &Value::Array(got), &Value::Array(want.to_vec()))
+    }
+}
