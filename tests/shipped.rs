@@ -155,6 +155,22 @@ fn runbook_tests_pass_for_every_shipped_runbook_and_fail_with_a_diff_when_a_fixt
         "{}",
         ran.stderr
     );
+
+    // A misspelt key in a test file is named, with its file and line.
+    std::fs::write(
+        d.path().join("tests/runbooks/broken.yaml"),
+        "runbook: daily-digest\ncases:\n  - name: x\n    now: 2025-01-08T08:00:00Z\n    expct: {}\n",
+    )
+    .unwrap();
+    let ran = d.cli(&["test"]);
+    assert_eq!(ran.code, 2, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("broken.yaml: cases[0]: unknown field `expct`")
+            && ran.stderr.contains("line 5"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
@@ -269,6 +285,7 @@ fn provider_health_opens_after_three_failures_and_resolves_after_recovery() {
             ("9397cnvk62zn", "Card Issuing API"),
         ],
     );
+    sp.add_page("wallet", "w4ll3tp4g3id", "Acme Wallet", &[("api0", "API")]);
     let evm = rt.block_on(Evm::start(now));
     let head_at = now - TimeDelta::seconds(3);
     evm.set_head("ref-a", 21_000_000, head_at);
@@ -287,12 +304,17 @@ fn provider_health_opens_after_three_failures_and_resolves_after_recovery() {
             "references": [format!("{}/ref-a", evm.url()), format!("{}/ref-b", evm.url())],
             "nodes": [{ "name": "node-1", "url": format!("{}/node-1", evm.url()) }],
         }],
-        "probes": [],
+        "probes": [{ "name": "wallet-status", "url": format!("{}/wallet/api/v2/status.json", sp.url()), "budget_ms": 400 }],
     });
     let component = "statuspage:kctbh9vrtdwd:b13yz5g2cw10";
     let check = || run(&daemon, "provider-health", params.clone())["output"].clone();
 
     assert_eq!(check()["failing"], json!([]), "all healthy");
+    // An answer slower than the probe's budget is a failure of its own kind.
+    sp.delay("wallet", Duration::from_millis(600));
+    let slow = check();
+    assert_eq!(slow["failing"], json!(["probe:wallet-status"]), "{slow:#}");
+    sp.delay("wallet", Duration::ZERO);
     sp.set_component("acme", "b13yz5g2cw10", "major_outage");
     evm.set_head("node-1", 20_999_900, head_at);
     // The providers' own 429s say nothing about them: unknown, counts stay.
