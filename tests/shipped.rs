@@ -160,6 +160,59 @@ fn runbook_tests_pass_for_every_shipped_runbook_and_fail_with_a_diff_when_a_fixt
         ran.stderr
     );
 
+    // A webhook's `when:` decides before any run: a filtered delivery runs nothing.
+    d.runbook(
+        "page.yaml",
+        r#"
+triggers:
+  - webhook: { auth: none, insecure: true, when: 'trigger.body.status == "firing"', dedup: 'trigger.body.id' }
+run: |
+  issues::open(`page:${trigger.body.id}`, #{ title: "paged" })
+"#,
+    );
+    std::fs::write(
+        d.path().join("tests/runbooks/page.yaml"),
+        r#"
+runbook: page
+cases:
+  - name: firing runs
+    now: 2025-01-08T12:00:00Z
+    trigger: { kind: webhook, body: { id: a1, status: firing } }
+    expect: { dedup: a1, issues: [{ key: "page:a1" }] }
+  - name: resolved is filtered
+    now: 2025-01-08T12:00:00Z
+    trigger: { kind: webhook, body: { id: a1, status: resolved } }
+    expect: { status: filtered, dedup: a1 }
+  - name: a wrong expectation of the filter fails
+    now: 2025-01-08T12:00:00Z
+    trigger: { kind: webhook, body: { id: b2, status: resolved } }
+    expect: { dedup: a1 }
+"#,
+    )
+    .unwrap();
+    let ran = d.cli(&["test", "page"]);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("ok    page › firing runs"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("ok    page › resolved is filtered"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains(
+            "      dedup:\n        --- expected\n        +++ actual\n        - a1\n        + b2\n"
+        ) && ran
+            .stdout
+            .contains("        - succeeded\n        + filtered\n"),
+        "{}",
+        ran.stdout
+    );
+    std::fs::remove_file(d.path().join("tests/runbooks/page.yaml")).unwrap();
+
     // A misspelt key in a test file is named, with its file and line.
     std::fs::write(
         d.path().join("tests/runbooks/broken.yaml"),

@@ -51,9 +51,11 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: TestArgs) -> Outcome {
                             println!("      {line}");
                         }
                     }
-                    println!("      run log:");
-                    for line in &r.log {
-                        println!("        {line}");
+                    if !r.log.is_empty() {
+                        println!("      run log:");
+                        for line in &r.log {
+                            println!("        {line}");
+                        }
                     }
                 }
             }

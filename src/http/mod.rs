@@ -3,7 +3,7 @@
 
 mod api;
 mod auth;
-mod expr;
+pub(crate) mod expr;
 mod hooks;
 mod problem;
 

@@ -153,8 +153,13 @@ fn ok() -> u16 {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// The run's status; `filtered` when a webhook's `when:` lets the
+    /// delivery through to no run. Default: `succeeded`.
     #[serde(default)]
     pub status: Option<String>,
+    /// The key a webhook's `dedup:` gives the delivery.
+    #[serde(default)]
+    pub dedup: Option<String>,
     /// Text the run's error contains.
     #[serde(default)]
     pub error: Option<String>,

@@ -206,6 +206,9 @@ impl Bench {
         );
         let params = bind_json_params(&rb, &case.params).map_err(|p| p.join("; "))?;
         let trigger = trigger(case, now, dir)?;
+        if trigger.kind == "webhook" && !self.webhook_gate(&rb, &trigger, case, report).await? {
+            return Ok(());
+        }
         let executor = Executor::new(
             store.clone(),
             self.sandbox.clone(),
@@ -245,6 +248,59 @@ impl Bench {
         };
         report.failures = actual.compare(&case.expect).await;
         Ok(())
+    }
+}
+
+impl Bench {
+    /// What the daemon decides before a delivery runs: its `dedup:` key and
+    /// its `when:` filter. Returns whether the delivery would run; when it
+    /// would not, the case's status is `filtered`.
+    async fn webhook_gate(
+        &self,
+        rb: &Runbook,
+        trigger: &TriggerInfo,
+        case: &Case,
+        report: &mut CaseReport,
+    ) -> Result<bool, String> {
+        let Some(w) = rb.triggers.iter().find_map(|t| match t {
+            crate::runbook::Trigger::Webhook(w) => Some(w),
+            _ => None,
+        }) else {
+            return Err(format!("runbook {} has no webhook trigger", rb.name));
+        };
+        let mut view = trigger.data.clone();
+        view["kind"] = json!("webhook");
+        let tz = self.config.timezone;
+        let expect = &case.expect;
+        if let Some(dedup) = &w.dedup {
+            let key = match crate::http::expr::eval(&self.sandbox, dedup, &view, tz).await {
+                Ok(Value::String(s)) => Some(s),
+                Ok(Value::Null) => None,
+                Ok(other) => Some(other.to_string()),
+                Err(e) => return Err(format!("`dedup:` failed: {e}")),
+            };
+            if let Some(want) = &expect.dedup {
+                report
+                    .failures
+                    .extend(compare::check("dedup", &json!(key), &json!(want)));
+            }
+        }
+        let Some(when) = &w.when else {
+            return Ok(true);
+        };
+        match crate::http::expr::eval(&self.sandbox, when, &view, tz).await {
+            Ok(Value::Bool(true)) => Ok(true),
+            Ok(Value::Bool(false)) => {
+                report.status = Some("filtered".into());
+                let want = expect.status.as_deref().unwrap_or("succeeded");
+                report
+                    .failures
+                    .extend(compare::check("status", &json!("filtered"), &json!(want)));
+                Ok(false)
+            }
+            Ok(other) => Err(format!("`when:` must give true or false, not {other}")),
+            Err(e) => Err(format!("`when:` failed: {e}")),
+        }
     }
 }
 
