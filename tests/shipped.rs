@@ -153,7 +153,7 @@ fn runbook_tests_pass_for_every_shipped_runbook_and_fail_with_a_diff_when_a_fixt
         "the diff shows expected and actual:\n{}",
         ran.stdout
     );
-    assert!(ran.stdout.contains("4 passed, 1 failed"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("5 passed, 1 failed"), "{}", ran.stdout);
     assert!(
         ran.stderr.contains("1 runbook test case(s) failed"),
         "{}",

@@ -281,6 +281,7 @@ pub fn http(host: &RunHost, call: HttpCall) -> Result<serde_json::Value, String>
     let url = url::Url::parse(&call.url).map_err(|e| format!("{}: not a URL ({e})", call.url))?;
     effects.outbound.check(&url, &host.http_allow)?;
     if !matches!(call.method.as_str(), "GET" | "HEAD")
+        && !call.read_only
         && host.planned(format!("{} {}", call.method, call.url))
     {
         return Ok(

@@ -73,10 +73,17 @@ impl Actual {
             push(self.issues(want).await);
         }
         if let Some(want) = &e.state {
+            // `key: null` expects the key to be absent.
             let mut got = serde_json::Map::new();
-            for k in want.keys() {
-                if let Ok(Some(v)) = self.store.state_get(&self.runbook, k, self.now).await {
-                    got.insert(k.clone(), v);
+            for (k, w) in want {
+                match self.store.state_get(&self.runbook, k, self.now).await {
+                    Ok(Some(v)) => {
+                        got.insert(k.clone(), v);
+                    }
+                    _ if w.is_null() => {
+                        got.insert(k.clone(), Value::Null);
+                    }
+                    _ => {}
                 }
             }
             push(check(

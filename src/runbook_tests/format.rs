@@ -14,6 +14,10 @@ pub struct TestFile {
     /// hosts of params the cases set.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// The zone `format()` and schedules use (default: the deployment's
+    /// `timezone`), so results do not depend on where the tests run.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Secret values for every case (never real ones: these are test values).
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
@@ -44,6 +48,9 @@ pub struct Case {
     /// A directory (relative to the test file) standing in for `data/`.
     #[serde(default)]
     pub data: Option<String>,
+    /// Run as `runbookd run --dry-run` would: reads happen, writes are planned.
+    #[serde(default)]
+    pub dry_run: bool,
     #[serde(default)]
     pub http: Vec<Fixture>,
     #[serde(default)]
@@ -68,8 +75,9 @@ pub struct TriggerInput {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub query: BTreeMap<String, String>,
+    /// Default: 1 (the daemon gives the delivery's number).
     #[serde(default)]
-    pub delivery_id: Option<String>,
+    pub delivery_id: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +150,10 @@ pub struct Reply {
     /// A file beside the test holding the body (JSON files give `json` too).
     #[serde(default)]
     pub file: Option<String>,
+    /// No answer at all: the call fails with this cause (connection
+    /// refused, timed out...), as a live call to a dead host would.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 fn ok() -> u16 {

@@ -41,6 +41,12 @@ pub struct Suite {
 /// Fails with one message per file that cannot be read or parsed, each
 /// naming the file (and the line, for YAML errors).
 pub fn discover(dir: &Path, only: Option<&str>) -> Result<Vec<Suite>, Vec<String>> {
+    if !dir.is_dir() {
+        return Err(vec![format!(
+            "there is no tests directory {} (set `tests:` in runbookd.yaml to another)",
+            dir.display()
+        )]);
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| {
         vec![format!(
             "{}: cannot read the tests directory: {e}",
@@ -206,19 +212,15 @@ impl Bench {
         );
         let params = bind_json_params(&rb, &case.params).map_err(|p| p.join("; "))?;
         let trigger = trigger(case, now, dir)?;
-        if trigger.kind == "webhook" && !self.webhook_gate(&rb, &trigger, case, report).await? {
+        let tz = self.timezone(tf)?;
+        if trigger.kind == "webhook" && !self.webhook_gate(&rb, &trigger, case, tz, report).await? {
             return Ok(());
         }
-        let executor = Executor::new(
-            store.clone(),
-            self.sandbox.clone(),
-            secrets,
-            self.config.timezone,
-            1,
-        )
-        .with_effects(Arc::new(effects));
+        let executor = Executor::new(store.clone(), self.sandbox.clone(), secrets, tz, 1)
+            .with_effects(Arc::new(effects));
         let mut req = RunRequest::new(rb.clone(), trigger, params, &CancellationToken::new());
         req.clock = Clock::fixed(now);
+        req.dry_run = case.dry_run;
         let run_id = executor
             .submit(&req)
             .await
@@ -260,6 +262,7 @@ impl Bench {
         rb: &Runbook,
         trigger: &TriggerInfo,
         case: &Case,
+        tz: chrono_tz::Tz,
         report: &mut CaseReport,
     ) -> Result<bool, String> {
         let Some(w) = rb.triggers.iter().find_map(|t| match t {
@@ -270,8 +273,13 @@ impl Bench {
         };
         let mut view = trigger.data.clone();
         view["kind"] = json!("webhook");
-        let tz = self.config.timezone;
         let expect = &case.expect;
+        if w.dedup.is_none() && expect.dedup.is_some() {
+            report.failures.push(format!(
+                "dedup: runbook {}'s webhook has no `dedup:`; the daemon uses the provider's delivery id",
+                rb.name
+            ));
+        }
         if let Some(dedup) = &w.dedup {
             let key = match crate::http::expr::eval(&self.sandbox, dedup, &view, tz).await {
                 Ok(Value::String(s)) => Some(s),
@@ -296,10 +304,35 @@ impl Bench {
                 report
                     .failures
                     .extend(compare::check("status", &json!("filtered"), &json!(want)));
+                let e = expect;
+                if e.output.is_some()
+                    || e.http.is_some()
+                    || e.emails.is_some()
+                    || e.issues.is_some()
+                    || e.state.is_some()
+                    || !e.logs.is_empty()
+                {
+                    report.failures.push(
+                        "`when:` is false, so nothing ran: only `status` and `dedup` can be expected"
+                            .into(),
+                    );
+                }
                 Ok(false)
             }
             Ok(other) => Err(format!("`when:` must give true or false, not {other}")),
             Err(e) => Err(format!("`when:` failed: {e}")),
+        }
+    }
+}
+
+impl Bench {
+    /// The file's `timezone`, else the deployment's.
+    fn timezone(&self, tf: &TestFile) -> Result<chrono_tz::Tz, String> {
+        match &tf.timezone {
+            None => Ok(self.config.timezone),
+            Some(z) => z
+                .parse()
+                .map_err(|_| format!("timezone \"{z}\" is not an IANA zone such as Europe/Paris")),
         }
     }
 }
@@ -357,7 +390,7 @@ fn trigger(case: &Case, now: DateTime<Utc>, dir: &Path) -> Result<TriggerInfo, S
                     "raw": body.to_string(),
                     "headers": headers,
                     "query": t.query,
-                    "delivery_id": t.delivery_id.clone().unwrap_or_else(|| "test-delivery".into()),
+                    "delivery_id": t.delivery_id.clone().unwrap_or(json!(1)),
                 }),
             })
         }

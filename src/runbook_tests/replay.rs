@@ -98,6 +98,9 @@ fn reply_value(r: &Reply, dir: &Path) -> Result<Value, String> {
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect();
+    if let Some(cause) = &r.error {
+        return Ok(json!({ "error": cause }));
+    }
     Ok(json!({
         "status": r.status,
         "ok": (200..300).contains(&r.status),
@@ -173,8 +176,12 @@ impl HttpReplay for Replay {
         // as the live client would after waiting `Retry-After`.
         let mut tries = 0;
         loop {
-            let reply = f.replies[f.used.min(f.replies.len() - 1)].clone();
+            let mut reply = f.replies[f.used.min(f.replies.len() - 1)].clone();
             f.used += 1;
+            if let Some(cause) = reply["error"].as_str() {
+                return Err(format!("http {} {url} failed: {cause}", call.method));
+            }
+            reply["url"] = json!(url);
             let status = reply["status"].as_u64().unwrap_or(200);
             if matches!(status, 429 | 503)
                 && crate::outbound::retryable(call)

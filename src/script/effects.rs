@@ -114,13 +114,13 @@ fn pairs(v: Option<&Dynamic>, what: &str) -> Res<Vec<(String, String)>> {
 /// Build a call from a method, a URL, an optional body and the options map.
 fn call(method: &str, url: &str, body: Option<Dynamic>, opts: Map) -> Res<HttpCall> {
     let known = [
-        "headers", "query", "json", "form", "body", "timeout", "bearer", "basic", "retry",
+        "headers", "query", "json", "form", "body", "timeout", "bearer", "basic", "retry", "read",
         "method", "url",
     ];
     if let Some(k) = opts.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(format!(
             "http: unknown option `{k}`; options are {}",
-            known[..9].join(", ")
+            known[..10].join(", ")
         )
         .into());
     }
@@ -162,6 +162,10 @@ fn call(method: &str, url: &str, body: Option<Dynamic>, opts: Map) -> Res<HttpCa
             .ok_or("http: `basic` is [user, password]")?;
         c.basic = Some((arr[0].to_string(), arr[1].to_string()));
     }
+    c.read_only = match opts.get("read") {
+        None => false,
+        Some(r) => r.as_bool().map_err(|_| "http: `read` is true or false")?,
+    };
     c.retries = match opts.get("retry") {
         None => 0,
         Some(r) if r.is_bool() => u32::from(r.as_bool().unwrap_or(false)) * 3,

@@ -118,6 +118,9 @@ pub struct HttpCall {
     pub basic: Option<(String, String)>,
     /// Extra tries on 429/503 and connection errors (idempotent requests only).
     pub retries: u32,
+    /// The script says this call only reads (a JSON-RPC or search POST): a
+    /// dry run performs it.
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Default)]
