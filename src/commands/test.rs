@@ -10,6 +10,13 @@ use crate::script::Sandbox;
 
 pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: TestArgs) -> Outcome {
     let dir = &env.config.tests;
+    if !dir.is_dir() {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("there is no tests directory {}", dir.display()),
+        )
+        .hint("put test files in tests/runbooks/, or set `tests:` in runbookd.yaml; docs/testing.md describes them"));
+    }
     let suites = discover(dir, args.name.as_deref()).map_err(|errors| {
         for e in &errors {
             eprintln!("{e}");
