@@ -95,25 +95,7 @@ impl Scheduler {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 Some(msg) = self.rx.recv() => match msg {
-                    Msg::Fire(id) => {
-                        // Timers that went off together are recorded together
-                        // (one commit for all their slots).
-                        let mut ids = vec![id];
-                        let mut next = None;
-                        while let Ok(m) = self.rx.try_recv() {
-                            match m {
-                                Msg::Fire(id) => ids.push(id),
-                                other => {
-                                    next = Some(other);
-                                    break;
-                                }
-                            }
-                        }
-                        self.fire_all(ids).await;
-                        if let Some(Msg::Runbooks(list)) = next {
-                            self.sync(list).await;
-                        }
-                    }
+                    Msg::Fire(id) => self.fire(&id).await,
                     Msg::Runbooks(list) => self.sync(list).await,
                 },
                 _ = reconcile.tick() => self.reconcile().await,
@@ -174,82 +156,36 @@ impl Scheduler {
             .filter(|(_, a)| a.next.is_some_and(|n| n <= late))
             .map(|(id, _)| id.clone())
             .collect();
-        for id in &due {
+        for id in due {
             tracing::debug!(runbook = %id.0, trigger = %id.1, "timer missed a slot; firing from the reconciler");
+            self.fire(&id).await;
         }
-        self.fire_all(due).await;
     }
 
     /// Account for the slots of one trigger that are due, then arm the next.
     async fn fire(&mut self, id: &TriggerId) {
-        self.fire_all(vec![id.clone()]).await;
-    }
-
-    /// Account for the due slots of these triggers, then arm their next.
-    /// Their slots are recorded at the same time, so the store commits them
-    /// together.
-    async fn fire_all(&mut self, ids: Vec<TriggerId>) {
+        let Some(a) = self.armed.get(id) else { return };
+        let rb = a.runbook.clone();
         let now = Utc::now();
-        let mut planned = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(a) = self.armed.get(&id) else {
-                continue;
-            };
-            let rb = a.runbook.clone();
-            let plan = match self.store.init_mark(&rb.name, &id.1, now).await {
-                Ok(mark) => slots::plan(&a.schedule, mark, now, policy(&rb)),
-                Err(e) => {
-                    tracing::error!(runbook = %rb.name, error = %e, "could not read the schedule mark; retrying");
-                    Plan {
-                        next: Some(now + TimeDelta::seconds(5)),
-                        mark: now,
-                        ..Plan::default()
-                    }
-                }
-            };
-            planned.push((id, rb, plan));
-        }
-        let mut writes = tokio::task::JoinSet::new();
-        for (i, (id, rb, plan)) in planned.iter().enumerate() {
-            if plan.run.is_empty() && plan.missed.is_empty() {
-                continue;
-            }
-            if let Some(batch) = self.prepare(rb, &id.1, plan, now).await {
-                let store = self.store.clone();
-                writes.spawn(async move { (i, store.record_slots(&batch).await) });
-            }
-        }
-        let mut recorded = false;
-        while let Some(joined) = writes.join_next().await {
-            let Ok((i, result)) = joined else { continue };
-            let (id, rb, plan) = &planned[i];
-            match result {
-                Ok(results) => {
-                    self.report(rb, &id.1, plan, now, results);
-                    recorded = true;
-                }
-                Err(e) => {
-                    tracing::error!(runbook = %rb.name, error = %e, "could not record due slots; the reconciler will retry");
+        let plan = match self.store.init_mark(&rb.name, &id.1, now).await {
+            Ok(mark) => slots::plan(&a.schedule, mark, now, policy(&rb)),
+            Err(e) => {
+                tracing::error!(runbook = %rb.name, error = %e, "could not read the schedule mark; retrying");
+                Plan {
+                    next: Some(now + TimeDelta::seconds(5)),
+                    mark: now,
+                    ..Plan::default()
                 }
             }
+        };
+        if !plan.run.is_empty() || !plan.missed.is_empty() {
+            self.record(&rb, &id.1, &plan, now).await;
         }
-        if recorded {
-            self.dispatcher.pump().await;
-        }
-        for (id, _, plan) in planned {
-            self.arm(&id, plan.next).await;
-        }
+        let next = plan.next;
+        self.arm(id, next).await;
     }
 
-    /// The slots of a plan as a batch for the store (after the checks a
-    /// recording needs); `None` when it cannot be recorded now.
-    async fn prepare(
-        &mut self,
-        rb: &Arc<Runbook>,
-        key: &str,
-        plan: &Plan,
-        now: DateTime<Utc>,
-    ) -> Option<SlotBatch> {
+    async fn record(&mut self, rb: &Arc<Runbook>, key: &str, plan: &Plan, now: DateTime<Utc>) {
         if rb.concurrency == Concurrency::Replace && !plan.run.is_empty() {
             let n = self.dispatcher.cancel_runbook(&rb.name);
             if n > 0 {
@@ -278,22 +214,17 @@ impl Scheduler {
         if !self.saved.contains(&rb.version.hash) {
             if let Err(e) = crate::run::save_version(self.store.as_ref(), rb).await {
                 tracing::error!(runbook = %rb.name, error = %e, "could not record the runbook version");
-                return None;
+                return;
             }
             self.saved.insert(rb.version.hash.clone());
         }
-        Some(batch)
-    }
-
-    /// Metrics and log lines for recorded slots.
-    fn report(
-        &self,
-        rb: &Arc<Runbook>,
-        key: &str,
-        plan: &Plan,
-        now: DateTime<Utc>,
-        results: Vec<SlotResult>,
-    ) {
+        let results = match self.store.record_slots(&batch).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(runbook = %rb.name, error = %e, "could not record due slots; the reconciler will retry");
+                return;
+            }
+        };
         if !plan.missed.is_empty() || plan.unlisted > 0 {
             metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => "missed")
                 .increment(plan.missed.len() as u64 + plan.unlisted);
@@ -316,6 +247,7 @@ impl Scheduler {
                 SlotResult::Duplicate(_) => {}
             }
         }
+        self.dispatcher.pump().await;
     }
 
     async fn arm(&mut self, id: &TriggerId, next: Option<DateTime<Utc>>) {

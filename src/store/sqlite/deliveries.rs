@@ -3,25 +3,20 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Row, Sqlite, Transaction};
 
 use super::{SqliteStore, is_active_conflict, time_col};
 use crate::store::*;
 
 impl SqliteStore {
     pub(super) async fn accept(&self, batch: &[Delivery]) -> Result<Vec<Accepted>> {
-        let batch = batch.to_vec();
-        self.writer()?
-            .write(move |tx| {
-                Box::pin(async move {
-                    let mut out = Vec::with_capacity(batch.len());
-                    for d in &batch {
-                        out.push(accept_one(tx, d).await?);
-                    }
-                    Ok(out)
-                })
-            })
-            .await
+        let mut tx = self.write().await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for d in batch {
+            out.push(accept_one(&mut tx, d).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub(super) async fn deliveries(
@@ -65,7 +60,7 @@ fn delivery_row(r: &SqliteRow) -> Result<DeliveryRow> {
 }
 
 async fn insert_delivery(
-    tx: &mut SqliteConnection,
+    tx: &mut Transaction<'static, Sqlite>,
     d: &Delivery,
     outcome: &str,
     run: Option<RunId>,
@@ -86,14 +81,14 @@ async fn insert_delivery(
     .bind(d.headers.to_string())
     .bind(&d.body)
     .bind(detail)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?)
 }
 
 /// Claim the dedup key for this delivery; `Some((delivery, run))` of the
 /// original when it is a repeat within the window.
 async fn dedup(
-    tx: &mut SqliteConnection,
+    tx: &mut Transaction<'static, Sqlite>,
     d: &Delivery,
     key: &str,
 ) -> Result<Option<(i64, Option<RunId>)>> {
@@ -110,7 +105,7 @@ async fn dedup(
     .bind(key)
     .bind(ts(d.dedup_until))
     .bind(ts(d.received_at))
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     if claimed.is_some() {
         return Ok(None);
@@ -119,12 +114,12 @@ async fn dedup(
         .bind(&d.runbook)
         .bind(&d.trigger_key)
         .bind(key)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
     Ok(Some((row.try_get("delivery_id")?, row.try_get("run_id")?)))
 }
 
-async fn accept_one(tx: &mut SqliteConnection, d: &Delivery) -> Result<Accepted> {
+async fn accept_one(tx: &mut Transaction<'static, Sqlite>, d: &Delivery) -> Result<Accepted> {
     // A delivery rejected as unreadable does not take its key: the sender's
     // corrected retry must not count as a repeat.
     let rejected = matches!(
@@ -171,7 +166,7 @@ async fn accept_one(tx: &mut SqliteConnection, d: &Delivery) -> Result<Accepted>
             sqlx::query("UPDATE deliveries SET run_id = ? WHERE id = ?")
                 .bind(id)
                 .bind(delivery)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             (delivery, Some((id, status)))
         }
@@ -183,7 +178,7 @@ async fn accept_one(tx: &mut SqliteConnection, d: &Delivery) -> Result<Accepted>
             .bind(&d.runbook)
             .bind(&d.trigger_key)
             .bind(key)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
     Ok(match run {
@@ -198,7 +193,7 @@ async fn accept_one(tx: &mut SqliteConnection, d: &Delivery) -> Result<Accepted>
 
 /// Runs of a runbook started since `since` that count against its `limit:`.
 async fn count_since(
-    tx: &mut SqliteConnection,
+    tx: &mut Transaction<'static, Sqlite>,
     runbook: &str,
     since: DateTime<Utc>,
 ) -> Result<i64> {
@@ -207,12 +202,12 @@ async fn count_since(
     )
     .bind(runbook)
     .bind(ts(since))
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?)
 }
 
 async fn insert_webhook_run(
-    tx: &mut SqliteConnection,
+    tx: &mut Transaction<'static, Sqlite>,
     run: &NewRun,
     admission: Admission,
     throttled: bool,
@@ -237,16 +232,18 @@ async fn insert_webhook_run(
     if throttled {
         return Ok((
             insert(RunStatus::Throttled, None)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?,
             RunStatus::Throttled,
         ));
     }
     let active = (admission == Admission::Exclusive).then(|| run.runbook.clone());
-    match insert(RunStatus::Queued, active).fetch_one(&mut *tx).await {
+    match insert(RunStatus::Queued, active).fetch_one(&mut **tx).await {
         Ok(id) => Ok((id, RunStatus::Queued)),
         Err(e) if is_active_conflict(&e) => Ok((
-            insert(RunStatus::Skipped, None).fetch_one(&mut *tx).await?,
+            insert(RunStatus::Skipped, None)
+                .fetch_one(&mut **tx)
+                .await?,
             RunStatus::Skipped,
         )),
         Err(e) => Err(e.into()),

@@ -18,12 +18,9 @@ mod issues;
 mod outbox;
 mod rows;
 mod schedule;
-mod writer;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Group-committed writes (`None` for a read-only store).
-    writer: Option<writer::Writer>,
     /// Held for the life of the store when opened for writing.
     _lock: Option<DatabaseLock>,
 }
@@ -61,7 +58,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts.clone())
+            .connect_with(opts)
             .await
             .map_err(|e| open_err(&e))?;
         if access == Access::Exclusive {
@@ -70,26 +67,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Migrate(e.to_string()))?;
         }
-        let writer = match access {
-            Access::Read => None,
-            Access::Exclusive | Access::Shared => Some(writer::Writer::start(
-                sqlx::ConnectOptions::connect(&opts)
-                    .await
-                    .map_err(|e| open_err(&e))?,
-            )),
-        };
-        Ok(SqliteStore {
-            pool,
-            writer,
-            _lock: lock,
-        })
-    }
-
-    /// The group-commit writer; refused on a store opened read-only.
-    fn writer(&self) -> Result<&writer::Writer> {
-        self.writer
-            .as_ref()
-            .ok_or_else(|| StoreError::Database("the database is open read-only here".into()))
+        Ok(SqliteStore { pool, _lock: lock })
     }
 
     /// Begin a write transaction that takes the write lock at once, so two
@@ -174,29 +152,25 @@ impl Store for SqliteStore {
         attempt: u32,
         at: DateTime<Utc>,
     ) -> Result<AttemptId> {
-        self.writer()?
-            .write(move |tx| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE runs SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
-                    )
-                    .bind(attempt as i64)
-                    .bind(ts(at))
-                    .bind(run)
-                    .execute(&mut *tx)
-                    .await?;
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO attempts (run_id, attempt, status, started_at) VALUES (?, ?, 'running', ?) RETURNING id",
-                    )
-                    .bind(run)
-                    .bind(attempt as i64)
-                    .bind(ts(at))
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    Ok(id)
-                })
-            })
-            .await
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE runs SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+        )
+        .bind(attempt as i64)
+        .bind(ts(at))
+        .bind(run)
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO attempts (run_id, attempt, status, started_at) VALUES (?, ?, 'running', ?) RETURNING id",
+        )
+        .bind(run)
+        .bind(attempt as i64)
+        .bind(ts(at))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     async fn insert_step(&self, s: &StepRow) -> Result<()> {
@@ -204,15 +178,11 @@ impl Store for SqliteStore {
     }
 
     async fn insert_step_with_logs(&self, s: &StepRow, lines: &[LogRow]) -> Result<()> {
-        let (s, lines) = (s.clone(), lines.to_vec());
-        self.writer()?
-            .write(move |tx| {
-                Box::pin(async move {
-                    insert_step_in(tx, &s).await?;
-                    insert_logs_in(tx, &lines).await
-                })
-            })
-            .await
+        let mut tx = self.write().await?;
+        insert_step_in(&mut tx, s).await?;
+        insert_logs_in(&mut tx, lines).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn finish(
@@ -222,43 +192,37 @@ impl Store for SqliteStore {
         run: RunId,
         end: &RunEnd,
     ) -> Result<()> {
-        let attempt = attempt.map(|(id, status, error)| (id, status, error.map(cap_text)));
-        let (lines, end) = (lines.to_vec(), end.clone());
-        self.writer()?
-            .write(move |tx| {
-                Box::pin(async move {
-                    insert_logs_in(tx, &lines).await?;
-                    if let Some((id, status, error)) = attempt {
-                        sqlx::query("UPDATE attempts SET status = ?, error = ?, finished_at = ? WHERE id = ?")
-                            .bind(status.as_str())
-                            .bind(error)
-                            .bind(ts(end.at))
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query("UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, active_key = NULL WHERE id = ?")
-                        .bind(end.status.as_str())
-                        .bind(end.output.as_ref().map(cap_json))
-                        .bind(end.error.as_deref().map(cap_text))
-                        .bind(ts(end.at))
-                        .bind(run)
-                        .execute(&mut *tx)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .await
+        let mut tx = self.write().await?;
+        insert_logs_in(&mut tx, lines).await?;
+        if let Some((id, status, error)) = attempt {
+            sqlx::query("UPDATE attempts SET status = ?, error = ?, finished_at = ? WHERE id = ?")
+                .bind(status.as_str())
+                .bind(error.map(cap_text))
+                .bind(ts(end.at))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, active_key = NULL WHERE id = ?")
+            .bind(end.status.as_str())
+            .bind(end.output.as_ref().map(cap_json))
+            .bind(end.error.as_deref().map(cap_text))
+            .bind(ts(end.at))
+            .bind(run)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn insert_logs(&self, lines: &[LogRow]) -> Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
-        let lines = lines.to_vec();
-        self.writer()?
-            .write(move |tx| Box::pin(async move { insert_logs_in(tx, &lines).await }))
-            .await
+        let mut tx = self.write().await?;
+        insert_logs_in(&mut tx, lines).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn finish_attempt(

@@ -180,80 +180,74 @@ impl SqliteStore {
     }
 
     pub(super) async fn slots(&self, b: &SlotBatch) -> Result<Vec<SlotResult>> {
-        let b = b.clone();
-        self.writer()?
-            .write(move |tx| Box::pin(async move { record_slots(tx, &b).await }))
-            .await
-    }
-}
-
-/// Record a trigger's due slots and move its mark, in the caller's transaction.
-async fn record_slots(tx: &mut sqlx::SqliteConnection, b: &SlotBatch) -> Result<Vec<SlotResult>> {
-    // The mark only moves forward, whatever the clock says.
-    sqlx::query(
-        "INSERT INTO schedule_marks (runbook, trigger_key, last_slot, updated_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (runbook, trigger_key) DO UPDATE
-         SET last_slot = MAX(last_slot, excluded.last_slot), updated_at = excluded.updated_at",
-    )
-    .bind(&b.runbook)
-    .bind(&b.trigger_key)
-    .bind(ts(b.mark))
-    .bind(ts(b.now))
-    .execute(&mut *tx)
-    .await?;
-    let params = cap_json(&b.params);
-    let now = ts(b.now);
-    // One row per slot: finished at once unless queued.
-    let insert = |slot: DateTime<Utc>, status: &'static str, active: Option<String>| {
-        let finished = (status != "queued").then(|| now.clone());
-        sqlx::query_scalar::<_, i64>(
-            "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status,
-                               params, created_at, finished_at, active_key)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (runbook, trigger_key, scheduled_at) DO NOTHING RETURNING id",
+        let mut tx = self.write().await?;
+        // The mark only moves forward, whatever the clock says.
+        sqlx::query(
+            "INSERT INTO schedule_marks (runbook, trigger_key, last_slot, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (runbook, trigger_key) DO UPDATE
+             SET last_slot = MAX(last_slot, excluded.last_slot), updated_at = excluded.updated_at",
         )
-        .bind(b.runbook.clone())
-        .bind(b.version_hash.clone())
-        .bind(b.trigger_kind.clone())
-        .bind(b.trigger_key.clone())
-        .bind(ts(slot))
-        .bind(status)
-        .bind(params.clone())
-        .bind(now.clone())
-        .bind(finished)
-        .bind(active)
-    };
-    for slot in &b.missed {
-        insert(*slot, "missed", None)
-            .fetch_optional(&mut *tx)
-            .await?;
-    }
-    let mut out = Vec::new();
-    // Under `forbid`, the first due slot takes the runbook (or is skipped
-    // when a run is active); the slots caught up with it queue behind it
-    // rather than skip each other.
-    let mut admission = b.admission;
-    for slot in &b.run {
-        let active = (admission == Admission::Exclusive).then(|| b.runbook.clone());
-        let queued = insert(*slot, "queued", active)
-            .fetch_optional(&mut *tx)
-            .await;
-        let conflicted = matches!(&queued, Err(e) if is_active_conflict(e));
-        if admission == Admission::Exclusive && !conflicted {
-            admission = Admission::Queued;
-        }
-        out.push(match queued {
-            Ok(Some(id)) => SlotResult::Created(id, *slot),
-            Ok(None) => SlotResult::Duplicate(*slot),
-            Err(e) if is_active_conflict(&e) => match insert(*slot, "skipped", None)
+        .bind(&b.runbook)
+        .bind(&b.trigger_key)
+        .bind(ts(b.mark))
+        .bind(ts(b.now))
+        .execute(&mut *tx)
+        .await?;
+        let params = cap_json(&b.params);
+        let now = ts(b.now);
+        // One row per slot: finished at once unless queued.
+        let insert = |slot: DateTime<Utc>, status: &'static str, active: Option<String>| {
+            let finished = (status != "queued").then(|| now.clone());
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status,
+                                   params, created_at, finished_at, active_key)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (runbook, trigger_key, scheduled_at) DO NOTHING RETURNING id",
+            )
+            .bind(b.runbook.clone())
+            .bind(b.version_hash.clone())
+            .bind(b.trigger_kind.clone())
+            .bind(b.trigger_key.clone())
+            .bind(ts(slot))
+            .bind(status)
+            .bind(params.clone())
+            .bind(now.clone())
+            .bind(finished)
+            .bind(active)
+        };
+        for slot in &b.missed {
+            insert(*slot, "missed", None)
                 .fetch_optional(&mut *tx)
-                .await?
-            {
-                Some(id) => SlotResult::Skipped(id, *slot),
-                None => SlotResult::Duplicate(*slot),
-            },
-            Err(e) => return Err(e.into()),
-        });
+                .await?;
+        }
+        let mut out = Vec::new();
+        // Under `forbid`, the first due slot takes the runbook (or is skipped
+        // when a run is active); the slots caught up with it queue behind it
+        // rather than skip each other.
+        let mut admission = b.admission;
+        for slot in &b.run {
+            let active = (admission == Admission::Exclusive).then(|| b.runbook.clone());
+            let queued = insert(*slot, "queued", active)
+                .fetch_optional(&mut *tx)
+                .await;
+            let conflicted = matches!(&queued, Err(e) if is_active_conflict(e));
+            if admission == Admission::Exclusive && !conflicted {
+                admission = Admission::Queued;
+            }
+            out.push(match queued {
+                Ok(Some(id)) => SlotResult::Created(id, *slot),
+                Ok(None) => SlotResult::Duplicate(*slot),
+                Err(e) if is_active_conflict(&e) => match insert(*slot, "skipped", None)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                {
+                    Some(id) => SlotResult::Skipped(id, *slot),
+                    None => SlotResult::Duplicate(*slot),
+                },
+                Err(e) => return Err(e.into()),
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
     }
-    Ok(out)
 }
