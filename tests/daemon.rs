@@ -507,3 +507,52 @@ fn a_runbook_that_has_not_succeeded_in_time_raises_an_issue() {
     assert_eq!(issues[0]["title"], "watched has not succeeded in 1h");
     assert_eq!(issues[0]["severity"], "high");
 }
+
+#[test]
+fn many_every_second_schedules_keep_firing_when_they_are_armed_all_at_once() {
+    // Hundreds of timers armed in one burst can overflow the timer wheel's
+    // channels; the schedules must keep firing (from the reconciler) anyway.
+    let d = Deployment::new();
+    let n = 600;
+    for i in 0..n {
+        d.runbook(
+            &format!("tick-{i}.yaml"),
+            "triggers:\n  - every: 1s\nconcurrency: allow\ncatch_up: all\nrun: '1'\n",
+        );
+    }
+    let daemon = Daemon::start(&d, &[("RUNBOOKD_WORKERS", "8")]);
+    let start = chrono::Utc::now();
+    let target = start + chrono::TimeDelta::seconds(8);
+    // Every runbook gets a run for a slot 8 s after the start, however late.
+    let runs = daemon.wait_runs(
+        "every runbook reaching the slot 8 s after the start",
+        Duration::from_secs(180),
+        |runs| {
+            let reached: HashSet<&str> = runs
+                .iter()
+                .filter(|r| r.scheduled_at.is_some_and(|s| s >= target))
+                .map(|r| r.runbook.as_str())
+                .collect();
+            reached.len() == n
+        },
+    );
+    // No slot of any runbook between the first and the target was dropped.
+    for i in (0..n).step_by(97) {
+        let name = format!("tick-{i}");
+        let mut slots: Vec<_> = of(&runs, &name)
+            .iter()
+            .filter_map(|r| r.scheduled_at)
+            .filter(|s| *s <= target)
+            .collect();
+        slots.sort();
+        for w in slots.windows(2) {
+            assert_eq!(
+                w[1] - w[0],
+                chrono::TimeDelta::seconds(1),
+                "{name}: a slot is missing between {} and {}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+}

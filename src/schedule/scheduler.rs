@@ -19,6 +19,39 @@ use crate::store::{Admission, SlotBatch, SlotResult, Store};
 
 /// A trigger the timer missed by this much is fired by the reconciler.
 const RECONCILE_AFTER: TimeDelta = TimeDelta::milliseconds(1500);
+/// How often the reconciler looks.
+const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+/// The timer wheel answers in far less; past this it is taken as stuck.
+const WHEEL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A call to the timer wheel that cannot hang the scheduler. The wheel can
+/// stop answering when its internal channels overflow (a burst of timers
+/// re-armed at once); after one call goes unanswered, it is no longer used,
+/// and every trigger fires from the reconciler, on the scheduler's own clock.
+async fn wheel<T, E: std::fmt::Display>(
+    ok: &mut bool,
+    what: &str,
+    call: impl Future<Output = Result<T, E>>,
+) -> Option<T> {
+    if !*ok {
+        return None;
+    }
+    match tokio::time::timeout(WHEEL_TIMEOUT, call).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not {what}; the reconciler will fire it");
+            None
+        }
+        Err(_) => {
+            *ok = false;
+            tracing::error!(
+                "the timer wheel did not answer within {}s ({what}); schedules now fire from the reconciler",
+                WHEEL_TIMEOUT.as_secs()
+            );
+            None
+        }
+    }
+}
 
 /// (runbook name, trigger key).
 pub type TriggerId = (String, String);
@@ -57,6 +90,9 @@ pub struct Scheduler {
     armed: HashMap<TriggerId, Armed>,
     /// Runbook versions already kept in the store by this process.
     saved: std::collections::HashSet<String>,
+    /// False once the timer wheel stopped answering: the reconciler fires
+    /// every trigger from then on.
+    wheel_ok: bool,
 }
 
 impl Scheduler {
@@ -79,6 +115,7 @@ impl Scheduler {
                 rx,
                 armed: HashMap::new(),
                 saved: Default::default(),
+                wheel_ok: true,
             },
             handle,
         ))
@@ -89,19 +126,25 @@ impl Scheduler {
         if let Err(e) = self.timers.start().await {
             tracing::error!(error = %e, "the timer wheel did not start; relying on the reconciler");
         }
-        let mut reconcile = tokio::time::interval(Duration::from_secs(1));
+        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 Some(msg) = self.rx.recv() => match msg {
-                    Msg::Fire(id) => self.fire(&id).await,
+                    Msg::Fire(id) => {
+                        // The wheel's one-shot job is spent: nothing to remove.
+                        if let Some(a) = self.armed.get_mut(&id) {
+                            a.job = None;
+                        }
+                        self.fire(&id).await
+                    }
                     Msg::Runbooks(list) => self.sync(list).await,
                 },
                 _ = reconcile.tick() => self.reconcile().await,
             }
         }
-        let _ = self.timers.shutdown().await;
+        let _ = tokio::time::timeout(WHEEL_TIMEOUT, self.timers.shutdown()).await;
     }
 
     /// The next slot of every armed trigger, for the start-up summary.
@@ -124,7 +167,12 @@ impl Scheduler {
             if let Some(a) = self.armed.remove(&id)
                 && let Some(job) = a.job
             {
-                let _ = self.timers.remove(&job).await;
+                wheel(
+                    &mut self.wheel_ok,
+                    "remove a timer",
+                    self.timers.remove(&job),
+                )
+                .await;
             }
             tracing::info!(runbook = %id.0, trigger = %id.1, "trigger no longer scheduled");
         }
@@ -149,7 +197,11 @@ impl Scheduler {
     }
 
     async fn reconcile(&mut self) {
-        let late = Utc::now() - RECONCILE_AFTER;
+        let late = if self.wheel_ok {
+            Utc::now() - RECONCILE_AFTER
+        } else {
+            Utc::now()
+        };
         let due: Vec<TriggerId> = self
             .armed
             .iter()
@@ -255,10 +307,18 @@ impl Scheduler {
             return;
         };
         if let Some(job) = a.job.take() {
-            let _ = self.timers.remove(&job).await;
+            wheel(
+                &mut self.wheel_ok,
+                "remove a timer",
+                self.timers.remove(&job),
+            )
+            .await;
         }
         a.next = next;
         let Some(next) = next else { return };
+        if !self.wheel_ok {
+            return;
+        }
         let wait = (next - Utc::now())
             .to_std()
             .unwrap_or_default()
@@ -273,12 +333,9 @@ impl Scheduler {
             })
         });
         match job {
-            Ok(job) => match self.timers.add(job).await {
-                Ok(uuid) => a.job = Some(uuid),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not arm a timer; the reconciler will fire it")
-                }
-            },
+            Ok(job) => {
+                a.job = wheel(&mut self.wheel_ok, "arm a timer", self.timers.add(job)).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not arm a timer; the reconciler will fire it")
             }
