@@ -261,6 +261,17 @@ fn stale_tickets_nudges_once_escalates_and_resolves_against_zendesk() {
     let params = json!({ "zendesk_url": zd.url(), "agent_email": "bot@acme.example" });
 
     let first = run(&daemon, "stale-tickets", params.clone());
+    // `http.min_interval: 300ms` keeps the run's calls apart: the search, the
+    // reads of 102, 104 and 101 and the writes of 102 and 101, and the
+    // escalation's two reads are eight calls, so seven gaps.
+    let took = |r: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(r[field].as_str().unwrap()).unwrap()
+    };
+    let spent = took(&first, "finished_at") - took(&first, "started_at");
+    assert!(
+        spent >= TimeDelta::milliseconds(7 * 300),
+        "calls were not spaced: the run took {spent}"
+    );
     let out = &first["output"];
     assert_eq!(out["found"], 3, "{out:#}");
     let nudged: Vec<u64> = out["nudged"]
