@@ -431,6 +431,14 @@ async fn a_dry_run_reads_but_writes_nothing() {
         "a dry run refuses what the real run would: {:?}",
         refused.error
     );
+    let logged = h.detail(refused.run_id).await;
+    assert!(
+        logged.logs.iter().any(|l| l.level == "warn"
+            && l.message
+                .starts_with("http POST refused: https://not-allowed.example/x: host")),
+        "the refusal is in the run log: {:?}",
+        logged.logs
+    );
     let out = h.run_with("writes", true).await;
     assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.error);
     assert_eq!(

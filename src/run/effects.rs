@@ -279,7 +279,14 @@ pub fn http(host: &RunHost, call: HttpCall) -> Result<serde_json::Value, String>
     let effects = host.effects.as_ref().ok_or("http is not available here")?;
     // A dry run refuses what the real run would refuse.
     let url = url::Url::parse(&call.url).map_err(|e| format!("{}: not a URL ({e})", call.url))?;
-    effects.outbound.check(&url, &host.http_allow)?;
+    if let Err(e) = effects.outbound.check(&url, &host.http_allow) {
+        // Logged even when the script catches the error.
+        host.note(
+            LogLevel::Warn,
+            &format!("http {} refused: {e}", call.method),
+        );
+        return Err(e);
+    }
     if !matches!(call.method.as_str(), "GET" | "HEAD")
         && !call.read_only
         && host.planned(format!("{} {}", call.method, call.url))
