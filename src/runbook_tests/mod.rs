@@ -41,12 +41,6 @@ pub struct Suite {
 /// Fails with one message per file that cannot be read or parsed, each
 /// naming the file (and the line, for YAML errors).
 pub fn discover(dir: &Path, only: Option<&str>) -> Result<Vec<Suite>, Vec<String>> {
-    if !dir.is_dir() {
-        return Err(vec![format!(
-            "there is no tests directory {} (set `tests:` in runbookd.yaml to another)",
-            dir.display()
-        )]);
-    }
     let entries = std::fs::read_dir(dir).map_err(|e| {
         vec![format!(
             "{}: cannot read the tests directory: {e}",
@@ -251,9 +245,7 @@ impl Bench {
         report.failures = actual.compare(&case.expect).await;
         Ok(())
     }
-}
 
-impl Bench {
     /// What the daemon decides before a delivery runs: its `dedup:` key and
     /// its `when:` filter. Returns whether the delivery would run; when it
     /// would not, the case's status is `filtered`.
@@ -323,9 +315,7 @@ impl Bench {
             Err(e) => Err(format!("`when:` failed: {e}")),
         }
     }
-}
 
-impl Bench {
     /// The file's `timezone`, else the deployment's.
     fn timezone(&self, tf: &TestFile) -> Result<chrono_tz::Tz, String> {
         match &tf.timezone {
