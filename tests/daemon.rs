@@ -431,6 +431,83 @@ fn queue_runs_overlapping_slots_one_after_another() {
     assert_one_at_a_time(&runs);
 }
 
+/// More queued work than the dispatcher starts at once (it starts 1,000 and
+/// reads on as runs end): every run runs once, and a `queue` runbook's runs
+/// still run one at a time in the order they were queued.
+#[test]
+fn a_backlog_larger_than_the_dispatcher_takes_at_once_runs_once_each_in_order() {
+    let d = Deployment::new();
+    d.runbook("bulk.yaml", "concurrency: allow\nrun: run.id\n");
+    d.runbook("inline.yaml", "concurrency: queue\nrun: run.id\n");
+    let (bulk, inline) = (1_300, 25);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = d.store().await;
+        let now = chrono::Utc::now();
+        store
+            .save_version(&runbookd::store::VersionRow {
+                hash: "queued-earlier".into(),
+                runbook: "bulk".into(),
+                path: "runbooks/bulk.yaml".into(),
+                yaml: String::new(),
+                scripts: Default::default(),
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        // Interleaved, so the queue runbook's runs fall on both sides of
+        // the first 1,000.
+        for i in 0..bulk + inline {
+            let runbook = if i % (bulk / inline) == 0 && i / (bulk / inline) < inline {
+                "inline"
+            } else {
+                "bulk"
+            };
+            store
+                .insert_run(&runbookd::store::NewRun {
+                    runbook: runbook.into(),
+                    version_hash: "queued-earlier".into(),
+                    trigger_kind: "manual".into(),
+                    trigger_key: None,
+                    scheduled_at: None,
+                    status: RunStatus::Queued,
+                    params: serde_json::json!({}),
+                    trigger_data: serde_json::json!({}),
+                    dry_run: false,
+                    created_at: now,
+                    active_key: None,
+                })
+                .await
+                .unwrap();
+        }
+    });
+    let daemon = Daemon::start(&d, &[]);
+    let runs = daemon.wait_runs("the whole backlog", Duration::from_secs(120), |r| {
+        r.iter().all(|r| r.status == RunStatus::Succeeded)
+    });
+    assert_eq!(runs.len(), bulk + inline);
+    assert!(runs.iter().all(|r| r.attempts == 1), "a run started twice");
+    let mut inline_runs: Vec<_> = of(&runs, "inline").into_iter().cloned().collect();
+    assert_eq!(inline_runs.len(), inline);
+    inline_runs.sort_by_key(|r| r.id);
+    assert!(
+        inline_runs
+            .windows(2)
+            .all(|w| w[0].started_at <= w[1].started_at),
+        "queued runs started out of order"
+    );
+    assert!(inline_runs.last().unwrap().id > 1_000);
+    assert_one_at_a_time(&inline_runs);
+    // Each run's output is its own id: it ran as itself.
+    assert!(
+        runs.iter()
+            .all(|r| r.output == Some(serde_json::json!(r.id)))
+    );
+}
+
 #[test]
 fn caught_up_slots_under_forbid_run_one_after_another() {
     let d = Deployment::new();

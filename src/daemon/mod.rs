@@ -139,7 +139,7 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
         })
     };
     print_summary(&parts, &addr, stuck, retried);
-    dispatcher.pump().await;
+    dispatcher.pump_all().await;
 
     let (reload_tx, reload_rx) = mpsc::channel(1);
     let dirs = [parts.config.runbooks.clone(), parts.config.scripts.clone()];
@@ -330,7 +330,7 @@ async fn reload(p: &Parts) {
         tracing::info!(added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "runbooks reloaded");
     }
     p.scheduler.set_runbooks(all);
-    p.dispatcher.pump().await;
+    p.dispatcher.pump_all().await;
 }
 
 /// The dead-man switch of `expect: { success_within }`: an issue (and a log
@@ -411,6 +411,6 @@ async fn housekeeping(p: Arc<Parts>, stop: CancellationToken) {
                 warned.insert(rb.name.clone(), now);
             }
         }
-        p.dispatcher.pump().await;
+        p.dispatcher.pump_all().await;
     }
 }

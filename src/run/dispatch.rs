@@ -18,6 +18,30 @@ use crate::store::{RunEnd, RunId, RunRow, RunStatus};
 /// How many times one run may be interrupted (crash, shutdown) and run again.
 pub const MAX_RESCUES: usize = 3;
 
+/// At most this many runs are started (executing, or waiting for a worker)
+/// at once; the rest stay in the queue until some end.
+const MAX_STARTED: usize = 1000;
+/// Queued runs are read this many at a time.
+const PAGE: u32 = 500;
+/// Once [`MAX_STARTED`] was reached, the queue is read again when this many
+/// of the started runs have ended (not at every end).
+const REFILL: usize = 100;
+
+/// The dispatcher's view of the queue, so that a pump reads only what is new.
+#[derive(Default)]
+struct Queue {
+    /// Runs this process has started and that have not ended yet.
+    started: HashSet<RunId>,
+    /// Every queued run with an id up to this one has been looked at: started,
+    /// or left waiting behind its runbook's active run.
+    after: RunId,
+    /// Runbooks with queued runs that could not start yet; they are read
+    /// again when a run of theirs ends.
+    waiting: HashSet<String>,
+    /// The last pump stopped at [`MAX_STARTED`]: read on as runs end.
+    full: bool,
+}
+
 /// Finds the current version of a runbook by name.
 pub type Lookup = Arc<dyn Fn(&str) -> Option<Arc<Runbook>> + Send + Sync>;
 
@@ -31,8 +55,9 @@ pub struct Dispatcher {
     pub tracker: TaskTracker,
     /// Runs this process has started, and how to cancel each; with their runbook.
     running: Mutex<HashMap<RunId, (String, CancellationToken)>>,
-    /// Serialises pumps, so two never claim and start the same queued run.
-    pump: tokio::sync::Mutex<HashSet<RunId>>,
+    /// What the dispatcher knows of the queue; the lock serialises pumps,
+    /// so two never claim and start the same queued run.
+    queue: tokio::sync::Mutex<Queue>,
     me: Weak<Dispatcher>,
 }
 
@@ -50,7 +75,7 @@ impl Dispatcher {
             shutdown,
             tracker: TaskTracker::new(),
             running: Mutex::new(HashMap::new()),
-            pump: tokio::sync::Mutex::new(HashSet::new()),
+            queue: tokio::sync::Mutex::new(Queue::default()),
             me: me.clone(),
         })
     }
@@ -88,48 +113,125 @@ impl Dispatcher {
         n
     }
 
-    /// Start every queued run that may start now.
+    /// Start the queued runs that arrived since the last pump and may start now.
     pub async fn pump(&self) {
+        let mut q = self.queue.lock().await;
+        self.pump_new(&mut q).await;
+    }
+
+    /// Look at the whole queue again (at start, after a reload, after a run
+    /// was queued again, and now and then): whatever could not start before
+    /// and may start now does.
+    pub async fn pump_all(&self) {
+        let mut q = self.queue.lock().await;
+        q.after = 0;
+        q.waiting.clear();
+        self.pump_new(&mut q).await;
+    }
+
+    async fn pump_new(&self, q: &mut Queue) {
         if self.intake.is_cancelled() {
             return;
         }
-        let mut seen = self.pump.lock().await;
-        let queued = match self.executor.store().queued_runs().await {
-            Ok(q) => q,
-            Err(e) => {
-                tracing::error!(error = %e, "could not read the queue");
-                return;
-            }
-        };
-        metrics::gauge!(crate::telemetry::QUEUE_DEPTH).set(queued.len() as f64);
-        // A runbook whose oldest queued run cannot start yet keeps its later
-        // runs waiting too, so they start in order.
-        let mut blocked: HashSet<String> = HashSet::new();
-        for row in queued {
-            if seen.contains(&row.id) || blocked.contains(&row.runbook) {
-                continue;
-            }
-            let Some(rb) = (self.lookup)(&row.runbook) else {
-                self.abandon(&row).await;
-                seen.insert(row.id);
-                continue;
+        loop {
+            let room = MAX_STARTED.saturating_sub(q.started.len()).max(1);
+            let limit = PAGE.min(room as u32);
+            let page = match self
+                .executor
+                .store()
+                .queued_runs(None, q.after, limit)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the queue");
+                    return;
+                }
             };
-            if rb.concurrency != Concurrency::Allow {
-                match self.executor.store().claim(row.id, &rb.name).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        blocked.insert(row.runbook.clone());
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!(run.id = row.id, error = %e, "could not claim a queued run");
-                        continue;
-                    }
+            let more = page.len() == limit as usize;
+            for row in page {
+                if q.started.contains(&row.id) {
+                    q.after = row.id;
+                    continue;
+                }
+                if q.started.len() >= MAX_STARTED {
+                    q.full = true;
+                    return;
+                }
+                q.after = row.id;
+                // A runbook whose oldest queued run cannot start yet keeps
+                // its later runs waiting too, so they start in order.
+                if !q.waiting.contains(&row.runbook) {
+                    self.consider(q, row).await;
                 }
             }
-            seen.insert(row.id);
-            self.start(rb, row);
+            q.full = false;
+            if !more {
+                break;
+            }
         }
+    }
+
+    /// A run of `runbook` ended: start its next queued run if one waits,
+    /// and read on if the last pump stopped at the limit.
+    async fn ended(&self, run: RunId, runbook: &str) {
+        let mut q = self.queue.lock().await;
+        q.started.remove(&run);
+        if q.waiting.remove(runbook) {
+            match self
+                .executor
+                .store()
+                .queued_runs(Some(runbook), 0, PAGE)
+                .await
+            {
+                Ok(rows) => {
+                    for row in rows {
+                        if q.waiting.contains(runbook) {
+                            break;
+                        }
+                        // Runs past the cursor are left to `pump_new`, in order.
+                        if row.id > q.after {
+                            break;
+                        }
+                        self.consider(&mut q, row).await;
+                    }
+                }
+                Err(e) => {
+                    q.waiting.insert(runbook.to_string());
+                    tracing::error!(error = %e, "could not read the queue");
+                }
+            }
+        }
+        if q.full && q.started.len() + REFILL <= MAX_STARTED {
+            self.pump_new(&mut q).await;
+        }
+    }
+
+    /// Start a queued run if it may start; otherwise leave its runbook waiting.
+    async fn consider(&self, q: &mut Queue, row: RunRow) {
+        if q.started.contains(&row.id) {
+            return;
+        }
+        let Some(rb) = (self.lookup)(&row.runbook) else {
+            self.abandon(&row).await;
+            return;
+        };
+        if rb.concurrency != Concurrency::Allow {
+            match self.executor.store().claim(row.id, &rb.name).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    q.waiting.insert(row.runbook.clone());
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(run.id = row.id, error = %e, "could not claim a queued run");
+                    q.waiting.insert(row.runbook.clone());
+                    return;
+                }
+            }
+        }
+        q.started.insert(row.id);
+        self.start(rb, row);
     }
 
     /// A queued run whose runbook is gone cannot run; say so in its record.
@@ -175,7 +277,7 @@ impl Dispatcher {
             }
             this.running.lock().expect("running lock").remove(&id);
             // A finished run may free its runbook for a queued one.
-            this.pump().await;
+            this.ended(id, &outcome_runbook).await;
         });
     }
 

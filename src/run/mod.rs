@@ -247,8 +247,8 @@ impl Executor {
         };
         let started = std::time::Instant::now();
         let mut attempt = req.first_attempt.max(1);
-        // The last attempt is closed together with the run, in one commit.
-        let mut open_attempt = None;
+        // The last attempt is closed by the run's end (the store does both in
+        // one statement); an attempt that is retried is closed here.
         let result = loop {
             host.attempt
                 .store(attempt, std::sync::atomic::Ordering::Relaxed);
@@ -269,7 +269,6 @@ impl Executor {
             let result = attempt::run(self, &req, &host, attempt_id).await;
             let retryable = matches!(result.status, RunStatus::Failed | RunStatus::TimedOut);
             if !retryable || attempt >= rb.retry.attempts || req.cancel.is_cancelled() {
-                open_attempt = Some(attempt_id);
                 break result;
             }
             keep(host.flush().await);
@@ -309,12 +308,7 @@ impl Executor {
             error: result.error.clone(),
             at: Utc::now(),
         };
-        let attempt_end = open_attempt.map(|id| (id, result.status, result.error.as_deref()));
-        keep(
-            self.store
-                .finish(attempt_end, &host.take_pending(), run_id, &end)
-                .await,
-        );
+        keep(self.store.finish(&host.take_pending(), run_id, &end).await);
         metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => result.status.as_str()).increment(1);
         metrics::histogram!(crate::telemetry::RUN_DURATION, "runbook" => rb.name.clone())
             .record(started.elapsed().as_secs_f64());

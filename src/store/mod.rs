@@ -44,7 +44,13 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        let text = e.to_string();
+        StoreError::from_database_text(e.to_string())
+    }
+}
+
+impl StoreError {
+    /// The error a database error's text describes.
+    pub(crate) fn from_database_text(text: String) -> Self {
         if text.contains("database or disk is full") {
             StoreError::Full
         } else {
@@ -75,21 +81,17 @@ pub trait Store: Send + Sync {
 
     /// Record a trigger firing; returns the run id.
     async fn insert_run(&self, run: &NewRun) -> Result<RunId>;
-    /// Start attempt `attempt` of a run; the run becomes `running`.
+    /// Start attempt `attempt` of a run; the run becomes `running` (in the
+    /// same statement).
     async fn start_attempt(&self, run: RunId, attempt: u32, at: DateTime<Utc>)
     -> Result<AttemptId>;
     async fn insert_step(&self, step: &StepRow) -> Result<()>;
     /// A step and the log lines written during it, in one transaction.
     async fn insert_step_with_logs(&self, step: &StepRow, lines: &[LogRow]) -> Result<()>;
-    /// The end of a run in one transaction: its last log lines, its last
-    /// attempt's end (when that attempt is still open) and the run's end.
-    async fn finish(
-        &self,
-        attempt: Option<(AttemptId, RunStatus, Option<&str>)>,
-        lines: &[LogRow],
-        run: RunId,
-        end: &RunEnd,
-    ) -> Result<()>;
+    /// The end of a run in one transaction: its last log lines and the
+    /// run's end, which also closes the attempt still open with the run's
+    /// status and error.
+    async fn finish(&self, lines: &[LogRow], run: RunId, end: &RunEnd) -> Result<()>;
     async fn insert_logs(&self, lines: &[LogRow]) -> Result<()>;
     async fn finish_attempt(
         &self,
@@ -101,9 +103,14 @@ pub trait Store: Send + Sync {
     async fn finish_run(&self, run: RunId, end: &RunEnd) -> Result<()>;
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
-    /// Runs waiting to run, oldest first (at most 1,000: the dispatcher comes
-    /// back for more as runs end).
-    async fn queued_runs(&self) -> Result<Vec<RunRow>>;
+    /// Runs waiting to run with an id above `after`, oldest first, at most
+    /// `limit`; of one runbook, or of all.
+    async fn queued_runs(
+        &self,
+        runbook: Option<&str>,
+        after: RunId,
+        limit: u32,
+    ) -> Result<Vec<RunRow>>;
     /// Take a queued run's runbook slot (`active_key`); false while another run holds it.
     async fn claim(&self, run: RunId, active_key: &str) -> Result<bool>;
     /// Put a run back in the queue (an interrupted run to retry).

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, is_active_conflict, time_col};
 use crate::store::*;
@@ -60,7 +60,7 @@ fn delivery_row(r: &SqliteRow) -> Result<DeliveryRow> {
 }
 
 async fn insert_delivery(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     d: &Delivery,
     outcome: &str,
     run: Option<RunId>,
@@ -81,14 +81,14 @@ async fn insert_delivery(
     .bind(d.headers.to_string())
     .bind(&d.body)
     .bind(detail)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?)
 }
 
 /// Claim the dedup key for this delivery; `Some((delivery, run))` of the
 /// original when it is a repeat within the window.
 async fn dedup(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     d: &Delivery,
     key: &str,
 ) -> Result<Option<(i64, Option<RunId>)>> {
@@ -105,7 +105,7 @@ async fn dedup(
     .bind(key)
     .bind(ts(d.dedup_until))
     .bind(ts(d.received_at))
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     if claimed.is_some() {
         return Ok(None);
@@ -114,12 +114,12 @@ async fn dedup(
         .bind(&d.runbook)
         .bind(&d.trigger_key)
         .bind(key)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(Some((row.try_get("delivery_id")?, row.try_get("run_id")?)))
 }
 
-async fn accept_one(tx: &mut Transaction<'static, Sqlite>, d: &Delivery) -> Result<Accepted> {
+async fn accept_one(tx: &mut SqliteConnection, d: &Delivery) -> Result<Accepted> {
     // A delivery rejected as unreadable does not take its key: the sender's
     // corrected retry must not count as a repeat.
     let rejected = matches!(
@@ -166,7 +166,7 @@ async fn accept_one(tx: &mut Transaction<'static, Sqlite>, d: &Delivery) -> Resu
             sqlx::query("UPDATE deliveries SET run_id = ? WHERE id = ?")
                 .bind(id)
                 .bind(delivery)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             (delivery, Some((id, status)))
         }
@@ -178,7 +178,7 @@ async fn accept_one(tx: &mut Transaction<'static, Sqlite>, d: &Delivery) -> Resu
             .bind(&d.runbook)
             .bind(&d.trigger_key)
             .bind(key)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     Ok(match run {
@@ -193,7 +193,7 @@ async fn accept_one(tx: &mut Transaction<'static, Sqlite>, d: &Delivery) -> Resu
 
 /// Runs of a runbook started since `since` that count against its `limit:`.
 async fn count_since(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     runbook: &str,
     since: DateTime<Utc>,
 ) -> Result<i64> {
@@ -202,12 +202,12 @@ async fn count_since(
     )
     .bind(runbook)
     .bind(ts(since))
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?)
 }
 
 async fn insert_webhook_run(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     run: &NewRun,
     admission: Admission,
     throttled: bool,
@@ -232,18 +232,16 @@ async fn insert_webhook_run(
     if throttled {
         return Ok((
             insert(RunStatus::Throttled, None)
-                .fetch_one(&mut **tx)
+                .fetch_one(&mut *tx)
                 .await?,
             RunStatus::Throttled,
         ));
     }
     let active = (admission == Admission::Exclusive).then(|| run.runbook.clone());
-    match insert(RunStatus::Queued, active).fetch_one(&mut **tx).await {
+    match insert(RunStatus::Queued, active).fetch_one(&mut *tx).await {
         Ok(id) => Ok((id, RunStatus::Queued)),
         Err(e) if is_active_conflict(&e) => Ok((
-            insert(RunStatus::Skipped, None)
-                .fetch_one(&mut **tx)
-                .await?,
+            insert(RunStatus::Skipped, None).fetch_one(&mut *tx).await?,
             RunStatus::Skipped,
         )),
         Err(e) => Err(e.into()),

@@ -31,6 +31,7 @@ fn issue_row(r: &SqliteRow) -> Result<IssueRow> {
 impl SqliteStore {
     pub(super) async fn issue_open(&self, i: &IssueOpen) -> Result<(IssueRow, bool)> {
         let at = ts(i.at);
+        let mut tx = self.write_one().await?;
         let row = sqlx::query(
             "INSERT INTO issues (key, runbook, title, severity, status, details, link, first_seen, last_seen, occurrences, updated_at)
              VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?7, 1, ?7)
@@ -50,8 +51,9 @@ impl SqliteStore {
         .bind(&i.details)
         .bind(&i.link)
         .bind(&at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         let issue = issue_row(&row)?;
         let is_new = issue.occurrences == 1;
         Ok((issue, is_new))
@@ -63,6 +65,7 @@ impl SqliteStore {
         note: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<bool> {
+        let mut tx = self.write_one().await?;
         let done = sqlx::query(
             "UPDATE issues SET status = 'resolved', resolved_at = ?, resolution = ?, updated_at = ?
              WHERE key = ? AND status IN ('open', 'acknowledged')",
@@ -71,17 +74,20 @@ impl SqliteStore {
         .bind(note)
         .bind(ts(at))
         .bind(key)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn issue_ack(&self, key: &str, at: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.write_one().await?;
         let done = sqlx::query("UPDATE issues SET status = 'acknowledged', updated_at = ? WHERE key = ? AND status = 'open'")
             .bind(ts(at))
             .bind(key)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

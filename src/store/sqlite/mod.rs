@@ -18,9 +18,13 @@ mod issues;
 mod outbox;
 mod rows;
 mod schedule;
+mod writer;
 
 pub struct SqliteStore {
+    /// Read-only connections, for queries.
     pool: SqlitePool,
+    /// The one connection that writes, group-committing (`None` when read-only).
+    writer: Option<writer::Writer>,
     /// Held for the life of the store when opened for writing.
     _lock: Option<DatabaseLock>,
 }
@@ -56,24 +60,52 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // Every write goes through the writer; the pool cannot write, so a
+        // write that bypassed it would fail rather than wait on a lock.
+        let writer = match access {
+            Access::Read => None,
+            Access::Exclusive | Access::Shared => {
+                let mut conn = sqlx::ConnectOptions::connect(&opts)
+                    .await
+                    .map_err(|e| open_err(&e))?;
+                if access == Access::Exclusive {
+                    MIGRATOR
+                        .run(&mut conn)
+                        .await
+                        .map_err(|e| StoreError::Migrate(e.to_string()))?;
+                }
+                Some(writer::Writer::start(conn))
+            }
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.read_only(true))
             .await
             .map_err(|e| open_err(&e))?;
-        if access == Access::Exclusive {
-            MIGRATOR
-                .run(&pool)
-                .await
-                .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        }
-        Ok(SqliteStore { pool, _lock: lock })
+        Ok(SqliteStore {
+            pool,
+            writer,
+            _lock: lock,
+        })
     }
 
-    /// Begin a write transaction that takes the write lock at once, so two
-    /// writers never deadlock upgrading a read lock.
-    pub(super) async fn write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A write: a savepoint in the writer's next batch, which takes the
+    /// write lock at once, so two writers never deadlock upgrading a read
+    /// lock. Nothing is kept unless the lease is committed.
+    async fn write(&self) -> Result<writer::Lease<'_>> {
+        self.writer()?.lease(true).await
+    }
+
+    /// A write of exactly one statement, committed when it succeeds: no
+    /// savepoint (a failed statement undoes itself), two round trips fewer.
+    async fn write_one(&self) -> Result<writer::Lease<'_>> {
+        self.writer()?.lease(false).await
+    }
+
+    fn writer(&self) -> Result<&writer::Writer> {
+        self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Database("the database is open read-only here".into()))
     }
 }
 
@@ -82,6 +114,7 @@ impl Store for SqliteStore {
     async fn save_version(&self, v: &VersionRow) -> Result<()> {
         let scripts =
             serde_json::to_string(&v.scripts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.write_one().await?;
         sqlx::query(
             "INSERT INTO runbook_versions (hash, runbook, path, yaml, scripts, created_at)
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
@@ -92,9 +125,9 @@ impl Store for SqliteStore {
         .bind(&v.yaml)
         .bind(scripts)
         .bind(ts(v.created_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await
     }
 
     async fn version(&self, hash: &str) -> Result<Option<VersionRow>> {
@@ -118,6 +151,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_run(&self, run: &NewRun) -> Result<RunId> {
+        let mut tx = self.write_one().await?;
         let inserted = sqlx::query_scalar(
             "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status,
                                params, trigger_data, dry_run, created_at, active_key)
@@ -134,10 +168,13 @@ impl Store for SqliteStore {
         .bind(run.dry_run as i64)
         .bind(ts(run.created_at))
         .bind(&run.active_key)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await;
         match inserted {
-            Ok(id) => Ok(id),
+            Ok(id) => {
+                tx.commit().await?;
+                Ok(id)
+            }
             Err(e) if is_active_conflict(&e) => Err(StoreError::Conflict(format!(
                 "runbook {} already has an active run and does not allow another (concurrency: forbid)",
                 run.runbook
@@ -152,15 +189,8 @@ impl Store for SqliteStore {
         attempt: u32,
         at: DateTime<Utc>,
     ) -> Result<AttemptId> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE runs SET status = 'running', attempts = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
-        )
-        .bind(attempt as i64)
-        .bind(ts(at))
-        .bind(run)
-        .execute(&mut *tx)
-        .await?;
+        // The trigger `attempt_starts_run` makes the run `running`.
+        let mut tx = self.write_one().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO attempts (run_id, attempt, status, started_at) VALUES (?, ?, 'running', ?) RETURNING id",
         )
@@ -178,41 +208,27 @@ impl Store for SqliteStore {
     }
 
     async fn insert_step_with_logs(&self, s: &StepRow, lines: &[LogRow]) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut tx = if lines.is_empty() {
+            self.write_one().await?
+        } else {
+            self.write().await?
+        };
         insert_step_in(&mut tx, s).await?;
         insert_logs_in(&mut tx, lines).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        attempt: Option<(AttemptId, RunStatus, Option<&str>)>,
-        lines: &[LogRow],
-        run: RunId,
-        end: &RunEnd,
-    ) -> Result<()> {
-        let mut tx = self.write().await?;
+    async fn finish(&self, lines: &[LogRow], run: RunId, end: &RunEnd) -> Result<()> {
+        let mut tx = if lines.is_empty() {
+            self.write_one().await?
+        } else {
+            self.write().await?
+        };
         insert_logs_in(&mut tx, lines).await?;
-        if let Some((id, status, error)) = attempt {
-            sqlx::query("UPDATE attempts SET status = ?, error = ?, finished_at = ? WHERE id = ?")
-                .bind(status.as_str())
-                .bind(error.map(cap_text))
-                .bind(ts(end.at))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, active_key = NULL WHERE id = ?")
-            .bind(end.status.as_str())
-            .bind(end.output.as_ref().map(cap_json))
-            .bind(end.error.as_deref().map(cap_text))
-            .bind(ts(end.at))
-            .bind(run)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        // The trigger `run_end_closes_attempt` closes the open attempt.
+        end_run(&mut tx, run, end).await?;
+        tx.commit().await
     }
 
     async fn insert_logs(&self, lines: &[LogRow]) -> Result<()> {
@@ -232,28 +248,21 @@ impl Store for SqliteStore {
         error: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.write_one().await?;
         sqlx::query("UPDATE attempts SET status = ?, error = ?, finished_at = ? WHERE id = ?")
             .bind(status.as_str())
             .bind(error.map(cap_text))
             .bind(ts(at))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        tx.commit().await
     }
 
     async fn finish_run(&self, run: RunId, end: &RunEnd) -> Result<()> {
-        sqlx::query(
-            "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, active_key = NULL WHERE id = ?",
-        )
-        .bind(end.status.as_str())
-        .bind(end.output.as_ref().map(cap_json))
-        .bind(end.error.as_deref().map(cap_text))
-        .bind(ts(end.at))
-        .bind(run)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut tx = self.write_one().await?;
+        end_run(&mut tx, run, end).await?;
+        tx.commit().await
     }
 
     async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRow>> {
@@ -276,8 +285,13 @@ impl Store for SqliteStore {
         rows.iter().map(run_row).collect()
     }
 
-    async fn queued_runs(&self) -> Result<Vec<RunRow>> {
-        self.queued().await
+    async fn queued_runs(
+        &self,
+        runbook: Option<&str>,
+        after: RunId,
+        limit: u32,
+    ) -> Result<Vec<RunRow>> {
+        self.queued(runbook, after, limit).await
     }
 
     async fn claim(&self, run: RunId, active_key: &str) -> Result<bool> {
@@ -433,6 +447,7 @@ impl Store for SqliteStore {
         expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let mut tx = self.write_one().await?;
         sqlx::query(
             "INSERT INTO state (runbook, key, value, expires_at, updated_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (runbook, key) DO UPDATE SET value = excluded.value,
@@ -443,17 +458,34 @@ impl Store for SqliteStore {
         .bind(value.to_string())
         .bind(expires_at.map(ts))
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await
     }
 
     async fn state_delete(&self, runbook: &str, key: &str) -> Result<bool> {
+        let mut tx = self.write_one().await?;
         let done = sqlx::query("DELETE FROM state WHERE runbook = ? AND key = ?")
             .bind(runbook)
             .bind(key)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// Record a run's end; the run leaves the one-active-run index.
+async fn end_run(tx: &mut sqlx::SqliteConnection, run: RunId, end: &RunEnd) -> Result<()> {
+    sqlx::query(
+        "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, active_key = NULL WHERE id = ?",
+    )
+    .bind(end.status.as_str())
+    .bind(end.output.as_ref().map(cap_json))
+    .bind(end.error.as_deref().map(cap_text))
+    .bind(ts(end.at))
+    .bind(run)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

@@ -48,6 +48,7 @@ fn email_row(r: &SqliteRow) -> Result<EmailRow> {
 
 impl SqliteStore {
     pub(super) async fn email_queue(&self, e: &NewEmail) -> Result<(i64, bool)> {
+        let mut tx = self.write_one().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO outbox (idem_key, runbook, run_id, sender, recipients, subject, text_body, html_body, status, next_attempt_at, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (idem_key) DO NOTHING RETURNING id",
@@ -62,22 +63,24 @@ impl SqliteStore {
         .bind(&e.html)
         .bind(ts(e.at))
         .bind(ts(e.at))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        match inserted {
-            Some(id) => Ok((id, true)),
+        let out = match inserted {
+            Some(id) => (id, true),
             None => {
                 let id: i64 = sqlx::query_scalar("SELECT id FROM outbox WHERE idem_key = ?")
                     .bind(&e.idem_key)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *tx)
                     .await?;
-                Ok((id, false))
+                (id, false)
             }
-        }
+        };
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub(super) async fn email_take(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<EmailRow>> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write_one().await?;
         let rows = sqlx::query(
             "UPDATE outbox SET status = 'sending', attempts = attempts + 1
              WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY id LIMIT ?)
@@ -108,8 +111,9 @@ impl SqliteStore {
                 .bind(cap_text(error))
                 .bind(serde_json::json!({"error": error}).to_string()),
         };
-        q.bind(id).execute(&self.pool).await?;
-        Ok(())
+        let mut tx = self.write_one().await?;
+        q.bind(id).execute(&mut *tx).await?;
+        tx.commit().await
     }
 
     pub(super) async fn email_list(
@@ -128,9 +132,11 @@ impl SqliteStore {
     }
 
     pub(super) async fn email_requeue(&self) -> Result<u64> {
+        let mut tx = self.write_one().await?;
         let done = sqlx::query("UPDATE outbox SET status = 'queued' WHERE status = 'sending'")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 }

@@ -49,10 +49,7 @@ pub(super) fn run_row(row: &SqliteRow) -> Result<RunRow> {
     })
 }
 
-pub(super) async fn insert_step_in(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    s: &StepRow,
-) -> Result<()> {
+pub(super) async fn insert_step_in(tx: &mut sqlx::SqliteConnection, s: &StepRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -65,13 +62,13 @@ pub(super) async fn insert_step_in(
     .bind(ts(s.finished_at))
     .bind(s.output.as_ref().map(cap_json))
     .bind(s.error.as_deref().map(cap_text))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 pub(super) async fn insert_logs_in(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    tx: &mut sqlx::SqliteConnection,
     lines: &[LogRow],
 ) -> Result<()> {
     // 6 binds a row; SQLite allows 32,766 binds a statement.
@@ -87,7 +84,7 @@ pub(super) async fn insert_logs_in(
                 .push_bind(l.level.clone())
                 .push_bind(cap_text(&l.message));
         });
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(&mut *tx).await?;
     }
     Ok(())
 }

@@ -5,39 +5,49 @@ use crate::store::*;
 use chrono::{DateTime, Utc};
 
 impl SqliteStore {
-    pub(super) async fn queued(&self) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1000")
-            .fetch_all(&self.pool)
-            .await?;
+    pub(super) async fn queued(
+        &self,
+        runbook: Option<&str>,
+        after: RunId,
+        limit: u32,
+    ) -> Result<Vec<RunRow>> {
+        // Both read an index: `runs_queued` for one runbook, `runs_by_status` for all.
+        let rows = match runbook {
+            Some(name) => sqlx::query(
+                "SELECT * FROM runs WHERE runbook = ? AND status = 'queued' AND id > ? ORDER BY id LIMIT ?",
+            )
+            .bind(name),
+            None => sqlx::query(
+                "SELECT * FROM runs WHERE status = 'queued' AND id > ? ORDER BY id LIMIT ?",
+            ),
+        }
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(run_row).collect()
     }
 
     pub(super) async fn claim_run(&self, run: RunId, active_key: &str) -> Result<bool> {
+        let mut tx = self.write_one().await?;
         let done = sqlx::query("UPDATE runs SET active_key = ? WHERE id = ? AND status = 'queued'")
             .bind(active_key)
             .bind(run)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
-        match done {
-            Ok(d) => Ok(d.rows_affected() == 1),
-            Err(e) if is_active_conflict(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        keep_unless_active(tx, done).await
     }
 
     pub(super) async fn requeue_run(&self, run: RunId, active_key: Option<&str>) -> Result<bool> {
+        let mut tx = self.write_one().await?;
         let done = sqlx::query(
             "UPDATE runs SET status = 'queued', finished_at = NULL, error = NULL, active_key = ? WHERE id = ?",
         )
         .bind(active_key)
         .bind(run)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
-        match done {
-            Ok(d) => Ok(d.rows_affected() == 1),
-            Err(e) if is_active_conflict(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        keep_unless_active(tx, done).await
     }
 
     pub(super) async fn recover(&self, at: DateTime<Utc>) -> Result<Vec<RunRow>> {
@@ -132,13 +142,15 @@ impl SqliteStore {
         let mut total = 0;
         // In batches, so a large prune never holds the write lock for long.
         loop {
+            let mut tx = self.write_one().await?;
             let done = sqlx::query(
                 "DELETE FROM runs WHERE id IN (
                      SELECT id FROM runs WHERE created_at < ? AND status NOT IN ('queued', 'running') LIMIT 5000)",
             )
             .bind(ts(before))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             total += done.rows_affected();
             if done.rows_affected() == 0 {
                 return Ok(total);
@@ -166,17 +178,22 @@ impl SqliteStore {
         key: &str,
         at: DateTime<Utc>,
     ) -> Result<DateTime<Utc>> {
-        sqlx::query(
+        if let Some(mark) = self.mark_of(runbook, key).await? {
+            return Ok(mark);
+        }
+        let mut tx = self.write_one().await?;
+        let mark: String = sqlx::query_scalar(
             "INSERT INTO schedule_marks (runbook, trigger_key, last_slot, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (runbook, trigger_key) DO NOTHING",
+             ON CONFLICT (runbook, trigger_key) DO UPDATE SET last_slot = last_slot RETURNING last_slot",
         )
         .bind(runbook)
         .bind(key)
         .bind(ts(at))
         .bind(ts(at))
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(self.mark_of(runbook, key).await?.unwrap_or(at))
+        tx.commit().await?;
+        parse_ts(&mark)
     }
 
     pub(super) async fn slots(&self, b: &SlotBatch) -> Result<Vec<SlotResult>> {
@@ -249,5 +266,21 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(out)
+    }
+}
+
+/// Commit an update that the one-active-run index may refuse: true when it
+/// changed a row, false when it changed none or was refused (and undone).
+async fn keep_unless_active(
+    tx: super::writer::Lease<'_>,
+    done: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+) -> Result<bool> {
+    match done {
+        Ok(d) => {
+            tx.commit().await?;
+            Ok(d.rows_affected() == 1)
+        }
+        Err(e) if is_active_conflict(&e) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
