@@ -17,12 +17,13 @@ use crate::run::Dispatcher;
 use crate::runbook::{Concurrency, Runbook};
 use crate::store::{Admission, SlotBatch, SlotResult, Store};
 
-/// A trigger the timer missed by this much is fired by the reconciler.
-const RECONCILE_AFTER: TimeDelta = TimeDelta::milliseconds(1500);
-/// How often the reconciler looks.
-const RECONCILE_EVERY: Duration = Duration::from_millis(250);
-/// The timer wheel answers in far less; past this it is taken as stuck.
-const WHEEL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The wheel polls every 500 ms, so it fires a timer within about that; a
+/// trigger not fired this long after its slot is fired by the reconciler,
+/// which wakes at that moment on the scheduler's own clock.
+const RECONCILE_AFTER: TimeDelta = TimeDelta::milliseconds(600);
+/// The timer wheel answers in far less; past this it is taken as stuck (and
+/// the scheduler waited this long once, so it is kept short).
+const WHEEL_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// A call to the timer wheel that cannot hang the scheduler. The wheel can
 /// stop answering when its internal channels overflow (a burst of timers
@@ -45,8 +46,8 @@ async fn wheel<T, E: std::fmt::Display>(
         Err(_) => {
             *ok = false;
             tracing::error!(
-                "the timer wheel did not answer within {}s ({what}); schedules now fire from the reconciler",
-                WHEEL_TIMEOUT.as_secs()
+                "the timer wheel did not answer within {} ms ({what}); schedules now fire from the reconciler",
+                WHEEL_TIMEOUT.as_millis()
             );
             None
         }
@@ -79,6 +80,9 @@ struct Armed {
     schedule: Schedule,
     next: Option<DateTime<Utc>>,
     job: Option<Uuid>,
+    /// The trigger's high-water mark as stored (this process is the only
+    /// one that moves it); read from the store the first time.
+    mark: Option<DateTime<Utc>>,
 }
 
 pub struct Scheduler {
@@ -126,22 +130,39 @@ impl Scheduler {
         if let Err(e) = self.timers.start().await {
             tracing::error!(error = %e, "the timer wheel did not start; relying on the reconciler");
         }
-        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
-        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let reconcile_at = self.reconcile_at();
             tokio::select! {
                 _ = stop.cancelled() => break,
                 Some(msg) = self.rx.recv() => match msg {
                     Msg::Fire(id) => {
-                        // The wheel's one-shot job is spent: nothing to remove.
-                        if let Some(a) = self.armed.get_mut(&id) {
-                            a.job = None;
+                        // Timers that went off together are recorded together
+                        // (their slots share one commit).
+                        let mut ids = vec![id];
+                        let mut next = None;
+                        while let Ok(m) = self.rx.try_recv() {
+                            match m {
+                                Msg::Fire(id) => ids.push(id),
+                                other => {
+                                    next = Some(other);
+                                    break;
+                                }
+                            }
                         }
-                        self.fire(&id).await
+                        // A wheel's one-shot job is spent once it fired: nothing to remove.
+                        for id in &ids {
+                            if let Some(a) = self.armed.get_mut(id) {
+                                a.job = None;
+                            }
+                        }
+                        self.fire_all(ids).await;
+                        if let Some(Msg::Runbooks(list)) = next {
+                            self.sync(list).await;
+                        }
                     }
                     Msg::Runbooks(list) => self.sync(list).await,
                 },
-                _ = reconcile.tick() => self.reconcile().await,
+                _ = tokio::time::sleep_until(reconcile_at) => self.reconcile().await,
             }
         }
         let _ = tokio::time::timeout(WHEEL_TIMEOUT, self.timers.shutdown()).await;
@@ -188,6 +209,7 @@ impl Scheduler {
                             schedule,
                             next: None,
                             job: None,
+                            mark: None,
                         },
                     );
                     self.fire(&id).await;
@@ -196,48 +218,124 @@ impl Scheduler {
         }
     }
 
-    async fn reconcile(&mut self) {
-        let late = if self.wheel_ok {
-            Utc::now() - RECONCILE_AFTER
+    /// How late a trigger may be before the reconciler fires it.
+    fn grace(&self) -> TimeDelta {
+        if self.wheel_ok {
+            RECONCILE_AFTER
         } else {
-            Utc::now()
+            TimeDelta::zero()
+        }
+    }
+
+    /// When the earliest armed trigger is due for the reconciler.
+    fn reconcile_at(&self) -> tokio::time::Instant {
+        let wait = match self.armed.values().filter_map(|a| a.next).min() {
+            Some(next) => (next + self.grace() - Utc::now())
+                .to_std()
+                .unwrap_or_default(),
+            None => Duration::from_secs(3600),
         };
+        tokio::time::Instant::now() + wait
+    }
+
+    async fn reconcile(&mut self) {
+        let late = Utc::now() - self.grace();
         let due: Vec<TriggerId> = self
             .armed
             .iter()
             .filter(|(_, a)| a.next.is_some_and(|n| n <= late))
             .map(|(id, _)| id.clone())
             .collect();
-        for id in due {
+        for id in &due {
             tracing::debug!(runbook = %id.0, trigger = %id.1, "timer missed a slot; firing from the reconciler");
-            self.fire(&id).await;
         }
+        self.fire_all(due).await;
     }
 
     /// Account for the slots of one trigger that are due, then arm the next.
     async fn fire(&mut self, id: &TriggerId) {
-        let Some(a) = self.armed.get(id) else { return };
-        let rb = a.runbook.clone();
-        let now = Utc::now();
-        let plan = match self.store.init_mark(&rb.name, &id.1, now).await {
-            Ok(mark) => slots::plan(&a.schedule, mark, now, policy(&rb)),
-            Err(e) => {
-                tracing::error!(runbook = %rb.name, error = %e, "could not read the schedule mark; retrying");
-                Plan {
-                    next: Some(now + TimeDelta::seconds(5)),
-                    mark: now,
-                    ..Plan::default()
-                }
-            }
-        };
-        if !plan.run.is_empty() || !plan.missed.is_empty() {
-            self.record(&rb, &id.1, &plan, now).await;
-        }
-        let next = plan.next;
-        self.arm(id, next).await;
+        self.fire_all(vec![id.clone()]).await;
     }
 
-    async fn record(&mut self, rb: &Arc<Runbook>, key: &str, plan: &Plan, now: DateTime<Utc>) {
+    /// Account for the due slots of these triggers, then arm their next.
+    /// Their slots are recorded at the same time, so the store commits them
+    /// together.
+    async fn fire_all(&mut self, ids: Vec<TriggerId>) {
+        let now = Utc::now();
+        let mut planned = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(a) = self.armed.get(&id) else {
+                continue;
+            };
+            let rb = a.runbook.clone();
+            let mark = match a.mark {
+                Some(m) => Ok(m),
+                None => self.store.init_mark(&rb.name, &id.1, now).await,
+            };
+            let plan = match mark {
+                Ok(mark) => {
+                    let plan = slots::plan(&a.schedule, mark, now, policy(&rb));
+                    if let Some(a) = self.armed.get_mut(&id) {
+                        a.mark = Some(mark);
+                    }
+                    plan
+                }
+                Err(e) => {
+                    tracing::error!(runbook = %rb.name, error = %e, "could not read the schedule mark; retrying");
+                    Plan {
+                        next: Some(now + TimeDelta::seconds(5)),
+                        mark: now,
+                        ..Plan::default()
+                    }
+                }
+            };
+            planned.push((id, rb, plan));
+        }
+        let mut writes = tokio::task::JoinSet::new();
+        for (i, (id, rb, plan)) in planned.iter().enumerate() {
+            if plan.run.is_empty() && plan.missed.is_empty() {
+                continue;
+            }
+            if let Some(batch) = self.prepare(rb, &id.1, plan, now).await {
+                let store = self.store.clone();
+                writes.spawn(async move { (i, store.record_slots(&batch).await) });
+            }
+        }
+        let mut recorded = false;
+        while let Some(joined) = writes.join_next().await {
+            let Ok((i, result)) = joined else { continue };
+            let (id, rb, plan) = &planned[i];
+            match result {
+                Ok(results) => {
+                    self.report(rb, &id.1, plan, now, results);
+                    recorded = true;
+                    // The store's mark only moves forward; so does this copy.
+                    if let Some(a) = self.armed.get_mut(id) {
+                        a.mark = a.mark.max(Some(plan.mark));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(runbook = %rb.name, error = %e, "could not record due slots; the reconciler will retry");
+                }
+            }
+        }
+        if recorded {
+            self.dispatcher.pump().await;
+        }
+        for (id, _, plan) in planned {
+            self.arm(&id, plan.next).await;
+        }
+    }
+
+    /// The slots of a plan as a batch for the store (after the checks a
+    /// recording needs); `None` when it cannot be recorded now.
+    async fn prepare(
+        &mut self,
+        rb: &Arc<Runbook>,
+        key: &str,
+        plan: &Plan,
+        now: DateTime<Utc>,
+    ) -> Option<SlotBatch> {
         if rb.concurrency == Concurrency::Replace && !plan.run.is_empty() {
             let n = self.dispatcher.cancel_runbook(&rb.name);
             if n > 0 {
@@ -266,17 +364,22 @@ impl Scheduler {
         if !self.saved.contains(&rb.version.hash) {
             if let Err(e) = crate::run::save_version(self.store.as_ref(), rb).await {
                 tracing::error!(runbook = %rb.name, error = %e, "could not record the runbook version");
-                return;
+                return None;
             }
             self.saved.insert(rb.version.hash.clone());
         }
-        let results = match self.store.record_slots(&batch).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(runbook = %rb.name, error = %e, "could not record due slots; the reconciler will retry");
-                return;
-            }
-        };
+        Some(batch)
+    }
+
+    /// Metrics and log lines for recorded slots.
+    fn report(
+        &self,
+        rb: &Arc<Runbook>,
+        key: &str,
+        plan: &Plan,
+        now: DateTime<Utc>,
+        results: Vec<SlotResult>,
+    ) {
         if !plan.missed.is_empty() || plan.unlisted > 0 {
             metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => "missed")
                 .increment(plan.missed.len() as u64 + plan.unlisted);
@@ -299,7 +402,6 @@ impl Scheduler {
                 SlotResult::Duplicate(_) => {}
             }
         }
-        self.dispatcher.pump().await;
     }
 
     async fn arm(&mut self, id: &TriggerId, next: Option<DateTime<Utc>>) {
