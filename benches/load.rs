@@ -424,7 +424,10 @@ async fn history() -> Value {
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000)
              INSERT INTO runs (runbook, version_hash, trigger_kind, status, params, trigger_data, attempts, created_at, started_at, finished_at, output)
              SELECT 'rb-' || (i % 1000), 'h', 'manual', CASE WHEN i % 17 = 0 THEN 'failed' ELSE 'succeeded' END, '{}', '{}', 1,
-                    '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:01.000000Z', '1' FROM n",
+                    t, t, t, '1'
+             -- One run a second over the last 12 days: inside the retention
+             -- period, so the daemon does not prune them while measured.
+             FROM (SELECT i, strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '-1000000 seconds', '+' || i || ' seconds') AS t FROM n)",
         )
         .execute(&pool)
         .await
@@ -452,7 +455,7 @@ async fn history() -> Value {
         ("runbooks_list", "/api/v1/runbooks".to_string()),
     ] {
         let mut lat = Vec::new();
-        let rounds = if label == "runbooks_list" { 20 } else { 200 };
+        let rounds = if label == "runbooks_list" { 100 } else { 200 };
         for _ in 0..rounds {
             let t = Instant::now();
             let r = client
@@ -470,6 +473,18 @@ async fn history() -> Value {
             json!({"p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99)}),
         );
     }
+    // What was measured is still there (nothing pruned meanwhile).
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        d.path().join("runbookd.db").display()
+    ))
+    .await
+    .unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    out.insert("runs".into(), json!(kept));
     Value::Object(out)
 }
 
