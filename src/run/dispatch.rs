@@ -23,6 +23,10 @@ pub const MAX_RESCUES: usize = 3;
 const MAX_STARTED: usize = 1000;
 /// Queued runs are read this many at a time.
 const PAGE: u32 = 500;
+/// A waiting runbook's oldest queued runs read when one of its runs ends: one
+/// of them can take the runbook's slot, the next finds it taken (anything
+/// left over is found by the next full read, at reload or within a minute).
+const WAITING_PAGE: u32 = 20;
 /// Once [`MAX_STARTED`] was reached, the queue is read again when this many
 /// of the started runs have ended (not at every end).
 const REFILL: usize = 100;
@@ -181,7 +185,7 @@ impl Dispatcher {
             match self
                 .executor
                 .store()
-                .queued_runs(Some(runbook), 0, PAGE)
+                .queued_runs(Some(runbook), 0, WAITING_PAGE)
                 .await
             {
                 Ok(rows) => {
