@@ -452,3 +452,144 @@ fn while_draining_webhooks_are_told_to_retry() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].status, RunStatus::Queued);
 }
+
+/// Run the daemon with its database on an 8 MiB filesystem of its own (a
+/// tmpfs mounted in a private mount namespace), then fill it with a file but
+/// for 256 KiB: `None` when this machine does not allow that.
+fn on_a_small_disk(d: &Deployment, env: &[(&str, &str)]) -> Option<(Daemon, std::path::PathBuf)> {
+    let disk = d.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mount = "mount -t tmpfs -o size=8m tmpfs \"$2\"";
+    let probe = std::process::Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            mount,
+            "sh",
+            "-",
+        ])
+        .arg(&disk)
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        return None;
+    }
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "{mount} && exec \"$1\" --database \"sqlite://$2/runbookd.db\" serve --listen 127.0.0.1:0"
+        ))
+        .args(["sh", env!("CARGO_BIN_EXE_runbookd")])
+        .arg(&disk);
+    let mut daemon = Daemon::spawn(d, cmd, env, String::new());
+    // The daemon's view of its disk, from outside its mount namespace.
+    let inside = std::path::PathBuf::from(format!("/proc/{}/root", daemon.pid()))
+        .join(disk.strip_prefix("/").unwrap());
+    daemon.db = format!("sqlite://{}", inside.join("runbookd.db").display());
+    // statfs of the path itself (df would look the path up in this
+    // process's own mount table).
+    let statfs = std::process::Command::new("stat")
+        .args(["-f", "-c", "%a %S"])
+        .arg(&inside)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&statfs.stdout);
+    let avail: u64 = match text.split_whitespace().collect::<Vec<_>>()[..] {
+        [blocks, size] => blocks.parse::<u64>().unwrap() * size.parse::<u64>().unwrap(),
+        _ => panic!("stat -f: {text}"),
+    };
+    assert!(avail < 8 << 20, "statfs looked at the small disk: {avail}");
+    std::fs::write(
+        inside.join("filler"),
+        vec![0u8; avail.saturating_sub(256 * 1024) as usize],
+    )
+    .unwrap();
+    Some((daemon, inside))
+}
+
+#[test]
+fn a_full_disk_refuses_new_deliveries_clearly_keeps_the_accepted_ones_and_recovers() {
+    let d = Deployment::new();
+    d.runbook(
+        "intake.yaml",
+        "secrets: [INTAKE_TOKEN]\nconcurrency: allow\ntriggers:\n  - webhook: { auth: bearer, secret: INTAKE_TOKEN }\nrun: trigger.body.n\n",
+    );
+    let env = [("INTAKE_TOKEN", "intake-token")];
+    let Some((daemon, disk)) = on_a_small_disk(&d, &env) else {
+        eprintln!(
+            "skipped: this machine cannot mount a small filesystem (unshare -m, mount -t tmpfs)"
+        );
+        return;
+    };
+    let post = |n: u64| {
+        // 40 KiB of payload each, so the disk fills within a few dozen.
+        let body = serde_json::json!({ "n": n, "pad": "x".repeat(40 * 1024) });
+        send(
+            client()
+                .post(format!("{}/hooks/intake", daemon.url))
+                .bearer_auth("intake-token")
+                .json(&body),
+        )
+    };
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let n = accepted.len() as u64;
+        assert!(n < 200, "the small disk never filled");
+        let r = post(n);
+        match r.status {
+            202 => accepted.push((n, r.body["run_id"].as_i64().unwrap())),
+            _ => break r,
+        }
+    };
+    assert!(
+        !accepted.is_empty(),
+        "nothing fit on the disk: {}",
+        refused.text
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert!(
+        refused.text.contains("disk holding the database is full"),
+        "the refusal says why: {}",
+        refused.text
+    );
+    daemon.wait_for_line("the disk holding the database is full", LIMIT);
+    // Still serving: the API answers while the disk is full.
+    assert_eq!(
+        send(client().get(format!("{}/healthz", daemon.url))).status,
+        200
+    );
+
+    // Space is freed: new deliveries are accepted again, and every delivery
+    // accepted before the disk filled is on record and has run.
+    std::fs::remove_file(disk.join("filler")).unwrap();
+    let after = post(1_000);
+    assert_eq!(after.status, 202, "{}", after.text);
+    accepted.push((1_000, after.body["run_id"].as_i64().unwrap()));
+    // Through the daemon's API: its database is only visible from inside
+    // its mount namespace.
+    let deadline = std::time::Instant::now() + LIMIT;
+    for (n, id) in &accepted {
+        loop {
+            let r = send(client().get(format!("{}/api/v1/runs/{id}", daemon.url)));
+            assert_eq!(r.status, 200, "accepted run {id} is on record: {}", r.text);
+            if r.body["run"]["status"] == "succeeded" {
+                assert_eq!(r.body["run"]["output"], serde_json::json!(n));
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {id} (delivery {n}) did not run after space was freed: {:?}\n{}",
+                r.body["run"]["status"],
+                daemon
+                    .text()
+                    .lines()
+                    .filter(|l| !l.contains("xxxx"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -16,13 +16,13 @@ use super::problem::Problem;
 use super::{AppState, auth, expr};
 use crate::run::Dispatcher;
 use crate::runbook::{Concurrency, Runbook, Trigger, WebhookAuth, WebhookTrigger};
-use crate::store::{Accepted, Admission, Delivery, Fate, NewRun, RunStatus, Store};
+use crate::store::{Accepted, Admission, Delivery, Fate, NewRun, RunStatus, Store, StoreError};
 use crate::telemetry::WEBHOOK_DELIVERIES;
 
 /// At most this many deliveries share one commit.
 const MAX_BATCH: usize = 256;
 
-type Job = (Delivery, oneshot::Sender<Result<Accepted, String>>);
+type Job = (Delivery, oneshot::Sender<Result<Accepted, StoreError>>);
 
 /// The group-commit writer: requests queue their delivery, one task commits
 /// whatever has gathered in one transaction, then answers each.
@@ -51,8 +51,16 @@ impl Acceptor {
                         }
                     }
                     Err(e) => {
+                        // Each waiting request hears the same cause (a full
+                        // disk is told apart: it gets its own answer).
+                        let full = matches!(e, StoreError::Full);
+                        let text = e.to_string();
                         for reply in replies {
-                            let _ = reply.send(Err(e.to_string()));
+                            let _ = reply.send(Err(if full {
+                                StoreError::Full
+                            } else {
+                                StoreError::Database(text.clone())
+                            }));
                         }
                     }
                 }
@@ -72,7 +80,7 @@ impl Acceptor {
             .map_err(|_| Problem::internal("the acceptor stopped"))?;
         rx.await
             .map_err(|_| Problem::internal("the acceptor stopped"))?
-            .map_err(Problem::internal)
+            .map_err(Problem::from)
     }
 }
 

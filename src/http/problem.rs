@@ -82,6 +82,15 @@ impl From<crate::store::StoreError> for Problem {
             crate::store::StoreError::Conflict(m) => {
                 Problem::new(StatusCode::CONFLICT, "Conflict", m)
             }
+            crate::store::StoreError::Full => {
+                tracing::error!("request refused: the disk holding the database is full");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Unavailable",
+                    "the disk holding the database is full; nothing was recorded; retry once space is freed",
+                )
+                .retry(30)
+            }
             other => Problem::internal(other),
         }
     }

@@ -21,6 +21,8 @@ pub const MAX_RESCUES: usize = 3;
 /// At most this many runs are started (executing, or waiting for a worker)
 /// at once; the rest stay in the queue until some end.
 const MAX_STARTED: usize = 1000;
+/// A run whose record could not be written is looked for in the queue again after this.
+const REREAD_AFTER_RECORD_ERROR: std::time::Duration = std::time::Duration::from_secs(5);
 /// Queued runs are read this many at a time.
 const PAGE: u32 = 500;
 /// A waiting runbook's oldest queued runs read when one of its runs ends: one
@@ -274,6 +276,17 @@ impl Dispatcher {
         self.tracker.spawn(async move {
             let Some(this) = me.upgrade() else { return };
             let outcome = this.executor.execute(id, req).await;
+            if outcome.record_error.is_some() {
+                // Its record could not be written (a full disk, say), so it
+                // may still be queued: read the whole queue again shortly.
+                let me = this.me.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(REREAD_AFTER_RECORD_ERROR).await;
+                    if let Some(this) = me.upgrade() {
+                        this.pump_all().await;
+                    }
+                });
+            }
             if outcome.status == RunStatus::Interrupted
                 && let Err(e) = this.rescue(id, &outcome_runbook).await
             {

@@ -14,6 +14,7 @@ mod params;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -110,6 +111,9 @@ pub enum RunEvent {
 }
 
 /// How a run ended, as recorded.
+/// The last wait before giving up on recording a run's end (1 + 2 + ... + 16 s).
+const FINISH_RETRY_UNTIL: Duration = Duration::from_secs(16);
+
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub run_id: RunId,
@@ -258,6 +262,19 @@ impl Executor {
             }
             let attempt_id = match self.store.start_attempt(run_id, attempt, Utc::now()).await {
                 Ok(id) => id,
+                Err(e) if attempt == req.first_attempt.max(1) => {
+                    // Nothing of this run was done or recorded: it stays
+                    // queued, and is started again once the store takes
+                    // writes (the dispatcher reads the queue again).
+                    tracing::error!(run.id = run_id, runbook = %rb.name, error = %e, "could not record the start of a run; it stays queued");
+                    return Outcome {
+                        run_id,
+                        status: RunStatus::Queued,
+                        output: None,
+                        error: Some(e.to_string()),
+                        record_error: Some(e.to_string()),
+                    };
+                }
                 Err(e) => {
                     keep(Err(e));
                     break attempt::AttemptResult::failed(
@@ -308,7 +325,28 @@ impl Executor {
             error: result.error.clone(),
             at: Utc::now(),
         };
-        keep(self.store.finish(&host.take_pending(), run_id, &end).await);
+        // The run's end is what its history hinges on: a write refused for a
+        // passing cause (a full disk) is tried again for about half a
+        // minute; a run whose end still could not be written stays
+        // `running` and is taken as interrupted at the next start.
+        let lines = host.take_pending();
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self.store.finish(&lines, run_id, &end).await {
+                Err(e) if wait <= FINISH_RETRY_UNTIL && !req.interrupt.is_cancelled() => {
+                    tracing::warn!(run.id = run_id, runbook = %rb.name, error = %e, "could not record the end of a run; trying again in {}s", wait.as_secs());
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = req.interrupt.cancelled() => {}
+                    }
+                    wait *= 2;
+                }
+                done => {
+                    keep(done);
+                    break;
+                }
+            }
+        }
         metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => result.status.as_str()).increment(1);
         metrics::histogram!(crate::telemetry::RUN_DURATION, "runbook" => rb.name.clone())
             .record(started.elapsed().as_secs_f64());

@@ -13,7 +13,7 @@ use super::Deployment;
 pub struct Daemon {
     pub child: Child,
     pub output: Arc<Mutex<Vec<String>>>,
-    db: String,
+    pub db: String,
     /// `http://127.0.0.1:PORT`, as the daemon printed it.
     pub url: String,
 }
@@ -22,8 +22,14 @@ impl Daemon {
     /// Start `runbookd serve` in the deployment and wait until it serves.
     pub fn start(d: &Deployment, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbookd"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .current_dir(d.path())
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        Self::spawn(d, cmd, env, format!("sqlite://{}", d.db().display()))
+    }
+
+    /// Start a prepared command that ends up running `runbookd serve` in the
+    /// same process (through `exec`), with its database at `db`.
+    pub fn spawn(d: &Deployment, mut cmd: Command, env: &[(&str, &str)], db: String) -> Daemon {
+        cmd.current_dir(d.path())
             .env("TZ", "UTC")
             .env("RUST_LOG", "info,tokio_cron_scheduler=warn,sqlx=warn");
         for (k, _) in std::env::vars() {
@@ -54,7 +60,7 @@ impl Daemon {
         let mut daemon = Daemon {
             child,
             output,
-            db: format!("sqlite://{}", d.db().display()),
+            db,
             url: String::new(),
         };
         daemon.wait_for_line("listening  http://", Duration::from_secs(20));
