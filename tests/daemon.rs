@@ -33,6 +33,16 @@ fn assert_one_at_a_time(runs: &[RunRow]) {
     }
 }
 
+/// Run a future to its end on a runtime of its own (these tests are sync:
+/// the daemon is a separate process).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 fn of<'a>(runs: &'a [RunRow], runbook: &str) -> Vec<&'a RunRow> {
     runs.iter().filter(|r| r.runbook == runbook).collect()
 }
@@ -176,11 +186,7 @@ fn a_killed_daemon_leaves_no_run_running_and_the_run_is_retried() {
         r.iter()
             .any(|r| r.id == victim && r.status == RunStatus::Succeeded)
     });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let detail = rt.block_on(async {
+    let detail = block_on(async {
         let store = runbookd::store::open(
             &format!("sqlite://{}", d.db().display()),
             runbookd::store::Access::Read,
@@ -337,14 +343,10 @@ fn after_an_outage_the_latest_missed_slot_runs_and_the_others_are_recorded_misse
         "triggers:\n  - every: 1m\ncatch_up: skip\nrun: '1'\n",
     );
     // The previous daemon accounted for slots up to ten minutes ago, then stopped.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let outage_start = {
         let now = chrono::Utc::now();
         let start = now - chrono::TimeDelta::minutes(10);
-        rt.block_on(async {
+        block_on(async {
             let store = d.store().await;
             store
                 .init_mark("minutely", "every 1m", start)
@@ -440,11 +442,7 @@ fn a_backlog_larger_than_the_dispatcher_takes_at_once_runs_once_each_in_order() 
     d.runbook("bulk.yaml", "concurrency: allow\nrun: run.id\n");
     d.runbook("inline.yaml", "concurrency: queue\nrun: run.id\n");
     let (bulk, inline) = (1_300, 25);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let store = d.store().await;
         let now = chrono::Utc::now();
         store
@@ -515,11 +513,7 @@ fn caught_up_slots_under_forbid_run_one_after_another() {
         "fast.yaml",
         "triggers:\n  - every: 10s\ncatch_up: all\nrun: trigger.scheduled_at\n",
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let store = d.store().await;
         store
             .init_mark(
@@ -563,11 +557,7 @@ fn a_runbook_that_has_not_succeeded_in_time_raises_an_issue() {
     );
     assert_eq!(d.cli(&["run", "watched"]).code, 0);
     // That success was long ago.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let url = format!("sqlite://{}", d.db().display());
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
         sqlx::query("UPDATE runs SET finished_at = '2026-01-01T00:00:00.000000Z'")
