@@ -252,7 +252,7 @@ mod tests {
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
         let mut conn = opts.connect().await.unwrap();
-        conn.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE t (x INTEGER PRIMARY KEY); INSERT INTO t VALUES (-1)")
             .await
             .unwrap();
         (dir, Writer::start(conn), opts)
@@ -287,11 +287,11 @@ mod tests {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..200i64 {
             let w = w.clone();
-            // Every tenth write inserts its own row, then one that exists:
-            // it fails, and its first row must not be committed either.
+            // Every tenth write inserts its own row, then one that was there
+            // before: it fails, and its first row must not be committed either.
             tasks.spawn(async move {
                 let xs = if i % 10 == 9 {
-                    vec![1000 + i, 0]
+                    vec![1000 + i, -1]
                 } else {
                     vec![i]
                 };
@@ -311,7 +311,7 @@ mod tests {
             }
         }
         assert_eq!(failed, 20);
-        let want: Vec<i64> = (0..200).filter(|i| i % 10 != 9).collect();
+        let want: Vec<i64> = (-1..200).filter(|i| i % 10 != 9).collect();
         assert_eq!(rows(&opts).await, want);
     }
 
@@ -328,7 +328,7 @@ mod tests {
             .unwrap();
         drop(lease);
         insert(&w, &[5]).await.unwrap();
-        assert_eq!(rows(&opts).await, vec![5]);
+        assert_eq!(rows(&opts).await, vec![-1, 5]);
 
         // A task cut off while it holds a lease.
         let (held, hold) = tokio::sync::oneshot::channel::<()>();
@@ -348,6 +348,6 @@ mod tests {
         abandoned.abort();
         assert!(abandoned.await.unwrap_err().is_cancelled());
         insert(&w, &[8]).await.unwrap();
-        assert_eq!(rows(&opts).await, vec![5, 8]);
+        assert_eq!(rows(&opts).await, vec![-1, 5, 8]);
     }
 }
