@@ -30,7 +30,10 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
     };
     for rb in &runbooks {
         let next = next_fire(rb, now);
-        let (last, last_ok) = lasts.remove(&rb.name).unwrap_or_default();
+        let crate::store::LastRun {
+            run: last,
+            last_success: last_ok,
+        } = lasts.remove(&rb.name).unwrap_or_default();
         let overdue = rb
             .success_within
             .and_then(|w| chrono::TimeDelta::from_std(w).ok())

@@ -398,7 +398,12 @@ async fn housekeeping(p: Arc<Parts>, stop: CancellationToken) {
             else {
                 continue;
             };
-            let last = p.store.last_run(&rb.name).await.ok().and_then(|(_, ok)| ok);
+            let last = p
+                .store
+                .last_run(&rb.name)
+                .await
+                .ok()
+                .and_then(|l| l.last_success);
             let since = last.unwrap_or(started);
             dead_man(
                 &p,

@@ -63,9 +63,13 @@ async fn require_token(State(app): State<Arc<AppState>>, req: Request, next: Nex
     next.run(req).await
 }
 
-type LastRun = (Option<crate::store::RunRow>, Option<DateTime<Utc>>);
-
-fn runbook_json(rb: &Runbook, (last, last_success): LastRun) -> serde_json::Value {
+fn runbook_json(
+    rb: &Runbook,
+    crate::store::LastRun {
+        run: last,
+        last_success,
+    }: crate::store::LastRun,
+) -> serde_json::Value {
     let next = next_fire(rb, Utc::now());
     serde_json::json!({
         "name": rb.name,

@@ -119,12 +119,12 @@ pub trait Store: Send + Sync {
     /// `interrupted`; returns them as they were.
     async fn recover_interrupted(&self, at: DateTime<Utc>) -> Result<Vec<RunRow>>;
     /// The latest run of a runbook, and when it last succeeded.
-    async fn last_run(&self, runbook: &str) -> Result<(Option<RunRow>, Option<DateTime<Utc>>)>;
-    /// `last_run` for many runbooks at once (one query, an index seek each).
+    async fn last_run(&self, runbook: &str) -> Result<LastRun>;
+    /// `last_run` for many runbooks at once (one query, index seeks per runbook).
     async fn last_runs(
         &self,
         runbooks: &[String],
-    ) -> Result<std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)>>;
+    ) -> Result<std::collections::HashMap<String, LastRun>>;
     /// Delete finished runs (with their attempts, steps and logs) created before `before`.
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
 

@@ -305,6 +305,24 @@ pub struct RunEnd {
     pub at: DateTime<Utc>,
 }
 
+/// A runbook's latest run as lists show it (without its params, trigger
+/// data and output, which can be large), and when it last succeeded.
+#[derive(Debug, Clone, Default)]
+pub struct LastRun {
+    pub run: Option<RunSummary>,
+    pub last_success: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: RunId,
+    pub status: RunStatus,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
     pub id: RunId,

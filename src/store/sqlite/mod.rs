@@ -306,14 +306,15 @@ impl Store for SqliteStore {
         self.recover(at).await
     }
 
-    async fn last_run(&self, runbook: &str) -> Result<(Option<RunRow>, Option<DateTime<Utc>>)> {
-        self.last_of(runbook).await
+    async fn last_run(&self, runbook: &str) -> Result<LastRun> {
+        let mut all = self.last_of_many(&[runbook.to_string()]).await?;
+        Ok(all.remove(runbook).unwrap_or_default())
     }
 
     async fn last_runs(
         &self,
         runbooks: &[String],
-    ) -> Result<std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)>> {
+    ) -> Result<std::collections::HashMap<String, LastRun>> {
         self.last_of_many(runbooks).await
     }
 

@@ -1,5 +1,6 @@
 //! SQLite: slots and marks, the queue, recovery after a crash, retention.
 
+use super::rows::{required, status_col};
 use super::{SqliteStore, is_active_conflict, run_row, time_col};
 use crate::store::*;
 use chrono::{DateTime, Utc};
@@ -76,64 +77,43 @@ impl SqliteStore {
         rows.iter().map(run_row).collect()
     }
 
-    pub(super) async fn last_of(
-        &self,
-        runbook: &str,
-    ) -> Result<(Option<RunRow>, Option<DateTime<Utc>>)> {
-        let last = sqlx::query("SELECT * FROM runs WHERE runbook = ? ORDER BY id DESC LIMIT 1")
-            .bind(runbook)
-            .fetch_optional(&self.pool)
-            .await?;
-        let ok = sqlx::query(
-            "SELECT finished_at FROM runs WHERE runbook = ? AND +status = 'succeeded' AND dry_run = 0 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(runbook)
-        .fetch_optional(&self.pool)
-        .await?;
-        let success = match ok {
-            Some(r) => time_col(&r, "finished_at")?,
-            None => None,
-        };
-        Ok((last.as_ref().map(run_row).transpose()?, success))
-    }
-
     pub(super) async fn last_of_many(
         &self,
         runbooks: &[String],
-    ) -> Result<std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)>> {
+    ) -> Result<std::collections::HashMap<String, LastRun>> {
         let names =
             serde_json::to_string(runbooks).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut out: std::collections::HashMap<String, (Option<RunRow>, Option<DateTime<Utc>>)> =
-            runbooks.iter().map(|n| (n.clone(), (None, None))).collect();
-        let last = sqlx::query(
-            // A join, not `id IN (...)`: SQLite then seeks each runbook's
-            // latest id instead of scanning every run.
-            "SELECT r.* FROM json_each(?) n
-             JOIN runs r ON r.id = (SELECT id FROM runs r2 WHERE r2.runbook = n.value ORDER BY id DESC LIMIT 1)",
+        // One row per runbook: a seek on `(runbook, id)` for its latest run,
+        // and a walk back along the same index to its latest success (the
+        // `+` keeps SQLite off the status index, which would visit every
+        // succeeded run). Only the columns lists show are read.
+        let rows = sqlx::query(
+            "SELECT n.value AS name, r.id, r.status, r.created_at, r.started_at, r.finished_at, r.error,
+                    (SELECT finished_at FROM runs s WHERE s.runbook = n.value AND +s.status = 'succeeded' AND s.dry_run = 0
+                     ORDER BY id DESC LIMIT 1) AS last_success
+             FROM json_each(?) n
+             LEFT JOIN runs r ON r.id = (SELECT id FROM runs r2 WHERE r2.runbook = n.value ORDER BY id DESC LIMIT 1)",
         )
         .bind(&names)
         .fetch_all(&self.pool)
         .await?;
-        for row in &last {
-            let run = run_row(row)?;
-            if let Some(e) = out.get_mut(&run.runbook) {
-                e.0 = Some(run);
-            }
-        }
-        let ok = sqlx::query(
-            "SELECT n.value AS runbook,
-                    (SELECT finished_at FROM runs r WHERE r.runbook = n.value AND +r.status = 'succeeded' AND r.dry_run = 0
-                     ORDER BY id DESC LIMIT 1) AS finished_at
-             FROM json_each(?) n",
-        )
-        .bind(&names)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in &ok {
-            let name: String = sqlx::Row::try_get(row, "runbook")?;
-            if let Some(e) = out.get_mut(&name) {
-                e.1 = time_col(row, "finished_at")?;
-            }
+        let mut out = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let name: String = sqlx::Row::try_get(row, "name")?;
+            let id: Option<RunId> = sqlx::Row::try_get(row, "id")?;
+            let run = match id {
+                Some(id) => Some(RunSummary {
+                    id,
+                    status: status_col(row, "status")?,
+                    created_at: required(time_col(row, "created_at")?, "created_at")?,
+                    started_at: time_col(row, "started_at")?,
+                    finished_at: time_col(row, "finished_at")?,
+                    error: sqlx::Row::try_get(row, "error")?,
+                }),
+                None => None,
+            };
+            let last_success = time_col(row, "last_success")?;
+            out.insert(name, LastRun { run, last_success });
         }
         Ok(out)
     }
