@@ -64,6 +64,8 @@ pub struct Dispatcher {
     /// What the dispatcher knows of the queue; the lock serialises pumps,
     /// so two never claim and start the same queued run.
     queue: tokio::sync::Mutex<Queue>,
+    /// A full read of the queue is scheduled after a run's record failed.
+    reread_pending: std::sync::atomic::AtomicBool,
     me: Weak<Dispatcher>,
 }
 
@@ -82,6 +84,7 @@ impl Dispatcher {
             tracker: TaskTracker::new(),
             running: Mutex::new(HashMap::new()),
             queue: tokio::sync::Mutex::new(Queue::default()),
+            reread_pending: Default::default(),
             me: me.clone(),
         })
     }
@@ -276,13 +279,18 @@ impl Dispatcher {
         self.tracker.spawn(async move {
             let Some(this) = me.upgrade() else { return };
             let outcome = this.executor.execute(id, req).await;
-            if outcome.record_error.is_some() {
-                // Its record could not be written (a full disk, say), so it
-                // may still be queued: read the whole queue again shortly.
+            // Its record could not be written (a full disk, say), so it may
+            // still be queued: read the whole queue again shortly (once, for
+            // however many runs failed meanwhile).
+            if outcome.record_error.is_some()
+                && !this.reread_pending.swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
                 let me = this.me.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(REREAD_AFTER_RECORD_ERROR).await;
                     if let Some(this) = me.upgrade() {
+                        this.reread_pending
+                            .store(false, std::sync::atomic::Ordering::Release);
                         this.pump_all().await;
                     }
                 });
