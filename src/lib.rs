@@ -7,9 +7,17 @@
 //! - [`duration`]: duration strings as runbooks write them.
 //! - [`script`]: the hardened Rhai sandbox and the script API behind a `Host` trait.
 //! - [`runbook`]: the runbook format, its validation and the directory loader.
-//! - [`store`]: the database behind an interface, SQLite first.
-//! - [`run`]: the executor, the only code that performs runs and writes their rows.
+//! - [`store`]: the database behind a contract of role traits (runs, intake,
+//!   schedule, webhooks, issues, outbox, state, history), SQLite first.
+//! - [`run`]: the only code that creates runs (the intake, whatever fired
+//!   them), starts them (the dispatcher) and performs them (the executor).
 //! - [`runbook_tests`]: `runbookd test`, runs against recorded HTTP replies and a fixed clock.
+//! - [`schedule`]: slots, catch-up and DST as pure functions, and the scheduler.
+//! - [`http`]: webhooks (HTTP only; the intake judges them), the API, health, metrics.
+//! - [`notify`]: the email outbox's mailer and the digest templates.
+//! - [`outbound`]: the one HTTP client runs use, with its egress policy.
+//! - [`daemon`]: assembly and lifecycle of `runbookd serve`.
+//! - [`output`], [`telemetry`]: terminal tables and times; metrics and logs.
 //! - [`commands`]: one file per CLI command.
 
 pub mod cli;

@@ -67,3 +67,12 @@ fn describe() {
     );
     describe_gauge!(ISSUES_OPEN, "Open and acknowledged issues, by severity.");
 }
+
+/// Publish the open issues by severity (every severity, zero when none).
+pub fn issues_open(counts: &[(crate::store::Severity, i64)]) {
+    use strum::VariantArray;
+    for sev in crate::store::Severity::VARIANTS {
+        let n = counts.iter().find(|(s, _)| s == sev).map_or(0, |(_, n)| *n);
+        metrics::gauge!(ISSUES_OPEN, "severity" => sev.as_str()).set(n as f64);
+    }
+}

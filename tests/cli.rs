@@ -100,17 +100,19 @@ fn run_refuses_bad_requests_with_a_hint() {
     let ran = d.cli(&["run", "bad"]);
     assert_eq!(ran.code, 2);
     assert!(ran.stderr.contains("runbooks/bad.yaml:1:7: script does not compile: Undefined variable: nope\nerror: runbook bad has errors and cannot run\n"), "{}", ran.stderr);
-    // Nothing was recorded for requests that never started.
-    assert_eq!(d.cli(&["runs", "--json"]).stdout.trim(), "[]");
+    // Nothing was recorded for requests that never started: not even a database.
+    let runs = d.cli(&["runs", "--json"]);
+    assert_eq!((runs.code, runs.stdout.as_str()), (3, ""));
+    assert_eq!(
+        runs.stderr,
+        "error: the database sqlite://runbookd.db does not exist: nothing has been recorded yet (`runbookd serve` or `runbookd run` creates it)\n"
+    );
 }
 
 #[test]
 fn runs_and_show_read_the_history() {
     let d = deployment();
-    assert_eq!(
-        d.cli(&["runs"]).stdout,
-        "no runs recorded yet (the database sqlite://runbookd.db does not exist)\n"
-    );
+    assert_eq!(d.cli(&["runs"]).code, 3);
     assert_eq!(d.cli(&["run", "greet"]).code, 0);
     assert_eq!(d.cli(&["run", "broken"]).code, 1);
     assert_eq!(d.cli(&["run", "greet", "-p", "who=x"]).code, 0);
@@ -254,10 +256,13 @@ fn config_file_and_environment_layer_over_defaults() {
         &["--config", "etc/runbookd.yaml", "runs", "--json"],
         &[("RUNBOOKD_DATABASE", "sqlite://other.db")],
     );
-    assert_eq!(
-        ran.stdout.trim(),
-        "[]",
-        "the environment overrides the file"
+    assert!(
+        ran.code == 3
+            && ran
+                .stderr
+                .starts_with("error: the database sqlite://other.db does not exist"),
+        "the environment overrides the file: {}",
+        ran.stderr
     );
     let ran = d.cli_env(
         &[

@@ -468,15 +468,14 @@ fn a_backlog_larger_than_the_dispatcher_takes_at_once_runs_once_each_in_order() 
                 .insert_run(&runbookd::store::NewRun {
                     runbook: runbook.into(),
                     version_hash: "queued-earlier".into(),
-                    trigger_kind: "manual".into(),
+                    trigger_kind: runbookd::store::TriggerKind::Manual,
                     trigger_key: None,
                     scheduled_at: None,
-                    status: RunStatus::Queued,
                     params: serde_json::json!({}),
                     trigger_data: serde_json::json!({}),
                     dry_run: false,
                     created_at: now,
-                    active_key: None,
+                    admission: runbookd::store::Admission::Free,
                 })
                 .await
                 .unwrap();

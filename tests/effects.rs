@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use common::{Deployment, Harness, SECRET_VALUE};
 use runbookd::config::{Config, Smtp};
-use runbookd::store::RunStatus;
+use runbookd::store::{EmailStatus, RunStatus};
 
 /// A provider on 127.0.0.1:0 that speaks JSON, rate-limits, stalls and redirects.
 async fn provider() -> (String, Arc<AtomicU32>) {
@@ -212,7 +212,13 @@ async fn email_goes_through_the_outbox_once_over_real_smtp() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         mailer.pass().await;
-        if store.list_emails(Some("sent"), 10).await.unwrap().len() == 1 {
+        if store
+            .list_emails(Some(EmailStatus::Sent), 10)
+            .await
+            .unwrap()
+            .len()
+            == 1
+        {
             break;
         }
         assert!(
@@ -250,7 +256,10 @@ async fn email_goes_through_the_outbox_once_over_real_smtp() {
             );
         }
     }
-    let sent = &store.list_emails(Some("sent"), 10).await.unwrap()[0];
+    let sent = &store
+        .list_emails(Some(EmailStatus::Sent), 10)
+        .await
+        .unwrap()[0];
     assert_eq!(sent.attempts, 2);
     assert!(
         sent.results["ana@example.com"]
@@ -278,7 +287,8 @@ async fn a_refusal_fails_at_once_and_a_server_that_comes_up_later_gets_the_mail(
     mailer.pass().await;
     let e = &store.list_emails(None, 10).await.unwrap()[0];
     assert_eq!(
-        e.status, "queued",
+        e.status,
+        EmailStatus::Queued,
         "a server that is down means later, not never"
     );
     assert!(e.last_error.is_some());
@@ -286,7 +296,7 @@ async fn a_refusal_fails_at_once_and_a_server_that_comes_up_later_gets_the_mail(
     let sink = common::smtp::serve(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
     while store
-        .list_emails(Some("sent"), 10)
+        .list_emails(Some(EmailStatus::Sent), 10)
         .await
         .unwrap()
         .is_empty()
@@ -305,7 +315,10 @@ async fn a_refusal_fails_at_once_and_a_server_that_comes_up_later_gets_the_mail(
     );
     assert_eq!(h.run("two").await.status, RunStatus::Succeeded);
     mailer.pass().await;
-    let failed = store.list_emails(Some("failed"), 10).await.unwrap();
+    let failed = store
+        .list_emails(Some(EmailStatus::Failed), 10)
+        .await
+        .unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].attempts, 1);
     assert!(
@@ -357,7 +370,10 @@ async fn issues_open_bump_resolve_and_reopen() {
                 params,
                 &tokio_util::sync::CancellationToken::new(),
             );
-            let id = h.executor.submit(&req).await.unwrap();
+            let id = runbookd::run::Intake::start(h.executor.store().clone(), None)
+                .submit(&req)
+                .await
+                .unwrap();
             h.executor.execute(id, req).await.output.unwrap()
         }
     };

@@ -3,20 +3,9 @@
 use super::{Env, Exit, Outcome};
 use crate::cli::DeliveriesArgs;
 use crate::output::{Table, local_time};
-use crate::store::{Access, sqlite_path};
+use crate::store::Access;
 
 pub async fn run(env: &Env, args: DeliveriesArgs) -> Outcome {
-    if !sqlite_path(&env.config.database).exists() {
-        if args.json {
-            println!("[]");
-        } else {
-            println!(
-                "no deliveries recorded yet (the database {} does not exist)",
-                env.config.database
-            );
-        }
-        return Ok(Exit::Ok);
-    }
     let store = crate::store::open(&env.config.database, Access::Read).await?;
     let rows = store
         .list_deliveries(
@@ -54,7 +43,7 @@ pub async fn run(env: &Env, args: DeliveriesArgs) -> Outcome {
         table.row(vec![
             d.id.to_string(),
             local_time(d.received_at),
-            d.outcome.clone(),
+            d.outcome.to_string(),
             run,
             d.runbook.clone(),
             detail,

@@ -3,17 +3,12 @@
 use super::{Env, Exit, Outcome};
 use crate::cli::EmailsArgs;
 use crate::output::{Table, local_time};
-use crate::store::{Access, sqlite_path};
+use crate::store::{Access, EmailStatus};
 
 pub async fn run(env: &Env, args: EmailsArgs) -> Outcome {
-    if !sqlite_path(&env.config.database).exists() {
-        println!("{}", if args.json { "[]" } else { "no emails" });
-        return Ok(Exit::Ok);
-    }
+    let status = super::filter::<EmailStatus>("status", args.status.as_deref())?;
     let store = crate::store::open(&env.config.database, Access::Read).await?;
-    let emails = store
-        .list_emails(args.status.as_deref(), args.limit)
-        .await?;
+    let emails = store.list_emails(status, args.limit).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&emails).expect("json"));
         return Ok(Exit::Ok);
@@ -32,12 +27,12 @@ pub async fn run(env: &Env, args: EmailsArgs) -> Outcome {
     ]);
     for e in &emails {
         let what = match &e.last_error {
-            Some(err) if e.status != "sent" => format!("{} — {err}", e.subject),
+            Some(err) if e.status != EmailStatus::Sent => format!("{} — {err}", e.subject),
             _ => e.subject.clone(),
         };
         t.row(vec![
             e.id.to_string(),
-            e.status.clone(),
+            e.status.to_string(),
             e.attempts.to_string(),
             local_time(e.created_at),
             e.to.join(", "),

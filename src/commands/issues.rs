@@ -5,18 +5,11 @@ use chrono::Utc;
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::{IssueAction, IssuesArgs};
 use crate::output::{Table, elapsed};
-use crate::store::{Access, IssueFilter, sqlite_path};
+use crate::store::{Access, IssueFilter, IssueStatus, Severity};
+use strum::VariantArray;
 
 pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
-    if !sqlite_path(&env.config.database).exists() {
-        return match args.action {
-            None => {
-                println!("{}", if args.json { "[]" } else { "no issues" });
-                Ok(Exit::Ok)
-            }
-            Some(_) => Err(Failure::new(Exit::Failed, "there are no issues yet")),
-        };
-    }
+    let severity = super::filter::<Severity>("severity", args.severity.as_deref())?;
     let store = crate::store::open(&env.config.database, Access::Shared).await?;
     match args.action {
         Some(IssueAction::Ack { key }) => {
@@ -29,7 +22,7 @@ pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
         }
         Some(IssueAction::Resolve { key, note }) => {
             if store
-                .resolve_issue(&key, note.as_deref(), Utc::now())
+                .resolve_issue(None, &key, note.as_deref(), Utc::now())
                 .await?
             {
                 println!("issue {key} resolved");
@@ -40,8 +33,12 @@ pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
         }
         None => {
             let filter = IssueFilter {
-                status: args.all.then(|| "all".to_string()),
-                severity: args.severity,
+                statuses: if args.all {
+                    IssueStatus::VARIANTS.to_vec()
+                } else {
+                    Vec::new()
+                },
+                severity,
                 runbook: args.runbook,
                 older_than: None,
                 limit: 1000,
@@ -54,7 +51,7 @@ pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
             if issues.is_empty() {
                 println!(
                     "{}",
-                    if filter.status.is_some() {
+                    if args.all {
                         "no issues"
                     } else {
                         "no open issues"
@@ -65,8 +62,8 @@ pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
             let mut t = Table::new(vec!["SEVERITY", "STATUS", "AGE", "SEEN", "KEY", "TITLE"]);
             for i in &issues {
                 t.row(vec![
-                    i.severity.clone(),
-                    i.status.clone(),
+                    i.severity.to_string(),
+                    i.status.to_string(),
                     elapsed(i.first_seen, Some(Utc::now())),
                     format!("{}×", i.occurrences),
                     i.key.clone(),

@@ -67,6 +67,20 @@ impl From<crate::store::StoreError> for Failure {
 
 pub type Outcome = Result<Exit, Failure>;
 
+/// A filter flag naming a stored status or kind: unknown text is a usage
+/// error that lists the names (or the one meant).
+pub fn filter<T: crate::store::StoredName>(
+    flag: &str,
+    given: Option<&str>,
+) -> Result<Option<T>, Failure> {
+    let Some(s) = given else { return Ok(None) };
+    T::parse(s).map(Some).ok_or_else(|| {
+        let hint = crate::runbook::did_you_mean(s, T::names().iter().copied())
+            .unwrap_or_else(|| format!("{flag} is one of {}", T::names().join(", ")));
+        Failure::new(Exit::Usage, format!("unknown {flag} \"{s}\"")).hint(hint)
+    })
+}
+
 /// What every command starts from: the config and the secrets.
 pub struct Env {
     pub config: Config,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::RunArgs;
 use crate::output::{clock_time, elapsed};
-use crate::run::{Clock, Executor, RunEvent, RunRequest, TriggerInfo, bind_cli_params};
+use crate::run::{Clock, Executor, Intake, RunEvent, RunRequest, TriggerInfo, bind_cli_params};
 use crate::script::Sandbox;
 use crate::store::{Access, RunStatus, StoreError};
 
@@ -90,24 +90,14 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
         .map_err(|e| Failure::new(Exit::Unavailable, format!("{e:#}")))?;
     let executor = Executor::new(store, sandbox, env.secrets.clone(), env.config.timezone, 1)
         .with_effects(effects);
-    // This process holds the database: runs left `running` belong to a process that died.
-    let stuck = executor
-        .store()
-        .recover_interrupted(chrono::Utc::now())
-        .await?;
-    if !stuck.is_empty() {
-        // They wait, queued, for the daemon, as they would after its own restart.
-        let mut queued = 0;
-        for row in &stuck {
-            if let Some(owner) = loaded.runbooks.iter().find(|r| r.name == row.runbook)
-                && crate::run::rescue(executor.store().as_ref(), owner, row.id).await?
-            {
-                queued += 1;
-            }
-        }
+    // Runs a stopped process left behind wait, queued, for the daemon, as
+    // they would after its own restart.
+    let runbooks = loaded.runbooks.clone();
+    let lookup = move |name: &str| runbooks.iter().find(|r| r.name == name).cloned();
+    let (stuck, queued) = crate::run::recover(executor.store().as_ref(), &lookup).await?;
+    if stuck > 0 {
         eprintln!(
-            "note: {} run(s) left running by a stopped process were interrupted; {queued} queued again for the daemon",
-            stuck.len()
+            "note: {stuck} run(s) left running by a stopped process were interrupted; {queued} queued again for the daemon"
         );
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -121,7 +111,8 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
     req.dry_run = args.dry_run;
     req.events = (!args.json).then_some(tx);
     let cancel = req.cancel.clone();
-    let run_id = executor.submit(&req).await.map_err(|e| match e {
+    let intake = Intake::start(executor.store().clone(), None);
+    let run_id = intake.submit(&req).await.map_err(|e| match e {
         StoreError::Conflict(m) => Failure::new(Exit::Failed, m)
             .hint("`runbookd runs --status queued` and `--status running` show it"),
         other => other.into(),

@@ -10,14 +10,15 @@ use crate::cli::RunbooksArgs;
 use crate::output::{Table, local_time};
 use crate::schedule::slots::next_fire;
 use crate::script::Sandbox;
-use crate::store::{Access, sqlite_path};
+use crate::store::{Access, StoreError};
 
 pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcome {
     let loaded = env.load_runbooks(sandbox);
-    let store = if sqlite_path(&env.config.database).exists() {
-        Some(crate::store::open(&env.config.database, Access::Read).await?)
-    } else {
-        None
+    // Without a database yet, the runbooks are listed without history.
+    let store = match crate::store::open(&env.config.database, Access::Read).await {
+        Ok(store) => Some(store),
+        Err(StoreError::Missing(_)) => None,
+        Err(e) => return Err(e.into()),
     };
     let now = Utc::now();
     let mut rows = Vec::new();

@@ -1,30 +1,12 @@
 //! `runbookd runs`: recorded runs, newest first.
 
-use super::{Env, Exit, Failure, Outcome};
+use super::{Env, Exit, Outcome};
 use crate::cli::RunsArgs;
 use crate::output::{Table, elapsed, local_time};
-use crate::store::{Access, RunFilter, RunStatus, sqlite_path};
+use crate::store::{Access, RunFilter, RunStatus};
 
 pub async fn run(env: &Env, args: RunsArgs) -> Outcome {
-    let status = match &args.status {
-        None => None,
-        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            let hint = crate::runbook::did_you_mean(s, RunStatus::ALL.iter().copied())
-                .unwrap_or_else(|| format!("statuses are {}", RunStatus::ALL.join(", ")));
-            Failure::new(Exit::Usage, format!("unknown status \"{s}\"")).hint(hint)
-        })?),
-    };
-    if !sqlite_path(&env.config.database).exists() {
-        if args.json {
-            println!("[]");
-        } else {
-            println!(
-                "no runs recorded yet (the database {} does not exist)",
-                env.config.database
-            );
-        }
-        return Ok(Exit::Ok);
-    }
+    let status = super::filter::<RunStatus>("status", args.status.as_deref())?;
     let store = crate::store::open(&env.config.database, Access::Read).await?;
     let filter = RunFilter {
         runbook: args.runbook,
@@ -50,7 +32,7 @@ pub async fn run(env: &Env, args: RunsArgs) -> Outcome {
         table.row(vec![
             r.id.to_string(),
             r.status.to_string(),
-            r.trigger_kind.clone(),
+            r.trigger_kind.to_string(),
             local_time(when),
             r.started_at
                 .map(|s| elapsed(s, r.finished_at))

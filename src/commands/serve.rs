@@ -4,7 +4,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::ServeArgs;
-use crate::daemon::{Options, serve};
+use crate::daemon::{Options, bind, serve};
 
 pub async fn run(env: &Env, args: ServeArgs) -> Outcome {
     let stop = CancellationToken::new();
@@ -13,12 +13,16 @@ pub async fn run(env: &Env, args: ServeArgs) -> Outcome {
     if let Some(l) = args.listen {
         config.listen = l;
     }
+    let unavailable = |e: anyhow::Error| match e.downcast::<crate::store::StoreError>() {
+        Ok(store) => Failure::from(store),
+        Err(other) => Failure::new(Exit::Unavailable, format!("{other:#}")),
+    };
+    let listener = bind(&config).await.map_err(unavailable)?;
     let opts = Options {
         config,
         secrets: env.secrets.clone(),
-        stop,
     };
-    serve(opts)
+    serve(opts, listener, async move { stop.cancelled().await })
         .await
         .map_err(|e| match e.downcast::<crate::store::StoreError>() {
             Ok(store) => Failure::from(store),

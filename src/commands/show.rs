@@ -3,16 +3,13 @@
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::ShowArgs;
 use crate::output::{clock_time, elapsed, local_time};
-use crate::store::{Access, RunDetail, sqlite_path};
+use crate::store::{Access, RunDetail};
 
 pub async fn run(env: &Env, args: ShowArgs) -> Outcome {
     let missing = || {
         Failure::new(Exit::Failed, format!("there is no run {}", args.run_id))
             .hint("`runbookd runs` lists the recorded runs")
     };
-    if !sqlite_path(&env.config.database).exists() {
-        return Err(missing());
-    }
     let store = crate::store::open(&env.config.database, Access::Read).await?;
     let detail = store.run_detail(args.run_id).await?.ok_or_else(missing)?;
     if args.json {
@@ -42,7 +39,7 @@ fn render(d: &RunDetail) -> String {
     line("Status", r.status.to_string());
     let trigger = match (&r.trigger_key, r.scheduled_at) {
         (Some(k), Some(at)) => format!("{k}, slot {}", local_time(at)),
-        _ => r.trigger_kind.clone(),
+        _ => r.trigger_kind.to_string(),
     };
     line("Trigger", trigger);
     if r.params.as_object().is_some_and(|m| !m.is_empty()) {

@@ -19,7 +19,8 @@ use super::problem::Problem;
 use crate::run::{RunRequest, TriggerInfo, bind_json_params};
 use crate::runbook::Runbook;
 use crate::schedule::slots::next_fire;
-use crate::store::{RunEnd, RunFilter, RunStatus, StoreError};
+use crate::store::{IssueStatus, RunEnd, RunFilter, RunStatus, Severity, StoreError, StoredName};
+use strum::VariantArray;
 
 /// `?wait=true` waits at most this long for the run to end.
 /// (below the server's request timeout, so the reply always arrives).
@@ -121,7 +122,12 @@ async fn get_runbook(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let rb = find(&app, &name)?;
-    let last = app.store.last_run(&rb.name).await?;
+    let last = app
+        .store
+        .last_runs(std::slice::from_ref(&rb.name))
+        .await?
+        .remove(&rb.name)
+        .unwrap_or_default();
     Ok(Json(runbook_json(&rb, last)))
 }
 
@@ -144,7 +150,7 @@ async fn start_run(
     Query(q): Query<WaitQuery>,
     body: Option<Json<StartBody>>,
 ) -> Result<Response, Problem> {
-    if app.intake.is_cancelled() {
+    if app.closing.is_cancelled() {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Unavailable",
@@ -162,17 +168,11 @@ async fn start_run(
     }
     let given = body.map(|b| b.0.params).unwrap_or_default();
     let params = bind_json_params(&rb, &given).map_err(|p| Problem::bad_request(p.join("; ")))?;
-    app.ensure_version(&rb).await?;
-    let req = RunRequest::new(rb, TriggerInfo::manual(), params, &app.intake);
-    let id = app
-        .dispatcher
-        .executor()
-        .submit(&req)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "Conflict", m),
-            other => Problem::from(other),
-        })?;
+    let req = RunRequest::new(rb, TriggerInfo::manual(), params, &app.closing);
+    let id = app.intake.submit(&req).await.map_err(|e| match e {
+        StoreError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "Conflict", m),
+        other => Problem::from(other),
+    })?;
     app.dispatcher.pump().await;
     if !q.wait {
         return Ok((
@@ -215,15 +215,7 @@ async fn list_runs(
     State(app): State<Arc<AppState>>,
     Query(q): Query<RunsQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let status = match &q.status {
-        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            Problem::bad_request(format!(
-                "unknown status \"{s}\"; statuses are {}",
-                RunStatus::ALL.join(", ")
-            ))
-        })?),
-        None => None,
-    };
+    let status = named::<RunStatus>("status", q.status.as_deref())?;
     let since = match &q.since {
         Some(s) => Some(
             DateTime::parse_from_rfc3339(s)
@@ -288,8 +280,20 @@ async fn cancel_run(
                 error: Some("cancelled before it started".into()),
                 at: Utc::now(),
             };
-            app.store.finish_run(id, &end).await?;
-            Ok(Json(serde_json::json!({ "run_id": id, "cancelled": true })))
+            if app.store.end_queued(id, &end).await? {
+                Ok(Json(serde_json::json!({ "run_id": id, "cancelled": true })))
+            } else if app.dispatcher.cancel(id) {
+                // It started meanwhile.
+                Ok(Json(
+                    serde_json::json!({ "run_id": id, "cancelling": true }),
+                ))
+            } else {
+                Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!("run {id} is no longer queued"),
+                ))
+            }
         }
         other => Err(Problem::new(
             StatusCode::CONFLICT,
@@ -339,28 +343,13 @@ async fn list_issues(
     State(app): State<Arc<AppState>>,
     Query(q): Query<IssuesQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    if let Some(s) = q
-        .status
-        .as_deref()
-        .filter(|s| !["open", "acknowledged", "resolved", "all"].contains(s))
-    {
-        return Err(Problem::bad_request(format!(
-            "unknown status \"{s}\"; statuses are open, acknowledged, resolved, all"
-        )));
-    }
-    if let Some(s) = q
-        .severity
-        .as_deref()
-        .filter(|s| !crate::run::SEVERITIES.contains(s))
-    {
-        return Err(Problem::bad_request(format!(
-            "unknown severity \"{s}\"; severities are {}",
-            crate::run::SEVERITIES.join(", ")
-        )));
-    }
+    let statuses = match q.status.as_deref() {
+        Some("all") => IssueStatus::VARIANTS.to_vec(),
+        given => named::<IssueStatus>("status", given)?.into_iter().collect(),
+    };
     let filter = crate::store::IssueFilter {
-        status: q.status,
-        severity: q.severity,
+        statuses,
+        severity: named::<Severity>("severity", q.severity.as_deref())?,
         runbook: q.runbook,
         older_than: None,
         limit: q.limit.unwrap_or(500).clamp(1, 10_000),
@@ -396,7 +385,7 @@ async fn resolve_issue(
     let note = body.and_then(|b| b.0.note);
     if app
         .store
-        .resolve_issue(&key, note.as_deref(), Utc::now())
+        .resolve_issue(None, &key, note.as_deref(), Utc::now())
         .await?
     {
         return Ok(Json(
@@ -416,4 +405,16 @@ async fn issue_state(app: &AppState, key: &str) -> Problem {
         Ok(None) => Problem::not_found(format!("there is no issue {key}")),
         Err(e) => Problem::from(e),
     }
+}
+
+/// A query parameter naming a stored status or kind; unknown text is a 400
+/// that lists the names.
+fn named<T: StoredName>(param: &str, given: Option<&str>) -> Result<Option<T>, Problem> {
+    let Some(s) = given else { return Ok(None) };
+    T::parse(s).map(Some).ok_or_else(|| {
+        Problem::bad_request(format!(
+            "unknown {param} \"{s}\"; it is one of {}",
+            T::names().join(", ")
+        ))
+    })
 }

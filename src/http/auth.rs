@@ -186,25 +186,6 @@ pub fn verify(
     }
 }
 
-/// The provider's own id for a delivery, used to drop retries.
-pub fn delivery_id(
-    t: &WebhookTrigger,
-    headers: &HeaderMap,
-    body: &serde_json::Value,
-) -> Option<String> {
-    let by_preset = match t.auth {
-        WebhookAuth::Github => header(headers, "x-github-delivery").map(str::to_string),
-        WebhookAuth::Standard => header(headers, "webhook-id").map(str::to_string),
-        WebhookAuth::Pagerduty => header(headers, "x-webhook-id").map(str::to_string),
-        WebhookAuth::Stripe => body.get("id").and_then(|v| v.as_str()).map(str::to_string),
-        _ => None,
-    };
-    by_preset
-        .or_else(|| header(headers, "idempotency-key").map(str::to_string))
-        .or_else(|| header(headers, "x-webhook-id").map(str::to_string))
-        .filter(|s| !s.is_empty())
-}
-
 /// Sign as a preset does, for tests and for people wiring a sender.
 pub fn hex_hmac(secret: &[u8], parts: &[&[u8]]) -> String {
     hex::encode(mac(secret, parts).finalize().into_bytes())

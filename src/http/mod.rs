@@ -3,11 +3,10 @@
 
 mod api;
 mod auth;
-pub(crate) mod expr;
 mod hooks;
 mod problem;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -22,11 +21,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{hex_hmac, verify};
-pub use hooks::Acceptor;
 pub use problem::Problem;
 
-use crate::run::Dispatcher;
-use crate::runbook::{Registry, Runbook};
+use crate::run::{Dispatcher, Intake};
+use crate::runbook::Registry;
 use crate::script::Sandbox;
 use crate::secrets::Secrets;
 use crate::store::Store;
@@ -52,38 +50,17 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     pub sandbox: Arc<Sandbox>,
     pub secrets: Secrets,
-    pub acceptor: Acceptor,
+    /// Where every run is born (manual runs and webhook deliveries here).
+    pub intake: Arc<Intake>,
     /// Cancelled when shutdown begins: webhooks get 503 from then on.
-    pub intake: CancellationToken,
+    pub closing: CancellationToken,
     /// `None`: the API is open (loopback only).
     pub api_token: Option<String>,
     pub metrics: PrometheusHandle,
     pub reload: Reload,
     pub max_body: usize,
     pub timezone: Tz,
-    /// Runbook versions this process has kept in the store.
-    pub saved: Mutex<HashSet<String>>,
     pub auth_failures: AuthFailures,
-}
-
-impl AppState {
-    /// Keep the runbook's version in the store before a run refers to it.
-    async fn ensure_version(&self, rb: &Runbook) -> Result<(), crate::store::StoreError> {
-        if self
-            .saved
-            .lock()
-            .expect("saved lock")
-            .contains(&rb.version.hash)
-        {
-            return Ok(());
-        }
-        crate::run::save_version(self.store.as_ref(), rb).await?;
-        self.saved
-            .lock()
-            .expect("saved lock")
-            .insert(rb.version.hash.clone());
-        Ok(())
-    }
 }
 
 /// Failed authentications are logged at most once a minute per runbook,
@@ -157,7 +134,7 @@ async fn as_problem(resp: axum::response::Response) -> axum::response::Response 
 async fn ready(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let store = app.store.ping().await.is_ok();
     let loaded = app.registry.read().expect("registry lock").loaded;
-    let draining = app.intake.is_cancelled();
+    let draining = app.closing.is_cancelled();
     let body = axum::Json(
         serde_json::json!({ "store": store, "runbooks_loaded": loaded, "shutting_down": draining }),
     );
@@ -173,14 +150,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         metrics::gauge!(crate::telemetry::QUEUE_DEPTH).set(depth as f64);
     }
     if let Ok(counts) = app.store.open_issue_counts().await {
-        for sev in crate::run::SEVERITIES {
-            let n = counts
-                .iter()
-                .find(|(s, _)| s == sev)
-                .map(|(_, n)| *n)
-                .unwrap_or(0);
-            metrics::gauge!(crate::telemetry::ISSUES_OPEN, "severity" => *sev).set(n as f64);
-        }
+        crate::telemetry::issues_open(&counts);
     }
     (
         [(

@@ -15,7 +15,7 @@ use crate::script::{
     CompiledScript, EvalRequest, FailureKind, HostHandle, LogLevel, ScriptFailure, from_json,
     to_json,
 };
-use crate::store::{AttemptId, RunStatus, StepRow};
+use crate::store::{Lease, RunStatus, StepRow};
 
 /// A script stuck in a host call past its deadline is abandoned after this.
 const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
@@ -59,7 +59,7 @@ fn context(req: &RunRequest, host: &RunHost) -> Context {
     let mut trigger = from_json(&req.trigger.data)
         .try_cast::<Map>()
         .unwrap_or_default();
-    trigger.insert("kind".into(), req.trigger.kind.clone().into());
+    trigger.insert("kind".into(), req.trigger.kind.as_str().into());
     trigger.insert(
         "scheduled_at".into(),
         req.trigger
@@ -70,10 +70,7 @@ fn context(req: &RunRequest, host: &RunHost) -> Context {
     let mut run = Map::new();
     run.insert("id".into(), Dynamic::from_int(host.run_id));
     run.insert("runbook".into(), host.runbook.clone().into());
-    run.insert(
-        "attempt".into(),
-        Dynamic::from_int(host.attempt.load(std::sync::atomic::Ordering::Relaxed) as i64),
-    );
+    run.insert("attempt".into(), Dynamic::from_int(host.attempt() as i64));
     run.insert("host".into(), hostname().into());
     run.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     Context {
@@ -85,7 +82,7 @@ fn context(req: &RunRequest, host: &RunHost) -> Context {
 }
 
 /// The machine's name, for runbooks that report where they ran.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())
@@ -99,7 +96,7 @@ pub async fn run(
     ex: &Executor,
     req: &RunRequest,
     host: &Arc<RunHost>,
-    attempt_id: AttemptId,
+    lease: &Lease,
 ) -> AttemptResult {
     let rb = &req.runbook;
     let run_deadline = Instant::now() + rb.timeout;
@@ -115,86 +112,54 @@ pub async fn run(
             .unwrap_or(run_deadline);
         *host.deadline.lock().expect("deadline lock") = Some(step_deadline);
         let outcome = run_step(ex, req, host, step, &ctx, step_deadline).await;
-        // `fail()` and the run's own deadline end the run whatever the step says.
-        let mut fatal = false;
-        let (status, value, error) = match outcome {
-            StepOutcome::Skipped => (RunStatus::Skipped, None, None),
-            StepOutcome::Done(v) => (RunStatus::Succeeded, Some(v), None),
-            StepOutcome::Failed(f) => {
-                let by_run = Instant::now() >= run_deadline && step_deadline == run_deadline;
-                fatal = by_run || matches!(f.kind, FailureKind::Fail | FailureKind::Cancelled);
-                let (mut status, message) = describe(&f, step, by_run, rb.timeout);
-                if status == RunStatus::Cancelled && req.interrupt.is_cancelled() {
-                    status = RunStatus::Interrupted;
-                }
-                host.note(
-                    LogLevel::Error,
-                    &format!("step {} {}: {message}", step.name, status),
-                );
-                (status, None, Some(message))
-            }
-        };
-        let json = value
-            .as_ref()
-            .map(|v| to_json(v).map(|j| host.redactor.redact_json(j)));
-        let (status, json, error) = match json {
-            Some(Err(e)) => (
-                RunStatus::Failed,
-                None,
-                Some(format!("the step's value cannot be recorded: {e}")),
-            ),
-            Some(Ok(j)) => (status, Some(j), error),
-            None => (status, None, error),
-        };
-        let error = error.map(|e| host.redactor.redact(&e));
+        let ended = judge_step(req, host, step, outcome, run_deadline, step_deadline);
         host.set_step(None);
         let row = StepRow {
-            attempt_id,
+            attempt_id: lease.attempt,
             position: position as u32,
             name: step.name.clone(),
             // A step stopped by shutdown was cancelled; the run is what is interrupted.
-            status: if status == RunStatus::Interrupted {
+            status: if ended.status == RunStatus::Interrupted {
                 RunStatus::Cancelled
             } else {
-                status
+                ended.status
             },
             started_at: started,
             finished_at: Utc::now(),
-            output: json.clone(),
-            error: error.clone(),
+            output: ended.json.clone(),
+            error: ended.error.clone(),
         };
         // The step and the lines it logged share one commit.
         if let Err(e) = ex
             .store
-            .insert_step_with_logs(&row, &host.take_pending())
+            .insert_step(lease, &row, &host.take_pending())
             .await
         {
+            super::lost_if_fenced(host, &e);
             tracing::error!(run.id = host.run_id, error = %e, "could not record a step");
         }
         if let Some(tx) = &req.events {
             let _ = tx.send(RunEvent::StepFinished {
                 name: step.name.clone(),
-                status,
+                status: ended.status,
                 millis: clock.elapsed().as_millis() as u64,
             });
         }
-        ctx.steps
-            .insert(step.name.as_str().into(), value.unwrap_or(Dynamic::UNIT));
+        let value = ended.value.unwrap_or(Dynamic::UNIT);
+        ctx.steps.insert(step.name.as_str().into(), value);
         // The last step's value is the run's output (null when it did not give one).
-        output = json;
-        match status {
+        output = ended.json;
+        match ended.status {
             RunStatus::Succeeded | RunStatus::Skipped => {}
-            RunStatus::Failed | RunStatus::TimedOut if step.continue_on_error && !fatal => {
+            RunStatus::Failed | RunStatus::TimedOut if step.continue_on_error && !ended.fatal => {
                 host.note(
                     LogLevel::Warn,
                     &format!("continuing after step {} (continue_on_error)", step.name),
                 );
             }
-            _ => {
-                return AttemptResult::failed(
-                    status,
-                    format!("step {}: {}", step.name, error.unwrap_or_default()),
-                );
+            status => {
+                let error = ended.error.unwrap_or_default();
+                return AttemptResult::failed(status, format!("step {}: {error}", step.name));
             }
         }
     }
@@ -202,6 +167,65 @@ pub async fn run(
         status: RunStatus::Succeeded,
         output: Some(output.unwrap_or(serde_json::Value::Null)),
         error: None,
+    }
+}
+
+/// How a step ended, as recorded and as the next steps see it.
+struct StepEnd {
+    status: RunStatus,
+    value: Option<Dynamic>,
+    json: Option<serde_json::Value>,
+    error: Option<String>,
+    /// `fail()` or the run's own deadline: the run ends whatever the step says.
+    fatal: bool,
+}
+
+/// What a step's outcome means for the run, with its value as JSON and its
+/// error masked.
+fn judge_step(
+    req: &RunRequest,
+    host: &RunHost,
+    step: &Step,
+    outcome: StepOutcome,
+    run_deadline: Instant,
+    step_deadline: Instant,
+) -> StepEnd {
+    let mut fatal = false;
+    let (status, value, error) = match outcome {
+        StepOutcome::Skipped => (RunStatus::Skipped, None, None),
+        StepOutcome::Done(v) => (RunStatus::Succeeded, Some(v), None),
+        StepOutcome::Failed(f) => {
+            let by_run = Instant::now() >= run_deadline && step_deadline == run_deadline;
+            fatal = by_run || matches!(f.kind, FailureKind::Fail | FailureKind::Cancelled);
+            let (mut status, message) = describe(&f, step, by_run, req.runbook.timeout);
+            if status == RunStatus::Cancelled && req.interrupt.is_cancelled() {
+                status = RunStatus::Interrupted;
+            }
+            host.note(
+                LogLevel::Error,
+                &format!("step {} {}: {message}", step.name, status),
+            );
+            (status, None, Some(message))
+        }
+    };
+    let json = value
+        .as_ref()
+        .map(|v| to_json(v).map(|j| host.redactor.redact_json(j)));
+    let (status, json, error) = match json {
+        Some(Err(e)) => (
+            RunStatus::Failed,
+            None,
+            Some(format!("the step's value cannot be recorded: {e}")),
+        ),
+        Some(Ok(j)) => (status, Some(j), error),
+        None => (status, None, error),
+    };
+    StepEnd {
+        status,
+        value,
+        json,
+        error: error.map(|e| host.redactor.redact(&e)),
+        fatal,
     }
 }
 
@@ -278,6 +302,18 @@ async fn run_step(
     }
 }
 
+/// A script error raised once the run was stopped or its deadline passed
+/// (a host call, such as an HTTP request, cut short by it) is that stop or
+/// that timeout, as if the engine had stopped the script itself.
+fn stopped(f: ScriptFailure, cancel: &CancellationToken, deadline: Instant) -> ScriptFailure {
+    let kind = match f.kind {
+        FailureKind::Error if cancel.is_cancelled() => FailureKind::Cancelled,
+        FailureKind::Error if Instant::now() >= deadline => FailureKind::TimedOut,
+        kind => kind,
+    };
+    ScriptFailure { kind, ..f }
+}
+
 /// Evaluate a script on a blocking thread, with a hard stop shortly after the
 /// deadline should the script be stuck where the engine cannot interrupt it.
 async fn eval(
@@ -304,7 +340,7 @@ async fn eval(
     });
     let hard = tokio::time::Instant::from_std(deadline + HARD_STOP_GRACE);
     match tokio::time::timeout_at(hard, task).await {
-        Ok(Ok(result)) => result,
+        Ok(Ok(result)) => result.map_err(|f| stopped(f, cancel, deadline)),
         Ok(Err(join)) => {
             let why = join
                 .try_into_panic()

@@ -109,12 +109,13 @@ impl Dispatcher {
         }
     }
 
-    /// Cancel the active runs of a runbook (concurrency `replace`).
-    pub fn cancel_runbook(&self, runbook: &str) -> usize {
+    /// Cancel the runs of a runbook this process executes that are older than
+    /// `newer` (concurrency `replace`); returns how many.
+    pub fn cancel_older(&self, runbook: &str, newer: RunId) -> usize {
         let running = self.running.lock().expect("running lock");
         let mut n = 0;
-        for (name, token) in running.values() {
-            if name == runbook {
+        for (id, (name, token)) in running.iter() {
+            if name == runbook && *id < newer {
                 token.cancel();
                 n += 1;
             }
@@ -251,21 +252,20 @@ impl Dispatcher {
             error: Some(format!("runbook {} no longer exists", row.runbook)),
             at: chrono::Utc::now(),
         };
-        if let Err(e) = self.executor.store().finish_run(row.id, &end).await {
+        if let Err(e) = self.executor.store().end_queued(row.id, &end).await {
             tracing::error!(run.id = row.id, error = %e, "could not record an abandoned run");
         }
     }
 
     fn start(&self, rb: Arc<Runbook>, row: RunRow) {
         let trigger = TriggerInfo {
-            kind: row.trigger_kind.clone(),
+            kind: row.trigger_kind,
             key: row.trigger_key.clone(),
             scheduled_at: row.scheduled_at,
             data: row.trigger_data.clone(),
         };
         let params = row.params.as_object().cloned().unwrap_or_default();
-        let mut req = RunRequest::new(rb.clone(), trigger, params, &self.shutdown);
-        req.first_attempt = row.attempts + 1;
+        let req = RunRequest::new(rb.clone(), trigger, params, &self.shutdown);
         if row.version_hash != rb.version.hash {
             tracing::info!(run.id = row.id, runbook = %rb.name, "the runbook changed since this run was queued; running the current version");
         }
@@ -296,6 +296,7 @@ impl Dispatcher {
                 });
             }
             if outcome.status == RunStatus::Interrupted
+                && !outcome.lost
                 && let Err(e) = this.rescue(id, &outcome_runbook).await
             {
                 tracing::error!(run.id = id, error = %e, "could not queue an interrupted run again");
@@ -304,25 +305,6 @@ impl Dispatcher {
             // A finished run may free its runbook for a queued one.
             this.ended(id, &outcome_runbook).await;
         });
-    }
-
-    /// After a crash: runs left `running` become `interrupted` and are queued
-    /// again for a new attempt. An interruption is not the runbook's failure,
-    /// so this does not spend its retry policy; a run interrupted more than
-    /// [`MAX_RESCUES`] times stays interrupted.
-    pub async fn recover(&self) -> crate::store::Result<(usize, usize)> {
-        let stuck = self
-            .executor
-            .store()
-            .recover_interrupted(chrono::Utc::now())
-            .await?;
-        let mut retried = 0;
-        for row in &stuck {
-            if self.rescue(row.id, &row.runbook).await? {
-                retried += 1;
-            }
-        }
-        Ok((stuck.len(), retried))
     }
 
     /// Queue an interrupted run again, unless it was interrupted more than
@@ -355,4 +337,42 @@ pub async fn rescue(
     }
     let key = (rb.concurrency != Concurrency::Allow).then_some(rb.name.as_str());
     store.requeue(run, key).await
+}
+
+/// Crash recovery, the same for the daemon and a one-off `runbookd run`: runs
+/// whose owner stopped become `interrupted` and are queued again for a new
+/// attempt. An interruption is not the runbook's failure, so this does not
+/// spend its retry policy; a run interrupted more than [`MAX_RESCUES`] times
+/// stays interrupted. Returns (runs interrupted, runs queued again).
+///
+/// A run's owner stopped when its lease expired; when this process is the
+/// store's only writer, every lease it finds at start is dead.
+pub async fn recover(
+    store: &dyn crate::store::Store,
+    lookup: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Send + Sync),
+) -> crate::store::Result<(usize, usize)> {
+    let now = chrono::Utc::now();
+    let expired_by = if store.sole_writer() {
+        // 9999-12-31T23:59:59Z: every lease has expired by then.
+        chrono::DateTime::from_timestamp(253_402_300_799, 0).expect("a valid time")
+    } else {
+        now
+    };
+    let stuck = store.recover(expired_by, now).await?;
+    let mut retried = 0;
+    for row in &stuck {
+        if let Some(rb) = lookup(&row.runbook)
+            && rescue(store, &rb, row.id).await?
+        {
+            retried += 1;
+        }
+    }
+    if !stuck.is_empty() {
+        tracing::warn!(
+            interrupted = stuck.len(),
+            retried,
+            "runs left running by a stopped process were marked interrupted"
+        );
+    }
+    Ok((stuck.len(), retried))
 }

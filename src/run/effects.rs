@@ -15,7 +15,8 @@ use crate::outbound::Outbound;
 use crate::script::{HttpCall, LogLevel};
 use crate::secrets::Secrets;
 use crate::store::Store;
-use crate::store::{IssueFilter, IssueOpen, IssueRow, NewEmail};
+use crate::store::{IssueFilter, IssueOpen, IssueRow, IssueStatus, NewEmail, Severity, StoredName};
+use strum::VariantArray;
 
 /// What runs need to reach the world, shared by all of them.
 pub struct Effects {
@@ -68,7 +69,20 @@ pub fn build_effects(
     Ok((Arc::new(effects), mailer))
 }
 
-pub const SEVERITIES: &[&str] = &["critical", "high", "medium", "low", "info"];
+/// A field naming a stored status or kind; other text is the script's error.
+fn named<T: StoredName>(
+    call: &str,
+    field: &str,
+    text: Option<String>,
+) -> Result<Option<T>, String> {
+    let Some(text) = text else { return Ok(None) };
+    T::parse(&text).map(Some).ok_or_else(|| {
+        format!(
+            "{call}: {field} \"{text}\" is not one of {}",
+            T::names().join(", ")
+        )
+    })
+}
 
 fn issue_json(i: &IssueRow) -> serde_json::Value {
     serde_json::to_value(i).unwrap_or_default()
@@ -84,14 +98,7 @@ fn text_field(fields: &serde_json::Value, name: &str) -> Option<String> {
 
 fn publish_issue_counts(host: &RunHost) {
     if let Ok(counts) = host.block(host.store.open_issue_counts()) {
-        for sev in SEVERITIES {
-            let n = counts
-                .iter()
-                .find(|(s, _)| s == sev)
-                .map(|(_, n)| *n)
-                .unwrap_or(0);
-            metrics::gauge!(crate::telemetry::ISSUES_OPEN, "severity" => *sev).set(n as f64);
-        }
+        crate::telemetry::issues_open(&counts);
     }
 }
 
@@ -104,13 +111,8 @@ pub fn issue_open(
         return Err("issues::open: the key is 1 to 256 bytes long".into());
     }
     let title = text_field(&fields, "title").ok_or("issues::open: `title` is required")?;
-    let severity = text_field(&fields, "severity").unwrap_or_else(|| "medium".into());
-    if !SEVERITIES.contains(&severity.as_str()) {
-        return Err(format!(
-            "issues::open: severity \"{severity}\" is not one of {}",
-            SEVERITIES.join(", ")
-        ));
-    }
+    let severity = named("issues::open", "severity", text_field(&fields, "severity"))?
+        .unwrap_or(Severity::Medium);
     let redact = |s: Option<String>| s.map(|v| host.redactor.redact(&v));
     let open = IssueOpen {
         runbook: host.runbook.clone(),
@@ -128,11 +130,13 @@ pub fn issue_open(
         let current = host
             .block(host.store.issue(key))
             .map_err(|e| e.to_string())?;
-        let is_new = current.as_ref().is_none_or(|c| c.status == "resolved");
+        let is_new = current
+            .as_ref()
+            .is_none_or(|c| c.status == IssueStatus::Resolved);
         return Ok(serde_json::json!({
             "key": key, "is_new": current.is_none(), "reopened": current.is_some() && is_new,
             "occurrences": current.as_ref().map(|c| c.occurrences + 1).unwrap_or(1),
-            "status": current.as_ref().filter(|c| c.status != "resolved").map(|c| c.status.clone()).unwrap_or_else(|| "open".into()),
+            "status": current.as_ref().map(|c| c.status).filter(|s| *s != IssueStatus::Resolved).unwrap_or(IssueStatus::Open),
             "dry_run": true,
         }));
     }
@@ -140,9 +144,9 @@ pub fn issue_open(
         .block(host.store.issue(key))
         .map_err(|e| e.to_string())?;
     let (row, is_new) = host
-        .block(host.store.open_issue(&open))
+        .block(host.store.open_issue(host.lease().as_ref(), &open))
         .map_err(|e| format!("issues::open failed: {e}"))?;
-    let reopened = before.is_some_and(|b| b.status == "resolved");
+    let reopened = before.is_some_and(|b| b.status == IssueStatus::Resolved);
     let what = if is_new {
         "opened"
     } else if reopened {
@@ -169,14 +173,16 @@ pub fn issue_resolve(host: &RunHost, key: &str, note: Option<String>) -> Result<
         let current = host
             .block(host.store.issue(key))
             .map_err(|e| e.to_string())?;
-        return Ok(current.is_some_and(|c| c.status != "resolved"));
+        return Ok(current.is_some_and(|c| c.status != IssueStatus::Resolved));
     }
     let note = note.map(|n| host.redactor.redact(&n));
     let was_open = host
-        .block(
-            host.store
-                .resolve_issue(key, note.as_deref(), host.clock.now()),
-        )
+        .block(host.store.resolve_issue(
+            host.lease().as_ref(),
+            key,
+            note.as_deref(),
+            host.clock.now(),
+        ))
         .map_err(|e| format!("issues::resolve failed: {e}"))?;
     if was_open {
         host.note(LogLevel::Info, &format!("issue {key} resolved"));
@@ -212,9 +218,15 @@ pub fn issue_list(host: &RunHost, filter: serde_json::Value) -> Result<serde_jso
         ),
         None => None,
     };
+    let statuses = match text_field(&filter, "status").as_deref() {
+        Some("all") => IssueStatus::VARIANTS.to_vec(),
+        other => named("issues::list", "status", other.map(str::to_string))?
+            .into_iter()
+            .collect(),
+    };
     let f = IssueFilter {
-        status: text_field(&filter, "status"),
-        severity: text_field(&filter, "severity"),
+        statuses,
+        severity: named("issues::list", "severity", text_field(&filter, "severity"))?,
         runbook: text_field(&filter, "runbook"),
         older_than,
         limit: filter["limit"].as_u64().unwrap_or(1000) as u32,
@@ -255,7 +267,7 @@ pub fn email_send(host: &RunHost, message: serde_json::Value) -> Result<i64, Str
         return Ok(0);
     }
     let (id, new) = host
-        .block(host.store.queue_email(&email))
+        .block(host.store.queue_email(host.lease().as_ref(), &email))
         .map_err(|e| format!("email::send failed: {e}"))?;
     if new {
         host.note(
@@ -312,7 +324,7 @@ pub fn http(host: &RunHost, call: HttpCall) -> Result<serde_json::Value, String>
         .lock()
         .expect("deadline lock")
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
-    let cancel = host.cancel.clone().unwrap_or_default();
+    let cancel = host.cancel.clone();
     let outcome = host.block(async {
         // Keep the runbook's spacing between calls, within the step's time.
         let last = *host.last_http.lock().expect("http spacing lock");

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -13,9 +15,10 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::RunEvent;
+use crate::runbook::Runbook;
 use crate::script::{Host, LogLevel};
 use crate::secrets::Redactor;
-use crate::store::{LogRow, RunId, Store};
+use crate::store::{Lease, LogRow, RunId, Store};
 
 /// A run keeps at most this many log lines; the rest are counted, not stored.
 pub const MAX_LOG_LINES: usize = 10_000;
@@ -73,16 +76,41 @@ impl Clock {
     }
 }
 
+/// What one run's host is built from: set once, when the run starts.
+pub struct RunContext {
+    pub store: Arc<dyn Store>,
+    pub runbook: Arc<Runbook>,
+    pub run_id: RunId,
+    /// Declared secrets that have a value, by name.
+    pub secrets: HashMap<String, String>,
+    pub clock: Clock,
+    pub timezone: Tz,
+    /// Progress for a person watching.
+    pub events: Option<UnboundedSender<RunEvent>>,
+    /// HTTP, email and data; `None` where a run cannot reach them.
+    pub effects: Option<Arc<super::Effects>>,
+    /// What makes this run's email keys unique: its slot, delivery or id.
+    pub identity: String,
+    /// Mutating calls are recorded in `plan`, not performed.
+    pub dry_run: bool,
+    /// Cancelled when the run is (a person, `replace`, shutdown, a lost
+    /// lease): calls in flight stop.
+    pub cancel: CancellationToken,
+}
+
+/// One run's side of the script API. Its inputs come from a
+/// [`RunContext`]; the rest is what the run accumulates as it goes.
 pub struct RunHost {
     pub store: Arc<dyn Store>,
     pub handle: Handle,
     pub runbook: String,
     pub run_id: RunId,
-    pub attempt: AtomicU32,
+    /// The hold on the current attempt: every write the run makes is fenced
+    /// by it. Set when an attempt starts.
+    lease: Mutex<Option<Lease>>,
     /// The step now running, for log lines; `None` between steps.
     pub step: Mutex<Option<String>>,
     pub redactor: Redactor,
-    /// Declared secrets that have a value, by name.
     pub secrets: HashMap<String, String>,
     pub declared: Vec<String>,
     pub clock: Clock,
@@ -91,64 +119,71 @@ pub struct RunHost {
     pending: Mutex<Vec<LogRow>>,
     lines: AtomicUsize,
     pub events: Option<UnboundedSender<RunEvent>>,
-    /// HTTP, email and issues; `None` where a run cannot reach them.
     pub effects: Option<Arc<super::Effects>>,
     pub http_allow: Vec<String>,
     /// The least time between two HTTP calls, and when the last one ended.
     pub http_min_interval: Duration,
     pub last_http: Mutex<Option<Instant>>,
-    /// What makes this run's email keys unique: its slot, delivery or id.
     pub identity: String,
-    /// Mutating calls are recorded in `plan`, not performed.
     pub dry_run: bool,
     pub plan: Mutex<Vec<String>>,
     /// `email::send` calls so far in this attempt (the default email key).
     pub sends: AtomicU32,
     /// When the current step must end (HTTP timeouts never go past it).
     pub deadline: Mutex<Option<std::time::Instant>>,
-    /// Cancelled when the run is (a person, `replace`, shutdown): calls in flight stop.
-    pub cancel: Option<tokio_util::sync::CancellationToken>,
+    pub cancel: CancellationToken,
 }
 
 impl RunHost {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn Store>,
-        runbook: String,
-        run_id: RunId,
-        secrets: HashMap<String, String>,
-        declared: Vec<String>,
-        clock: Clock,
-        timezone: Tz,
-        events: Option<UnboundedSender<RunEvent>>,
-    ) -> Self {
-        let redactor = Redactor::new(secrets.values().cloned());
+    pub fn new(ctx: RunContext) -> Self {
+        let rb = &ctx.runbook;
         RunHost {
-            store,
+            redactor: Redactor::new(ctx.secrets.values().cloned()),
             handle: Handle::current(),
-            runbook,
-            run_id,
-            attempt: AtomicU32::new(1),
+            runbook: rb.name.clone(),
+            run_id: ctx.run_id,
+            lease: Mutex::new(None),
             step: Mutex::new(None),
-            redactor,
-            secrets,
-            declared,
-            clock,
-            timezone,
+            declared: rb.secrets.clone(),
+            http_allow: rb.http_allow.clone(),
+            http_min_interval: rb.http_min_interval,
             pending: Mutex::new(Vec::new()),
             lines: AtomicUsize::new(0),
-            events,
-            effects: None,
-            http_allow: Vec::new(),
-            http_min_interval: Duration::ZERO,
             last_http: Mutex::new(None),
-            identity: format!("run {run_id}"),
-            dry_run: false,
             plan: Mutex::new(Vec::new()),
             sends: AtomicU32::new(0),
             deadline: Mutex::new(None),
-            cancel: None,
+            store: ctx.store,
+            secrets: ctx.secrets,
+            clock: ctx.clock,
+            timezone: ctx.timezone,
+            events: ctx.events,
+            effects: ctx.effects,
+            identity: ctx.identity,
+            dry_run: ctx.dry_run,
+            cancel: ctx.cancel,
         }
+    }
+
+    /// A new attempt holds the run: its number shows in log lines, and its
+    /// lease fences what the run writes.
+    pub fn begin_attempt(&self, lease: Lease) {
+        self.sends.store(0, Ordering::Relaxed);
+        *self.lease.lock().expect("lease lock") = Some(lease);
+    }
+
+    /// The current attempt's lease (the fence of the run's writes).
+    pub fn lease(&self) -> Option<Lease> {
+        self.lease.lock().expect("lease lock").clone()
+    }
+
+    /// The current attempt's number (1 before the first starts).
+    pub fn attempt(&self) -> u32 {
+        self.lease
+            .lock()
+            .expect("lease lock")
+            .as_ref()
+            .map_or(1, |l| l.number)
     }
 
     /// Record a line of the run log (the executor's own notes use this too).
@@ -166,7 +201,7 @@ impl RunHost {
         };
         let line = LogRow {
             run_id: self.run_id,
-            attempt: self.attempt.load(Ordering::Relaxed),
+            attempt: self.attempt(),
             step: self.step.lock().expect("step lock").clone(),
             at: Utc::now(),
             level: if n == MAX_LOG_LINES {
@@ -182,9 +217,13 @@ impl RunHost {
         self.pending.lock().expect("log lock").push(line);
     }
 
-    /// Write pending log lines to the store.
+    /// Write pending log lines to the store (fenced by the attempt's lease).
     pub async fn flush(&self) -> crate::store::Result<()> {
-        self.store.insert_logs(&self.take_pending()).await
+        let lines = self.take_pending();
+        match self.lease() {
+            Some(lease) => self.store.insert_logs(&lease, &lines).await,
+            None => Ok(()),
+        }
     }
 
     /// The log lines not yet written, to write with another record.
@@ -334,8 +373,14 @@ impl Host for RunHost {
         let value = self.redactor.redact_json(value);
         self.store_call(
             "state::set",
-            self.store
-                .state_set(&self.runbook, key, &value, expires, now),
+            self.store.state_set(
+                self.lease().as_ref(),
+                &self.runbook,
+                key,
+                &value,
+                expires,
+                now,
+            ),
         )
     }
 
@@ -344,6 +389,10 @@ impl Host for RunHost {
         if self.planned(format!("state::delete {key}")) {
             return Ok(self.state_get(key)?.is_some());
         }
-        self.store_call("state::delete", self.store.state_delete(&self.runbook, key))
+        self.store_call(
+            "state::delete",
+            self.store
+                .state_delete(self.lease().as_ref(), &self.runbook, key),
+        )
     }
 }

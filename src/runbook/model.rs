@@ -83,7 +83,7 @@ impl Trigger {
         match self {
             Trigger::Cron { expr, timezone, .. } => format!("cron {expr} {timezone}"),
             Trigger::Every { interval } => format!("every {}", crate::duration::spec(*interval)),
-            Trigger::Webhook(w) => format!("webhook {}", w.path),
+            Trigger::Webhook(w) => w.key(),
             Trigger::Manual => "manual".into(),
         }
     }
@@ -114,6 +114,13 @@ pub struct WebhookTrigger {
     pub prefix: Option<String>,
     pub base64: bool,
     pub username: Option<String>,
+}
+
+impl WebhookTrigger {
+    /// Which trigger of its runbook this is (see [`Trigger::key`]).
+    pub fn key(&self) -> String {
+        format!("webhook {}", self.path)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::compare::check;
 use super::format::Expect;
-use crate::store::{IssueFilter, Store};
+use crate::store::{IssueFilter, IssueStatus, Store};
+use strum::VariantArray;
 
 /// What the run did, to compare with the expectations.
 pub(super) struct Actual {
@@ -141,7 +142,7 @@ impl Actual {
     /// Every issue, in key order.
     async fn issues(&self, want: &[Value]) -> Option<String> {
         let filter = IssueFilter {
-            status: Some("all".into()),
+            statuses: IssueStatus::VARIANTS.to_vec(),
             severity: None,
             runbook: None,
             older_than: None,

@@ -20,11 +20,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::outbound::Outbound;
-use crate::run::{Clock, Effects, Executor, RunRequest, TriggerInfo, bind_json_params};
+use crate::run::intake::{Arrival, Verdict, judge};
+use crate::run::{Clock, Effects, Executor, Intake, RunRequest, TriggerInfo, bind_json_params};
 use crate::runbook::Runbook;
 use crate::script::Sandbox;
 use crate::secrets::Secrets;
-use crate::store::{Access, IssueOpen, Store};
+use crate::store::{Access, DeliveryOutcome, IssueOpen, Severity, Store, TriggerKind};
 use expect::Actual;
 use format::{Case, SeedIssue, TestFile};
 use replay::Replay;
@@ -155,49 +156,10 @@ impl Bench {
         let rb = Arc::new(copy);
         let now = time(&case.now, "now")?;
 
-        let tmp =
-            tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
-        let store = crate::store::open(
-            &tmp.path().join("test.db").display().to_string(),
-            Access::Exclusive,
-        )
-        .await
-        .map_err(|e| format!("cannot open a test database: {e}"))?;
-        for (k, v) in &case.state {
-            store
-                .state_set(&rb.name, k, v, None, now)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        for issue in &case.issues {
-            seed_issue(store.as_ref(), &rb.name, issue, now).await?;
-        }
+        let (tmp, store) = seeded_store(&rb.name, case, now).await?;
         let fixtures: Vec<_> = case.http.iter().chain(tf.http.iter()).collect();
         let replay = Arc::new(Replay::load(&fixtures, dir)?);
-        let outbound = if tf.allow.is_empty() {
-            self.outbound.clone()
-        } else {
-            let mut allow = self.config.http_allow.clone();
-            allow.extend(tf.allow.iter().cloned());
-            Arc::new(Outbound::new(allow).map_err(|e| format!("{e:#}"))?)
-        };
-        let effects = Effects {
-            outbound,
-            templates: self.config.templates.clone(),
-            mail_from: self
-                .config
-                .smtp
-                .as_ref()
-                .map(|s| s.from.clone())
-                .unwrap_or_else(|| "runbookd@localhost".into()),
-            mail_wake: None,
-            data: case
-                .data
-                .as_ref()
-                .map(|d| dir.join(d))
-                .unwrap_or_else(|| self.config.data.clone()),
-            replay: Some(replay.clone()),
-        };
+        let effects = self.effects(tf, case, dir, replay.clone())?;
         let secrets = Secrets::only(
             tf.secrets
                 .iter()
@@ -207,15 +169,20 @@ impl Bench {
         let params = bind_json_params(&rb, &case.params).map_err(|p| p.join("; "))?;
         let trigger = trigger(case, now, dir)?;
         let tz = self.timezone(tf)?;
-        if trigger.kind == "webhook" && !self.webhook_gate(&rb, &trigger, case, tz, report).await? {
-            return Ok(());
-        }
+        let trigger = match trigger.kind {
+            TriggerKind::Webhook => match self.webhook_gate(&rb, &trigger, case, tz, report).await?
+            {
+                Some(judged) => judged,
+                None => return Ok(()),
+            },
+            _ => trigger,
+        };
         let executor = Executor::new(store.clone(), self.sandbox.clone(), secrets, tz, 1)
             .with_effects(Arc::new(effects));
         let mut req = RunRequest::new(rb.clone(), trigger, params, &CancellationToken::new());
         req.clock = Clock::fixed(now);
         req.dry_run = case.dry_run;
-        let run_id = executor
+        let run_id = Intake::start(store.clone(), None)
             .submit(&req)
             .await
             .map_err(|e| format!("cannot record the run: {e}"))?;
@@ -243,12 +210,48 @@ impl Bench {
             log: report.log.clone(),
         };
         report.failures = actual.compare(&case.expect).await;
+        drop(tmp);
         Ok(())
     }
 
-    /// What the daemon decides before a delivery runs: its `dedup:` key and
-    /// its `when:` filter. Returns whether the delivery would run; when it
-    /// would not, the case's status is `filtered`.
+    /// HTTP (recorded replies, the file's extra `allow`), email and data for a case.
+    fn effects(
+        &self,
+        tf: &TestFile,
+        case: &Case,
+        dir: &Path,
+        replay: Arc<Replay>,
+    ) -> Result<Effects, String> {
+        let outbound = if tf.allow.is_empty() {
+            self.outbound.clone()
+        } else {
+            let mut allow = self.config.http_allow.clone();
+            allow.extend(tf.allow.iter().cloned());
+            Arc::new(Outbound::new(allow).map_err(|e| format!("{e:#}"))?)
+        };
+        Ok(Effects {
+            outbound,
+            templates: self.config.templates.clone(),
+            mail_from: self
+                .config
+                .smtp
+                .as_ref()
+                .map(|s| s.from.clone())
+                .unwrap_or_else(|| "runbookd@localhost".into()),
+            mail_wake: None,
+            data: case
+                .data
+                .as_ref()
+                .map(|d| dir.join(d))
+                .unwrap_or_else(|| self.config.data.clone()),
+            replay: Some(replay),
+        })
+    }
+
+    /// What the daemon decides before a delivery runs (the same judge): its
+    /// dedup key and its `when:` filter. Returns the trigger the run sees,
+    /// or `None` when the delivery would not run (the case's status is then
+    /// `filtered`). The test file gives the body as data, read as JSON.
     async fn webhook_gate(
         &self,
         rb: &Runbook,
@@ -256,64 +259,58 @@ impl Bench {
         case: &Case,
         tz: chrono_tz::Tz,
         report: &mut CaseReport,
-    ) -> Result<bool, String> {
+    ) -> Result<Option<TriggerInfo>, String> {
         let Some(w) = rb.triggers.iter().find_map(|t| match t {
             crate::runbook::Trigger::Webhook(w) => Some(w),
             _ => None,
         }) else {
             return Err(format!("runbook {} has no webhook trigger", rb.name));
         };
-        let mut view = trigger.data.clone();
-        view["kind"] = json!("webhook");
-        let expect = &case.expect;
-        if w.dedup.is_none() && expect.dedup.is_some() {
-            report.failures.push(format!(
-                "dedup: runbook {}'s webhook has no `dedup:`; the daemon uses the provider's delivery id",
-                rb.name
-            ));
-        }
-        if let Some(dedup) = &w.dedup {
-            let key = match crate::http::expr::eval(&self.sandbox, dedup, &view, tz).await {
-                Ok(Value::String(s)) => Some(s),
-                Ok(Value::Null) => None,
-                Ok(other) => Some(other.to_string()),
-                Err(e) => return Err(format!("`dedup:` failed: {e}")),
-            };
-            if let Some(want) = &expect.dedup {
-                report
-                    .failures
-                    .extend(compare::check("dedup", &json!(key), &json!(want)));
-            }
-        }
-        let Some(when) = &w.when else {
-            return Ok(true);
+        let raw = trigger.data["body"].to_string();
+        let arrival = Arrival {
+            trigger: w,
+            content_type: "application/json",
+            raw: raw.as_bytes(),
+            headers: trigger.data["headers"].clone(),
+            query: trigger.data["query"].clone(),
         };
-        match crate::http::expr::eval(&self.sandbox, when, &view, tz).await {
-            Ok(Value::Bool(true)) => Ok(true),
-            Ok(Value::Bool(false)) => {
-                report.status = Some("filtered".into());
-                let want = expect.status.as_deref().unwrap_or("succeeded");
-                report
-                    .failures
-                    .extend(compare::check("status", &json!("filtered"), &json!(want)));
-                let e = expect;
-                if e.output.is_some()
-                    || e.http.is_some()
-                    || e.emails.is_some()
-                    || e.issues.is_some()
-                    || e.state.is_some()
-                    || !e.logs.is_empty()
-                {
-                    report.failures.push(
-                        "`when:` is false, so nothing ran: only `status` and `dedup` can be expected"
-                            .into(),
-                    );
-                }
-                Ok(false)
-            }
-            Ok(other) => Err(format!("`when:` must give true or false, not {other}")),
-            Err(e) => Err(format!("`when:` failed: {e}")),
+        let expect = &case.expect;
+        let (dedup_key, data) = match judge(&self.sandbox, tz, &arrival).await {
+            Verdict::Rejected { detail } => return Err(detail),
+            Verdict::Filtered { dedup_key } => (dedup_key, None),
+            Verdict::Run { dedup_key, data } => (dedup_key, Some(data)),
+        };
+        if let Some(want) = &expect.dedup {
+            report
+                .failures
+                .extend(compare::check("dedup", &json!(dedup_key), &json!(want)));
         }
+        let Some(mut data) = data else {
+            report.status = Some(DeliveryOutcome::Filtered.to_string());
+            let want = expect.status.as_deref().unwrap_or("succeeded");
+            report
+                .failures
+                .extend(compare::check("status", &json!("filtered"), &json!(want)));
+            let e = expect;
+            if e.output.is_some()
+                || e.http.is_some()
+                || e.emails.is_some()
+                || e.issues.is_some()
+                || e.state.is_some()
+                || !e.logs.is_empty()
+            {
+                report.failures.push(
+                    "`when:` is false, so nothing ran: only `status` and `dedup` can be expected"
+                        .into(),
+                );
+            }
+            return Ok(None);
+        };
+        data["delivery_id"] = trigger.data["delivery_id"].clone();
+        Ok(Some(TriggerInfo {
+            data,
+            ..trigger.clone()
+        }))
     }
 
     /// The file's `timezone`, else the deployment's.
@@ -339,10 +336,13 @@ fn trigger(case: &Case, now: DateTime<Utc>, dir: &Path) -> Result<TriggerInfo, S
     let Some(t) = &case.trigger else {
         return Ok(TriggerInfo::manual());
     };
-    let kind = t.kind.clone().unwrap_or_else(|| "manual".into());
-    match kind.as_str() {
-        "manual" => Ok(TriggerInfo::manual()),
-        "cron" | "every" => {
+    let named = t.kind.as_deref().unwrap_or("manual");
+    let kind = TriggerKind::parse(named).ok_or_else(|| {
+        format!("trigger.kind \"{named}\" is not one of manual, cron, every, webhook")
+    })?;
+    match kind {
+        TriggerKind::Manual => Ok(TriggerInfo::manual()),
+        TriggerKind::Cron | TriggerKind::Every => {
             let at = match &t.scheduled_at {
                 Some(s) => time(s, "trigger.scheduled_at")?,
                 None => now,
@@ -354,7 +354,7 @@ fn trigger(case: &Case, now: DateTime<Utc>, dir: &Path) -> Result<TriggerInfo, S
                 data: json!({}),
             })
         }
-        "webhook" => {
+        TriggerKind::Webhook => {
             let body = match (&t.body, &t.body_file) {
                 (Some(b), _) => b.clone(),
                 (None, Some(f)) => {
@@ -384,10 +384,30 @@ fn trigger(case: &Case, now: DateTime<Utc>, dir: &Path) -> Result<TriggerInfo, S
                 }),
             })
         }
-        other => Err(format!(
-            "trigger.kind \"{other}\" is not one of manual, cron, every, webhook"
-        )),
     }
+}
+
+/// A throw-away database for one case, with the case's state and issues.
+async fn seeded_store(
+    runbook: &str,
+    case: &Case,
+    now: DateTime<Utc>,
+) -> Result<(tempfile::TempDir, Arc<dyn Store>), String> {
+    let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let url = tmp.path().join("test.db").display().to_string();
+    let store = crate::store::open(&url, Access::Exclusive)
+        .await
+        .map_err(|e| format!("cannot open a test database: {e}"))?;
+    for (k, v) in &case.state {
+        store
+            .state_set(None, runbook, k, v, None, now)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for issue in &case.issues {
+        seed_issue(store.as_ref(), runbook, issue, now).await?;
+    }
+    Ok((tmp, store))
 }
 
 async fn seed_issue(
@@ -408,16 +428,22 @@ async fn seed_issue(
         runbook: i.runbook.clone().unwrap_or_else(|| runbook.to_string()),
         key: i.key.clone(),
         title: i.title.clone(),
-        severity: i.severity.clone(),
+        severity: Severity::parse(&i.severity).ok_or_else(|| {
+            format!(
+                "issues: severity \"{}\" is not one of {}",
+                i.severity,
+                Severity::names().join(", ")
+            )
+        })?,
         details: i.details.clone(),
         link: i.link.clone(),
         at: first,
     };
     let err = |e: crate::store::StoreError| format!("cannot seed issue {}: {e}", i.key);
-    store.open_issue(&open).await.map_err(err)?;
+    store.open_issue(None, &open).await.map_err(err)?;
     open.at = last;
     for _ in 1..i.occurrences.unwrap_or(1).max(1) {
-        store.open_issue(&open).await.map_err(err)?;
+        store.open_issue(None, &open).await.map_err(err)?;
     }
     match i.status.as_deref().unwrap_or("open") {
         "open" => {}
@@ -425,7 +451,10 @@ async fn seed_issue(
             store.ack_issue(&i.key, last).await.map_err(err)?;
         }
         "resolved" => {
-            store.resolve_issue(&i.key, None, last).await.map_err(err)?;
+            store
+                .resolve_issue(None, &i.key, None, last)
+                .await
+                .map_err(err)?;
         }
         other => {
             return Err(format!(

@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::slots::{self, Plan, Policy, Schedule};
-use crate::run::Dispatcher;
-use crate::runbook::{Concurrency, Runbook};
-use crate::store::{Admission, SlotBatch, SlotResult, Store};
+use crate::run::Intake;
+use crate::run::intake::DueSlots;
+use crate::runbook::Runbook;
+use crate::store::{SlotResult, Store};
 
 /// The wheel polls every 500 ms, so it fires a timer within about that; a
 /// trigger not fired this long after its slot is fired by the reconciler,
@@ -87,13 +88,12 @@ struct Armed {
 
 pub struct Scheduler {
     store: Arc<dyn Store>,
-    dispatcher: Arc<Dispatcher>,
+    /// Records due slots as runs (and starts them).
+    intake: Arc<Intake>,
     timers: JobScheduler,
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     armed: HashMap<TriggerId, Armed>,
-    /// Runbook versions already kept in the store by this process.
-    saved: std::collections::HashSet<String>,
     /// False once the timer wheel stopped answering: the reconciler fires
     /// every trigger from then on.
     wheel_ok: bool,
@@ -105,7 +105,7 @@ impl Scheduler {
     /// Fails when the timer wheel cannot start.
     pub async fn new(
         store: Arc<dyn Store>,
-        dispatcher: Arc<Dispatcher>,
+        intake: Arc<Intake>,
     ) -> anyhow::Result<(Self, SchedulerHandle)> {
         let timers = JobScheduler::new().await?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -113,12 +113,11 @@ impl Scheduler {
         Ok((
             Scheduler {
                 store,
-                dispatcher,
+                intake,
                 timers,
                 tx,
                 rx,
                 armed: HashMap::new(),
-                saved: Default::default(),
                 wheel_ok: true,
             },
             handle,
@@ -296,10 +295,21 @@ impl Scheduler {
             if plan.run.is_empty() && plan.missed.is_empty() {
                 continue;
             }
-            if let Some(batch) = self.prepare(rb, &id.1, plan, now).await {
-                let store = self.store.clone();
-                writes.spawn(async move { (i, store.record_slots(&batch).await) });
-            }
+            let Some(t) = rb.triggers.iter().position(|t| t.key() == id.1) else {
+                continue;
+            };
+            let (intake, rb) = (self.intake.clone(), rb.clone());
+            let (run, missed, mark) = (plan.run.clone(), plan.missed.clone(), plan.mark);
+            writes.spawn(async move {
+                let due = DueSlots {
+                    trigger: &rb.triggers[t],
+                    run: &run,
+                    missed: &missed,
+                    mark,
+                    now,
+                };
+                (i, intake.record_slots(&rb, due).await)
+            });
         }
         let mut recorded = false;
         while let Some(joined) = writes.join_next().await {
@@ -320,55 +330,11 @@ impl Scheduler {
             }
         }
         if recorded {
-            self.dispatcher.pump().await;
+            self.intake.pump().await;
         }
         for (id, _, plan) in planned {
             self.arm(&id, plan.next).await;
         }
-    }
-
-    /// The slots of a plan as a batch for the store (after the checks a
-    /// recording needs); `None` when it cannot be recorded now.
-    async fn prepare(
-        &mut self,
-        rb: &Arc<Runbook>,
-        key: &str,
-        plan: &Plan,
-        now: DateTime<Utc>,
-    ) -> Option<SlotBatch> {
-        if rb.concurrency == Concurrency::Replace && !plan.run.is_empty() {
-            let n = self.dispatcher.cancel_runbook(&rb.name);
-            if n > 0 {
-                tracing::info!(runbook = %rb.name, "cancelling the active run to replace it (concurrency: replace)");
-            }
-        }
-        let params = crate::run::bind_cli_params(rb, &[])
-            .map(serde_json::Value::Object)
-            .unwrap_or_default();
-        let batch = SlotBatch {
-            runbook: rb.name.clone(),
-            version_hash: rb.version.hash.clone(),
-            trigger_kind: key.split(' ').next().unwrap_or("cron").to_string(),
-            trigger_key: key.to_string(),
-            run: plan.run.clone(),
-            missed: plan.missed.clone(),
-            mark: plan.mark,
-            admission: match rb.concurrency {
-                Concurrency::Allow => Admission::Free,
-                Concurrency::Forbid => Admission::Exclusive,
-                Concurrency::Queue | Concurrency::Replace => Admission::Queued,
-            },
-            params,
-            now,
-        };
-        if !self.saved.contains(&rb.version.hash) {
-            if let Err(e) = crate::run::save_version(self.store.as_ref(), rb).await {
-                tracing::error!(runbook = %rb.name, error = %e, "could not record the runbook version");
-                return None;
-            }
-            self.saved.insert(rb.version.hash.clone());
-        }
-        Some(batch)
     }
 
     /// Metrics and log lines for recorded slots.

@@ -4,70 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::ScriptTexts;
+use super::kinds::*;
 
 pub type RunId = i64;
 pub type AttemptId = i64;
-
-/// SPEC §4. `queued → running → succeeded | failed | timed_out | cancelled`,
-/// plus the firings that did not run: `skipped`, `missed`, `throttled`, and
-/// `interrupted` when the process died or shut down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
-    Skipped,
-    Missed,
-    Throttled,
-    Interrupted,
-}
-
-impl RunStatus {
-    pub const ALL: &[&str] = &[
-        "queued",
-        "running",
-        "succeeded",
-        "failed",
-        "timed_out",
-        "cancelled",
-        "skipped",
-        "missed",
-        "throttled",
-        "interrupted",
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::ALL[self as usize]
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        use RunStatus::*;
-        [
-            Queued,
-            Running,
-            Succeeded,
-            Failed,
-            TimedOut,
-            Cancelled,
-            Skipped,
-            Missed,
-            Throttled,
-            Interrupted,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionRow {
@@ -79,31 +19,36 @@ pub struct VersionRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// A trigger firing about to be recorded.
+/// A trigger firing about to be recorded (built by the run intake only).
 #[derive(Debug, Clone)]
 pub struct NewRun {
     pub runbook: String,
     pub version_hash: String,
-    pub trigger_kind: String,
+    pub trigger_kind: TriggerKind,
+    /// Which trigger of the runbook; with `scheduled_at`, the slot.
     pub trigger_key: Option<String>,
     pub scheduled_at: Option<DateTime<Utc>>,
-    pub status: RunStatus,
     pub params: serde_json::Value,
     pub trigger_data: serde_json::Value,
     pub dry_run: bool,
     pub created_at: DateTime<Utc>,
-    /// The runbook's name when the run must be the only active one of its
-    /// runbook (concurrency `forbid`); inserting fails with `Conflict` otherwise.
-    pub active_key: Option<String>,
+    /// How it stands with the runbook's other active runs.
+    pub admission: Admission,
 }
 
-/// How a scheduled run relates to the other active runs of its runbook.
+/// How a new run relates to the other active runs of its runbook (the
+/// runbook's `concurrency:`, decided by the run intake; the store applies it
+/// in the statement that records the run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// `allow`: runs side by side.
     Free,
-    /// `forbid`: recorded as `skipped` while another run is active.
-    Exclusive,
+    /// `forbid`, fired by a schedule or a webhook: recorded as `skipped`
+    /// while another run is active.
+    SkipIfActive,
+    /// `forbid`, asked for by a person: refused (`Conflict`) while another
+    /// run is active, so the person hears why.
+    RefuseIfActive,
     /// `queue` and `replace`: waits, queued, until it can claim its runbook.
     Queued,
 }
@@ -111,16 +56,17 @@ pub enum Admission {
 /// The slots of one trigger to record in one transaction, with the new mark.
 #[derive(Debug, Clone)]
 pub struct SlotBatch {
+    /// The runs of the due slots, oldest first. Under
+    /// [`Admission::SkipIfActive`] the first slot that is not skipped takes
+    /// the runbook, and the slots caught up with it queue behind it rather
+    /// than skip each other.
+    pub runs: Vec<NewRun>,
+    /// Slots that are not run: recorded `missed`.
+    pub missed: Vec<NewRun>,
     pub runbook: String,
-    pub version_hash: String,
-    pub trigger_kind: String,
     pub trigger_key: String,
-    pub run: Vec<DateTime<Utc>>,
-    pub missed: Vec<DateTime<Utc>>,
+    /// The trigger's new high-water mark (it only moves forward).
     pub mark: DateTime<Utc>,
-    pub admission: Admission,
-    /// The params every scheduled run gets (the defaults).
-    pub params: serde_json::Value,
     pub now: DateTime<Utc>,
 }
 
@@ -156,13 +102,12 @@ pub enum Fate {
     /// A run, unless the runbook's `limit:` is reached (then a throttled run).
     Run {
         run: NewRun,
-        admission: Admission,
         /// `limit:` as (runs, counted since).
         limit: Option<(u32, DateTime<Utc>)>,
     },
-    /// Kept in the log only: filtered by `when:` or unreadable.
+    /// Kept in the log only: filtered by `when:`, or rejected (unreadable).
     Record {
-        outcome: &'static str,
+        outcome: DeliveryOutcome,
         detail: String,
     },
 }
@@ -193,7 +138,7 @@ pub struct DeliveryRow {
     pub trigger_key: String,
     pub received_at: DateTime<Utc>,
     pub dedup_key: Option<String>,
-    pub outcome: String,
+    pub outcome: DeliveryOutcome,
     pub run_id: Option<RunId>,
     pub duplicate_of: Option<i64>,
     pub headers: serde_json::Value,
@@ -209,8 +154,8 @@ pub struct IssueRow {
     pub key: String,
     pub runbook: String,
     pub title: String,
-    pub severity: String,
-    pub status: String,
+    pub severity: Severity,
+    pub status: IssueStatus,
     pub details: Option<String>,
     pub link: Option<String>,
     pub first_seen: DateTime<Utc>,
@@ -227,7 +172,7 @@ pub struct IssueOpen {
     pub runbook: String,
     pub key: String,
     pub title: String,
-    pub severity: String,
+    pub severity: Severity,
     pub details: Option<String>,
     pub link: Option<String>,
     pub at: DateTime<Utc>,
@@ -236,9 +181,9 @@ pub struct IssueOpen {
 /// Which issues to list, most recently changed first.
 #[derive(Debug, Clone, Default)]
 pub struct IssueFilter {
-    /// `None`: open and acknowledged.
-    pub status: Option<String>,
-    pub severity: Option<String>,
+    /// Issues in these statuses; empty: open and acknowledged.
+    pub statuses: Vec<IssueStatus>,
+    pub severity: Option<Severity>,
     pub runbook: Option<String>,
     /// Only issues first seen before this time.
     pub older_than: Option<DateTime<Utc>>,
@@ -271,7 +216,7 @@ pub struct EmailRow {
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,
-    pub status: String,
+    pub status: EmailStatus,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -328,7 +273,7 @@ pub struct RunRow {
     pub id: RunId,
     pub runbook: String,
     pub version_hash: String,
-    pub trigger_kind: String,
+    pub trigger_kind: TriggerKind,
     pub trigger_key: Option<String>,
     pub scheduled_at: Option<DateTime<Utc>>,
     pub status: RunStatus,

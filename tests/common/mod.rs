@@ -200,7 +200,8 @@ impl Harness {
         let params = runbookd::run::bind_cli_params(&rb, &[]).expect("params bind");
         let mut req = RunRequest::new(rb, TriggerInfo::manual(), params, &CancellationToken::new());
         req.dry_run = dry_run;
-        let id = self.executor.submit(&req).await.expect("run recorded");
+        let intake = runbookd::run::Intake::start(self.executor.store().clone(), None);
+        let id = intake.submit(&req).await.expect("run recorded");
         self.executor.execute(id, req).await
     }
 }

@@ -1,25 +1,31 @@
 //! SQLite: webhook deliveries, accepted in batches (group commit), with
 //! deduplication and rate limits decided inside the transaction.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{SqliteStore, is_active_conflict, time_col};
+use super::{SqliteStore, runs, time_col};
 use crate::store::*;
 
-impl SqliteStore {
-    pub(super) async fn accept(&self, batch: &[Delivery]) -> Result<Vec<Accepted>> {
-        let mut tx = self.write().await?;
-        let mut out = Vec::with_capacity(batch.len());
-        for d in batch {
-            out.push(accept_one(&mut tx, d).await?);
-        }
-        tx.commit().await?;
-        Ok(out)
+/// Record a batch of deliveries, with their runs, in one transaction.
+pub(super) async fn accept_deliveries(
+    store: &SqliteStore,
+    batch: &[Delivery],
+) -> Result<Vec<Accepted>> {
+    let mut tx = store.write().await?;
+    let mut out = Vec::with_capacity(batch.len());
+    for d in batch {
+        out.push(accept_one(&mut tx, d).await?);
     }
+    tx.commit().await?;
+    Ok(out)
+}
 
-    pub(super) async fn deliveries(
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn list_deliveries(
         &self,
         runbook: Option<&str>,
         before: Option<i64>,
@@ -41,7 +47,6 @@ impl SqliteStore {
 
 fn delivery_row(r: &SqliteRow) -> Result<DeliveryRow> {
     let headers: String = r.try_get("headers")?;
-    let status: Option<String> = r.try_get("run_status")?;
     Ok(DeliveryRow {
         id: r.try_get("id")?,
         runbook: r.try_get("runbook")?,
@@ -55,14 +60,14 @@ fn delivery_row(r: &SqliteRow) -> Result<DeliveryRow> {
         headers: serde_json::from_str(&headers).unwrap_or_default(),
         body: r.try_get("body")?,
         detail: r.try_get("detail")?,
-        run_status: status.as_deref().and_then(RunStatus::parse),
+        run_status: r.try_get("run_status")?,
     })
 }
 
 async fn insert_delivery(
     tx: &mut SqliteConnection,
     d: &Delivery,
-    outcome: &str,
+    outcome: DeliveryOutcome,
     run: Option<RunId>,
     duplicate_of: Option<i64>,
     detail: Option<&str>,
@@ -120,20 +125,11 @@ async fn dedup(
 }
 
 async fn accept_one(tx: &mut SqliteConnection, d: &Delivery) -> Result<Accepted> {
-    // A delivery rejected as unreadable does not take its key: the sender's
-    // corrected retry must not count as a repeat.
-    let rejected = matches!(
-        &d.fate,
-        Fate::Record {
-            outcome: "rejected",
-            ..
-        }
-    );
-    let dedup_key = d.dedup_key.as_ref().filter(|_| !rejected);
-    if let Some(key) = dedup_key
+    if let Some(key) = &d.dedup_key
         && let Some((original, run)) = dedup(tx, d, key).await?
     {
-        let delivery = insert_delivery(tx, d, "duplicate", run, Some(original), None).await?;
+        let delivery =
+            insert_delivery(tx, d, DeliveryOutcome::Duplicate, run, Some(original), None).await?;
         return Ok(Accepted::Duplicate {
             delivery,
             original,
@@ -142,27 +138,32 @@ async fn accept_one(tx: &mut SqliteConnection, d: &Delivery) -> Result<Accepted>
     }
     let (delivery, run) = match &d.fate {
         Fate::Record { outcome, detail } => (
-            insert_delivery(tx, d, outcome, None, None, Some(detail)).await?,
+            insert_delivery(tx, d, *outcome, None, None, Some(detail)).await?,
             None,
         ),
-        Fate::Run {
-            run,
-            admission,
-            limit,
-        } => {
+        Fate::Run { run, limit } => {
             let throttled = match limit {
                 Some((runs, since)) => count_since(tx, &run.runbook, *since).await? >= *runs as i64,
                 None => false,
             };
             let (outcome, detail) = if throttled {
-                ("throttled", Some("the runbook's `limit:` was reached"))
+                (
+                    DeliveryOutcome::Throttled,
+                    Some("the runbook's `limit:` was reached"),
+                )
             } else {
-                ("accepted", None)
+                (DeliveryOutcome::Accepted, None)
             };
             let delivery = insert_delivery(tx, d, outcome, None, None, detail).await?;
             let mut run = run.clone();
             run.trigger_data["delivery_id"] = serde_json::json!(delivery);
-            let (id, status) = insert_webhook_run(tx, &run, *admission, throttled).await?;
+            let admitted = if throttled {
+                runs::record_in(tx, &run, RunStatus::Throttled).await?
+            } else {
+                runs::admit_in(tx, &run).await?
+            };
+            let (id, status) = admitted
+                .ok_or_else(|| StoreError::Database("a webhook run was not recorded".into()))?;
             sqlx::query("UPDATE deliveries SET run_id = ? WHERE id = ?")
                 .bind(id)
                 .bind(delivery)
@@ -171,7 +172,7 @@ async fn accept_one(tx: &mut SqliteConnection, d: &Delivery) -> Result<Accepted>
             (delivery, Some((id, status)))
         }
     };
-    if let Some(key) = dedup_key {
+    if let Some(key) = &d.dedup_key {
         sqlx::query("UPDATE webhook_dedup SET delivery_id = ?, run_id = ? WHERE runbook = ? AND trigger_key = ? AND dedup_key = ?")
             .bind(delivery)
             .bind(run.map(|r| r.0))
@@ -191,59 +192,22 @@ async fn accept_one(tx: &mut SqliteConnection, d: &Delivery) -> Result<Accepted>
     })
 }
 
-/// Runs of a runbook started since `since` that count against its `limit:`.
+/// Runs of a runbook created since `since` that count against its `limit:`
+/// (firings that did not run do not).
 async fn count_since(
     tx: &mut SqliteConnection,
     runbook: &str,
     since: DateTime<Utc>,
 ) -> Result<i64> {
+    let [a, b, c] = RunStatus::NOT_RUN;
     Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM runs WHERE runbook = ? AND created_at >= ? AND status NOT IN ('throttled', 'skipped', 'missed')",
+        "SELECT COUNT(*) FROM runs WHERE runbook = ? AND created_at >= ? AND status NOT IN (?, ?, ?)",
     )
     .bind(runbook)
     .bind(ts(since))
+    .bind(a)
+    .bind(b)
+    .bind(c)
     .fetch_one(&mut *tx)
     .await?)
-}
-
-async fn insert_webhook_run(
-    tx: &mut SqliteConnection,
-    run: &NewRun,
-    admission: Admission,
-    throttled: bool,
-) -> Result<(RunId, RunStatus)> {
-    let insert = |status: RunStatus, active: Option<String>| {
-        let finished = (status != RunStatus::Queued).then(|| ts(run.created_at));
-        sqlx::query_scalar::<_, i64>(
-            "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status, params,
-                               trigger_data, dry_run, created_at, finished_at, active_key)
-             VALUES (?, ?, 'webhook', ?, NULL, ?, ?, ?, 0, ?, ?, ?) RETURNING id",
-        )
-        .bind(run.runbook.clone())
-        .bind(run.version_hash.clone())
-        .bind(run.trigger_key.clone())
-        .bind(status.as_str())
-        .bind(cap_json(&run.params))
-        .bind(run.trigger_data.to_string())
-        .bind(ts(run.created_at))
-        .bind(finished)
-        .bind(active)
-    };
-    if throttled {
-        return Ok((
-            insert(RunStatus::Throttled, None)
-                .fetch_one(&mut *tx)
-                .await?,
-            RunStatus::Throttled,
-        ));
-    }
-    let active = (admission == Admission::Exclusive).then(|| run.runbook.clone());
-    match insert(RunStatus::Queued, active).fetch_one(&mut *tx).await {
-        Ok(id) => Ok((id, RunStatus::Queued)),
-        Err(e) if is_active_conflict(&e) => Ok((
-            insert(RunStatus::Skipped, None).fetch_one(&mut *tx).await?,
-            RunStatus::Skipped,
-        )),
-        Err(e) => Err(e.into()),
-    }
 }

@@ -1,4 +1,6 @@
-//! The SQLite store: one file, WAL, `synchronous=FULL`, one writing process.
+//! The SQLite store: one file, WAL, `synchronous=FULL`, one writing process
+//! (the file lock), every write through one group-committing connection.
+//! Each role of the store contract is implemented in its own file.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -7,16 +9,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use super::*;
-use rows::{insert_logs_in, insert_step_in, json_col, required};
-use rows::{run_row, time_col};
+use rows::{json_col, required, run_row, time_col};
 
+mod attempts;
 mod deliveries;
+mod history;
 mod issues;
 mod outbox;
 mod rows;
+mod runs;
 mod schedule;
 mod writer;
 
@@ -110,7 +114,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl VersionStore for SqliteStore {
     async fn save_version(&self, v: &VersionRow) -> Result<()> {
         let scripts =
             serde_json::to_string(&v.scripts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -149,279 +153,10 @@ impl Store for SqliteStore {
         })
         .transpose()
     }
+}
 
-    async fn insert_run(&self, run: &NewRun) -> Result<RunId> {
-        let mut tx = self.write_one().await?;
-        let inserted = sqlx::query_scalar(
-            "INSERT INTO runs (runbook, version_hash, trigger_kind, trigger_key, scheduled_at, status,
-                               params, trigger_data, dry_run, created_at, active_key)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&run.runbook)
-        .bind(&run.version_hash)
-        .bind(&run.trigger_kind)
-        .bind(&run.trigger_key)
-        .bind(run.scheduled_at.map(ts))
-        .bind(run.status.as_str())
-        .bind(cap_json(&run.params))
-        .bind(run.trigger_data.to_string())
-        .bind(run.dry_run as i64)
-        .bind(ts(run.created_at))
-        .bind(&run.active_key)
-        .fetch_one(&mut *tx)
-        .await;
-        match inserted {
-            Ok(id) => {
-                tx.commit().await?;
-                Ok(id)
-            }
-            Err(e) if is_active_conflict(&e) => Err(StoreError::Conflict(format!(
-                "runbook {} already has an active run and does not allow another (concurrency: forbid)",
-                run.runbook
-            ))),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn start_attempt(
-        &self,
-        run: RunId,
-        attempt: u32,
-        at: DateTime<Utc>,
-    ) -> Result<AttemptId> {
-        // The trigger `attempt_starts_run` makes the run `running`.
-        let mut tx = self.write_one().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO attempts (run_id, attempt, status, started_at) VALUES (?, ?, 'running', ?) RETURNING id",
-        )
-        .bind(run)
-        .bind(attempt as i64)
-        .bind(ts(at))
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    async fn insert_step(&self, s: &StepRow) -> Result<()> {
-        self.insert_step_with_logs(s, &[]).await
-    }
-
-    async fn insert_step_with_logs(&self, s: &StepRow, lines: &[LogRow]) -> Result<()> {
-        let mut tx = if lines.is_empty() {
-            self.write_one().await?
-        } else {
-            self.write().await?
-        };
-        insert_step_in(&mut tx, s).await?;
-        insert_logs_in(&mut tx, lines).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn finish(&self, lines: &[LogRow], run: RunId, end: &RunEnd) -> Result<()> {
-        let mut tx = if lines.is_empty() {
-            self.write_one().await?
-        } else {
-            self.write().await?
-        };
-        insert_logs_in(&mut tx, lines).await?;
-        // The trigger `run_end_closes_attempt` closes the open attempt.
-        end_run(&mut tx, run, end).await?;
-        tx.commit().await
-    }
-
-    async fn insert_logs(&self, lines: &[LogRow]) -> Result<()> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write().await?;
-        insert_logs_in(&mut tx, lines).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn finish_attempt(
-        &self,
-        id: AttemptId,
-        status: RunStatus,
-        error: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
-        let mut tx = self.write_one().await?;
-        sqlx::query("UPDATE attempts SET status = ?, error = ?, finished_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(error.map(cap_text))
-            .bind(ts(at))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
-    }
-
-    async fn finish_run(&self, run: RunId, end: &RunEnd) -> Result<()> {
-        let mut tx = self.write_one().await?;
-        end_run(&mut tx, run, end).await?;
-        tx.commit().await
-    }
-
-    async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRow>> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM runs WHERE 1 = 1");
-        if let Some(rb) = &f.runbook {
-            q.push(" AND runbook = ").push_bind(rb.clone());
-        }
-        if let Some(st) = f.status {
-            q.push(" AND status = ").push_bind(st.as_str());
-        }
-        if let Some(since) = f.since {
-            q.push(" AND created_at >= ").push_bind(ts(since));
-        }
-        if let Some(before) = f.before {
-            q.push(" AND id < ").push_bind(before);
-        }
-        q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(f.limit.max(1) as i64);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(run_row).collect()
-    }
-
-    async fn queued_runs(
-        &self,
-        runbook: Option<&str>,
-        after: RunId,
-        limit: u32,
-    ) -> Result<Vec<RunRow>> {
-        self.queued(runbook, after, limit).await
-    }
-
-    async fn claim(&self, run: RunId, active_key: &str) -> Result<bool> {
-        self.claim_run(run, active_key).await
-    }
-
-    async fn requeue(&self, run: RunId, active_key: Option<&str>) -> Result<bool> {
-        self.requeue_run(run, active_key).await
-    }
-
-    async fn recover_interrupted(&self, at: DateTime<Utc>) -> Result<Vec<RunRow>> {
-        self.recover(at).await
-    }
-
-    async fn last_run(&self, runbook: &str) -> Result<LastRun> {
-        let mut all = self.last_of_many(&[runbook.to_string()]).await?;
-        Ok(all.remove(runbook).unwrap_or_default())
-    }
-
-    async fn last_runs(
-        &self,
-        runbooks: &[String],
-    ) -> Result<std::collections::HashMap<String, LastRun>> {
-        self.last_of_many(runbooks).await
-    }
-
-    async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
-        self.prune_before(before).await
-    }
-
-    async fn open_issue(&self, issue: &IssueOpen) -> Result<(IssueRow, bool)> {
-        self.issue_open(issue).await
-    }
-
-    async fn resolve_issue(
-        &self,
-        key: &str,
-        note: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.issue_resolve(key, note, at).await
-    }
-
-    async fn ack_issue(&self, key: &str, at: DateTime<Utc>) -> Result<bool> {
-        self.issue_ack(key, at).await
-    }
-
-    async fn issue(&self, key: &str) -> Result<Option<IssueRow>> {
-        self.issue_get(key).await
-    }
-
-    async fn list_issues(&self, filter: &IssueFilter) -> Result<Vec<IssueRow>> {
-        self.issue_list(filter).await
-    }
-
-    async fn open_issue_counts(&self) -> Result<Vec<(String, i64)>> {
-        self.issue_counts().await
-    }
-
-    async fn queue_email(&self, email: &NewEmail) -> Result<(i64, bool)> {
-        self.email_queue(email).await
-    }
-
-    async fn take_due_emails(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<EmailRow>> {
-        self.email_take(now, limit).await
-    }
-
-    async fn finish_email(&self, id: i64, attempt: &EmailAttempt, at: DateTime<Utc>) -> Result<()> {
-        self.email_finish(id, attempt, at).await
-    }
-
-    async fn list_emails(&self, status: Option<&str>, limit: u32) -> Result<Vec<EmailRow>> {
-        self.email_list(status, limit).await
-    }
-
-    async fn requeue_sending_emails(&self) -> Result<u64> {
-        self.email_requeue().await
-    }
-
-    async fn accept_deliveries(&self, batch: &[Delivery]) -> Result<Vec<Accepted>> {
-        self.accept(batch).await
-    }
-
-    async fn list_deliveries(
-        &self,
-        runbook: Option<&str>,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<DeliveryRow>> {
-        self.deliveries(runbook, before, limit).await
-    }
-
-    async fn queue_depth(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued'")
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn schedule_mark(
-        &self,
-        runbook: &str,
-        trigger_key: &str,
-    ) -> Result<Option<DateTime<Utc>>> {
-        self.mark_of(runbook, trigger_key).await
-    }
-
-    async fn init_mark(
-        &self,
-        runbook: &str,
-        trigger_key: &str,
-        at: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>> {
-        self.first_mark(runbook, trigger_key, at).await
-    }
-
-    async fn record_slots(&self, batch: &SlotBatch) -> Result<Vec<SlotResult>> {
-        self.slots(batch).await
-    }
-
-    async fn run_detail(&self, id: RunId) -> Result<Option<RunDetail>> {
-        self.detail_of(id).await
-    }
-
+#[async_trait]
+impl StateStore for SqliteStore {
     async fn state_get(
         &self,
         runbook: &str,
@@ -442,13 +177,15 @@ impl Store for SqliteStore {
 
     async fn state_set(
         &self,
+        fence: Option<&Lease>,
         runbook: &str,
         key: &str,
         value: &serde_json::Value,
         expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut tx = self.write_one().await?;
+        let mut tx = self.write().await?;
+        attempts::fence_opt(&mut tx, fence).await?;
         sqlx::query(
             "INSERT INTO state (runbook, key, value, expires_at, updated_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (runbook, key) DO UPDATE SET value = excluded.value,
@@ -464,8 +201,9 @@ impl Store for SqliteStore {
         tx.commit().await
     }
 
-    async fn state_delete(&self, runbook: &str, key: &str) -> Result<bool> {
-        let mut tx = self.write_one().await?;
+    async fn state_delete(&self, fence: Option<&Lease>, runbook: &str, key: &str) -> Result<bool> {
+        let mut tx = self.write().await?;
+        attempts::fence_opt(&mut tx, fence).await?;
         let done = sqlx::query("DELETE FROM state WHERE runbook = ? AND key = ?")
             .bind(runbook)
             .bind(key)
@@ -474,19 +212,4 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
-}
-
-/// Record a run's end; the run leaves the one-active-run index.
-async fn end_run(tx: &mut sqlx::SqliteConnection, run: RunId, end: &RunEnd) -> Result<()> {
-    sqlx::query(
-        "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, active_key = NULL WHERE id = ?",
-    )
-    .bind(end.status.as_str())
-    .bind(end.output.as_ref().map(cap_json))
-    .bind(end.error.as_deref().map(cap_text))
-    .bind(ts(end.at))
-    .bind(run)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }

@@ -1,9 +1,11 @@
 //! SQLite: the email outbox.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::attempts::fence_opt;
 use super::{SqliteStore, time_col};
 use crate::store::*;
 
@@ -46,12 +48,14 @@ fn email_row(r: &SqliteRow) -> Result<EmailRow> {
     })
 }
 
-impl SqliteStore {
-    pub(super) async fn email_queue(&self, e: &NewEmail) -> Result<(i64, bool)> {
-        let mut tx = self.write_one().await?;
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn queue_email(&self, fence: Option<&Lease>, e: &NewEmail) -> Result<(i64, bool)> {
+        let mut tx = self.write().await?;
+        fence_opt(&mut tx, fence).await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO outbox (idem_key, runbook, run_id, sender, recipients, subject, text_body, html_body, status, next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (idem_key) DO NOTHING RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING RETURNING id",
         )
         .bind(&e.idem_key)
         .bind(&e.runbook)
@@ -61,6 +65,7 @@ impl SqliteStore {
         .bind(&e.subject)
         .bind(&e.text)
         .bind(&e.html)
+        .bind(EmailStatus::Queued)
         .bind(ts(e.at))
         .bind(ts(e.at))
         .fetch_optional(&mut *tx)
@@ -79,13 +84,15 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub(super) async fn email_take(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<EmailRow>> {
+    async fn take_due_emails(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<EmailRow>> {
         let mut tx = self.write_one().await?;
         let rows = sqlx::query(
-            "UPDATE outbox SET status = 'sending', attempts = attempts + 1
-             WHERE id IN (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY id LIMIT ?)
+            "UPDATE outbox SET status = ?1, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM outbox WHERE status = ?2 AND next_attempt_at <= ?3 ORDER BY id LIMIT ?4)
              RETURNING *",
         )
+        .bind(EmailStatus::Sending)
+        .bind(EmailStatus::Queued)
         .bind(ts(now))
         .bind(limit as i64)
         .fetch_all(&mut *tx)
@@ -94,33 +101,33 @@ impl SqliteStore {
         rows.iter().map(email_row).collect()
     }
 
-    pub(super) async fn email_finish(
-        &self,
-        id: i64,
-        a: &EmailAttempt,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
+    async fn finish_email(&self, id: i64, a: &EmailAttempt, at: DateTime<Utc>) -> Result<()> {
         let q = match a {
-            EmailAttempt::Sent { results } => sqlx::query("UPDATE outbox SET status = 'sent', sent_at = ?, results = ?, last_error = NULL WHERE id = ?")
-                .bind(ts(at))
-                .bind(results.to_string()),
-            EmailAttempt::Retry { error, at: next } => {
-                sqlx::query("UPDATE outbox SET status = 'queued', next_attempt_at = ?, last_error = ? WHERE id = ?").bind(ts(*next)).bind(cap_text(error))
-            }
-            EmailAttempt::Failed { error } => sqlx::query("UPDATE outbox SET status = 'failed', last_error = ?, results = ? WHERE id = ?")
-                .bind(cap_text(error))
-                .bind(serde_json::json!({"error": error}).to_string()),
+            EmailAttempt::Sent { results } => sqlx::query(
+                "UPDATE outbox SET status = ?, sent_at = ?, results = ?, last_error = NULL WHERE id = ?",
+            )
+            .bind(EmailStatus::Sent)
+            .bind(ts(at))
+            .bind(results.to_string()),
+            EmailAttempt::Retry { error, at: next } => sqlx::query(
+                "UPDATE outbox SET status = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            )
+            .bind(EmailStatus::Queued)
+            .bind(ts(*next))
+            .bind(cap_text(error)),
+            EmailAttempt::Failed { error } => sqlx::query(
+                "UPDATE outbox SET status = ?, last_error = ?, results = ? WHERE id = ?",
+            )
+            .bind(EmailStatus::Failed)
+            .bind(cap_text(error))
+            .bind(serde_json::json!({"error": error}).to_string()),
         };
         let mut tx = self.write_one().await?;
         q.bind(id).execute(&mut *tx).await?;
         tx.commit().await
     }
 
-    pub(super) async fn email_list(
-        &self,
-        status: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<EmailRow>> {
+    async fn list_emails(&self, status: Option<EmailStatus>, limit: u32) -> Result<Vec<EmailRow>> {
         let rows = sqlx::query(
             "SELECT * FROM outbox WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2",
         )
@@ -131,9 +138,11 @@ impl SqliteStore {
         rows.iter().map(email_row).collect()
     }
 
-    pub(super) async fn email_requeue(&self) -> Result<u64> {
+    async fn requeue_sending_emails(&self) -> Result<u64> {
         let mut tx = self.write_one().await?;
-        let done = sqlx::query("UPDATE outbox SET status = 'queued' WHERE status = 'sending'")
+        let done = sqlx::query("UPDATE outbox SET status = ? WHERE status = ?")
+            .bind(EmailStatus::Queued)
+            .bind(EmailStatus::Sending)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

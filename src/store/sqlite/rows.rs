@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::SqliteStore;
 use crate::store::*;
 
 pub(super) fn json_col(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>> {
@@ -87,75 +86,4 @@ pub(super) async fn insert_logs_in(
         q.build().execute(&mut *tx).await?;
     }
     Ok(())
-}
-
-impl SqliteStore {
-    pub(super) async fn detail_of(&self, id: RunId) -> Result<Option<RunDetail>> {
-        let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let run = run_row(&row)?;
-        let attempts = sqlx::query("SELECT * FROM attempts WHERE run_id = ? ORDER BY attempt")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(AttemptRow {
-                    id: r.try_get("id")?,
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    status: status_col(r, "status")?,
-                    started_at: required(time_col(r, "started_at")?, "started_at")?,
-                    finished_at: time_col(r, "finished_at")?,
-                    error: r.try_get("error")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let steps = sqlx::query(
-            "SELECT s.* FROM steps s JOIN attempts a ON a.id = s.attempt_id WHERE a.run_id = ? ORDER BY a.attempt, s.position",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(StepRow {
-                attempt_id: r.try_get("attempt_id")?,
-                position: r.try_get::<i64, _>("position")? as u32,
-                name: r.try_get("name")?,
-                status: status_col(r, "status")?,
-                started_at: required(time_col(r, "started_at")?, "started_at")?,
-                finished_at: required(time_col(r, "finished_at")?, "finished_at")?,
-                output: json_col(r, "output")?,
-                error: r.try_get("error")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let logs = sqlx::query("SELECT * FROM logs WHERE run_id = ? ORDER BY id")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(LogRow {
-                    run_id: r.try_get("run_id")?,
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    step: r.try_get("step")?,
-                    at: required(time_col(r, "at")?, "at")?,
-                    level: r.try_get("level")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(RunDetail {
-            run,
-            attempts,
-            steps,
-            logs,
-        }))
-    }
 }

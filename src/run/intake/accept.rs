@@ -1,0 +1,97 @@
+//! Webhook deliveries committed in batches (group commit): requests queue
+//! their delivery, one task commits whatever has gathered in one
+//! transaction, then answers each, so "202" always means "on disk".
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Intake;
+use crate::runbook::Runbook;
+use crate::store::{Accepted, Delivery, StoreError};
+
+/// At most this many deliveries share one commit.
+const MAX_BATCH: usize = 256;
+
+struct Job {
+    delivery: Delivery,
+    /// Whose delivery it is: `replace` acts on its runs.
+    runbook: Arc<Runbook>,
+    reply: oneshot::Sender<Result<Accepted, StoreError>>,
+}
+
+pub(super) struct Acceptor {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Acceptor {
+    pub(super) fn start(intake: Weak<Intake>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Job>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let Some(intake) = intake.upgrade() else {
+                    return;
+                };
+                commit(&intake, batch).await;
+                tokio::spawn(async move { intake.pump().await });
+            }
+        });
+        Acceptor { tx }
+    }
+
+    pub(super) async fn accept(
+        &self,
+        runbook: Arc<Runbook>,
+        delivery: Delivery,
+    ) -> Result<Accepted, StoreError> {
+        let stopped = || StoreError::Database("the webhook acceptor stopped".into());
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            delivery,
+            runbook,
+            reply,
+        };
+        self.tx.send(job).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+/// Commit one batch and answer each request; `replace` acts on each new run.
+async fn commit(intake: &Intake, batch: Vec<Job>) {
+    let mut deliveries = Vec::with_capacity(batch.len());
+    let mut waiting = Vec::with_capacity(batch.len());
+    for job in batch {
+        deliveries.push(job.delivery);
+        waiting.push((job.runbook, job.reply));
+    }
+    match intake.store.accept_deliveries(&deliveries).await {
+        Ok(results) => {
+            for ((runbook, reply), r) in waiting.into_iter().zip(results) {
+                if let Accepted::Run { run, status, .. } = r {
+                    intake.replaced(&runbook, run, status);
+                }
+                let _ = reply.send(Ok(r));
+            }
+        }
+        Err(e) => {
+            // Each waiting request hears the same cause (a full disk is told
+            // apart: it gets its own answer).
+            let full = matches!(e, StoreError::Full);
+            let text = e.to_string();
+            for (_, reply) in waiting {
+                let _ = reply.send(Err(if full {
+                    StoreError::Full
+                } else {
+                    StoreError::Database(text.clone())
+                }));
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The store contract: what any backend must do, split by role. Each
+//! operation has one name end to end, and each guarantee is stated where the
+//! operation is, so a second backend (PostgreSQL) implements the same
+//! behaviour; `tests/store_contract.rs` checks it through these traits.
+//!
+//! Several processes may share one store. So a running attempt is held by a
+//! [`Lease`] (an owner and an expiry renewed by heartbeat), every change a
+//! running attempt makes is fenced by it (a write from an owner that lost the
+//! lease changes nothing and fails with [`StoreError::Fenced`]), and recovery
+//! takes back only runs whose lease expired.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::*;
+
+/// The hold of one owner (a daemon process) on one running attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub run: RunId,
+    pub attempt: AttemptId,
+    /// The attempt's number within its run (1 for the first).
+    pub number: u32,
+    pub owner: String,
+}
+
+/// Runbook versions, kept once per hash so every run can show what ran.
+#[async_trait]
+pub trait VersionStore: Send + Sync {
+    async fn save_version(&self, v: &VersionRow) -> Result<()>;
+    async fn version(&self, hash: &str) -> Result<Option<VersionRow>>;
+}
+
+/// Recording new runs. Only the run intake (`src/run/intake`) calls these.
+#[async_trait]
+pub trait IntakeStore: Send + Sync {
+    /// Record a run asked for by a person; returns it and its status.
+    ///
+    /// Fails with `Conflict` when its admission refuses it beside an active run.
+    async fn insert_run(&self, run: &NewRun) -> Result<(RunId, RunStatus)>;
+    /// Record webhook deliveries, and their runs, in one transaction. A
+    /// dedup key seen within its window makes a duplicate, which runs nothing.
+    async fn accept_deliveries(&self, batch: &[Delivery]) -> Result<Vec<Accepted>>;
+    /// Record due slots (runs, skips, misses) and move the mark, atomically.
+    /// A slot (runbook, trigger, time) is recorded once, whoever records it.
+    async fn record_slots(&self, batch: &SlotBatch) -> Result<Vec<SlotResult>>;
+}
+
+/// Runs and their attempts, from the queue to their end.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Runs waiting to run with an id above `after`, oldest first, at most
+    /// `limit`; of one runbook, or of all.
+    async fn queued_runs(
+        &self,
+        runbook: Option<&str>,
+        after: RunId,
+        limit: u32,
+    ) -> Result<Vec<RunRow>>;
+    /// Take a queued run's runbook slot (`active_key`); false while another
+    /// run holds it.
+    async fn claim(&self, run: RunId, active_key: &str) -> Result<bool>;
+    /// Start the next attempt of a queued run, or of a running run whose last
+    /// attempt has ended (a retry), held by `owner` until `lease_until`; the
+    /// run becomes `running`. `None` when the run is not startable: another
+    /// owner started it first, or it ended.
+    async fn start_attempt(
+        &self,
+        run: RunId,
+        owner: &str,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Lease>>;
+    /// Renew a lease. Fails with `Fenced` when it was lost.
+    async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()>;
+    /// A step and the log lines written during it, in one transaction (fenced).
+    async fn insert_step(&self, lease: &Lease, step: &StepRow, lines: &[LogRow]) -> Result<()>;
+    /// Log lines of a running attempt (fenced).
+    async fn insert_logs(&self, lease: &Lease, lines: &[LogRow]) -> Result<()>;
+    /// End an attempt that will be retried (fenced).
+    async fn finish_attempt(
+        &self,
+        lease: &Lease,
+        status: RunStatus,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The end of a run in one transaction (fenced): its last log lines and
+    /// the run's end, which also closes its open attempt.
+    async fn finish(&self, lease: &Lease, lines: &[LogRow], end: &RunEnd) -> Result<()>;
+    /// End a run that is still queued (cancelled, or its runbook is gone);
+    /// false when it is no longer queued.
+    async fn end_queued(&self, run: RunId, end: &RunEnd) -> Result<bool>;
+    /// Put an interrupted run back in the queue.
+    async fn requeue(&self, run: RunId, active_key: Option<&str>) -> Result<bool>;
+    /// Runs whose latest attempt's lease expired by `expired_by` (their
+    /// owner stopped) become `interrupted` at `at`, with that attempt;
+    /// returns them as they were.
+    async fn recover(&self, expired_by: DateTime<Utc>, at: DateTime<Utc>) -> Result<Vec<RunRow>>;
+    /// True when this process is the only one that can write (SQLite's file
+    /// lock): every lease it does not hold is dead, whatever its expiry.
+    fn sole_writer(&self) -> bool;
+}
+
+/// The schedule's high-water marks.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// The high-water mark of a schedule trigger.
+    async fn schedule_mark(
+        &self,
+        runbook: &str,
+        trigger_key: &str,
+    ) -> Result<Option<DateTime<Utc>>>;
+    /// Record a trigger's first mark, unless it has one; returns the mark.
+    async fn init_mark(
+        &self,
+        runbook: &str,
+        trigger_key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>>;
+}
+
+/// The log of webhook deliveries.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Deliveries, newest first.
+    async fn list_deliveries(
+        &self,
+        runbook: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>>;
+}
+
+/// Issues runbooks raise. A write from a run passes its lease (fenced); a
+/// person's passes `None`.
+#[async_trait]
+pub trait IssueStore: Send + Sync {
+    /// Open (or bump, or reopen) an issue; returns it and whether it is new.
+    async fn open_issue(
+        &self,
+        fence: Option<&Lease>,
+        issue: &IssueOpen,
+    ) -> Result<(IssueRow, bool)>;
+    /// Resolve an issue; false when it was not open or acknowledged.
+    async fn resolve_issue(
+        &self,
+        fence: Option<&Lease>,
+        key: &str,
+        note: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Acknowledge an open issue; false when it was not open.
+    async fn ack_issue(&self, key: &str, at: DateTime<Utc>) -> Result<bool>;
+    async fn issue(&self, key: &str) -> Result<Option<IssueRow>>;
+    async fn list_issues(&self, filter: &IssueFilter) -> Result<Vec<IssueRow>>;
+    /// Open (and acknowledged) issues by severity.
+    async fn open_issue_counts(&self) -> Result<Vec<(Severity, i64)>>;
+}
+
+/// The email outbox: queued once per idempotency key, sent once.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Queue an email (fenced when a run queues it); returns its id and
+    /// whether it is new (the existing one when the key was used).
+    async fn queue_email(&self, fence: Option<&Lease>, email: &NewEmail) -> Result<(i64, bool)>;
+    /// Take up to `limit` emails due at `now` for delivery (they become `sending`).
+    async fn take_due_emails(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<EmailRow>>;
+    async fn finish_email(&self, id: i64, attempt: &EmailAttempt, at: DateTime<Utc>) -> Result<()>;
+    async fn list_emails(&self, status: Option<EmailStatus>, limit: u32) -> Result<Vec<EmailRow>>;
+    /// Emails left `sending` by a process that stopped go back to the queue.
+    async fn requeue_sending_emails(&self) -> Result<u64>;
+}
+
+/// What runbooks keep between runs.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// A value, unless it is absent or expired at `now`.
+    async fn state_get(
+        &self,
+        runbook: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<serde_json::Value>>;
+    /// Keep a value (fenced when a run writes it), until `expires_at` when given.
+    async fn state_set(
+        &self,
+        fence: Option<&Lease>,
+        runbook: &str,
+        key: &str,
+        value: &serde_json::Value,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn state_delete(&self, fence: Option<&Lease>, runbook: &str, key: &str) -> Result<bool>;
+}
+
+/// Reading history, and keeping it within retention.
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
+    async fn run_detail(&self, id: RunId) -> Result<Option<RunDetail>>;
+    /// The latest run of each runbook, and when each last succeeded (one query).
+    async fn last_runs(&self, runbooks: &[String]) -> Result<HashMap<String, LastRun>>;
+    /// How many runs are queued.
+    async fn queue_depth(&self) -> Result<i64>;
+    /// Delete finished runs (with their attempts, steps and logs) created before `before`.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// A cheap query that proves the database answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Every role: what the daemon holds.
+pub trait Store:
+    VersionStore
+    + IntakeStore
+    + RunStore
+    + ScheduleStore
+    + WebhookStore
+    + IssueStore
+    + OutboxStore
+    + StateStore
+    + HistoryStore
+{
+}
+
+impl<T> Store for T where
+    T: VersionStore
+        + IntakeStore
+        + RunStore
+        + ScheduleStore
+        + WebhookStore
+        + IssueStore
+        + OutboxStore
+        + StateStore
+        + HistoryStore
+{
+}

@@ -1,0 +1,297 @@
+//! SQLite: runs from the queue to their end — claims, attempts under a
+//! lease, fenced writes, and recovery of runs whose owner stopped.
+//!
+//! The fence is one statement at the start of each write's transaction: it
+//! touches the attempt row only while its owner holds it, so a write whose
+//! lease was lost changes nothing.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Row, SqliteConnection};
+
+use super::rows::{insert_logs_in, insert_step_in};
+use super::{SqliteStore, run_row};
+use crate::store::*;
+
+/// Why a run in recovery is interrupted.
+const STOPPED: &str = "the process running it stopped before it finished";
+
+/// The lease holds while its attempt is the latest of a run that is still
+/// running (also while the run waits to retry, its last attempt ended).
+macro_rules! held {
+    () => {
+        "id = ?1 AND owner = ?2
+         AND attempt = (SELECT r.attempts FROM runs r WHERE r.id = attempts.run_id AND r.status = ?3)"
+    };
+}
+
+/// Fail with `Fenced` unless `lease` still holds its run.
+async fn fence_in(tx: &mut SqliteConnection, lease: &Lease) -> Result<()> {
+    let held = sqlx::query(concat!(
+        "UPDATE attempts SET lease_until = lease_until WHERE ",
+        held!()
+    ))
+    .bind(lease.attempt)
+    .bind(&lease.owner)
+    .bind(RunStatus::Running)
+    .execute(&mut *tx)
+    .await?;
+    if held.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(fenced(lease))
+    }
+}
+
+fn fenced(lease: &Lease) -> StoreError {
+    StoreError::Fenced {
+        run: lease.run,
+        attempt: lease.number,
+        owner: lease.owner.clone(),
+    }
+}
+
+/// The fence for a write a run may make (issues, email, state); none for a person's.
+pub(super) async fn fence_opt(tx: &mut SqliteConnection, fence: Option<&Lease>) -> Result<()> {
+    match fence {
+        Some(lease) => fence_in(tx, lease).await,
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn queued_runs(
+        &self,
+        runbook: Option<&str>,
+        after: RunId,
+        limit: u32,
+    ) -> Result<Vec<RunRow>> {
+        // Both read an index: `runs_queued` for one runbook, `runs_by_status` for all.
+        let rows = match runbook {
+            Some(name) => sqlx::query(
+                "SELECT * FROM runs WHERE runbook = ? AND status = ? AND id > ? ORDER BY id LIMIT ?",
+            )
+            .bind(name),
+            None => {
+                sqlx::query("SELECT * FROM runs WHERE status = ? AND id > ? ORDER BY id LIMIT ?")
+            }
+        }
+        .bind(RunStatus::Queued)
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn claim(&self, run: RunId, active_key: &str) -> Result<bool> {
+        let mut tx = self.write_one().await?;
+        let done = sqlx::query("UPDATE runs SET active_key = ? WHERE id = ? AND status = ?")
+            .bind(active_key)
+            .bind(run)
+            .bind(RunStatus::Queued)
+            .execute(&mut *tx)
+            .await;
+        super::schedule::keep_unless_active(tx, done).await
+    }
+
+    async fn start_attempt(
+        &self,
+        run: RunId,
+        owner: &str,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Lease>> {
+        // A queued run is anyone's; a running one (between retries) only its
+        // latest attempt's owner's. The trigger `attempt_starts_run` makes
+        // the run `running`; `attempts_one_running` refuses a second
+        // running attempt.
+        let mut tx = self.write().await?;
+        let started = sqlx::query(
+            "INSERT INTO attempts (run_id, attempt, status, started_at, owner, lease_until)
+             SELECT r.id, r.attempts + 1, ?1, ?2, ?3, ?4 FROM runs r
+             WHERE r.id = ?5 AND (r.status = ?6 OR (r.status = ?1 AND EXISTS (
+                 SELECT 1 FROM attempts a WHERE a.run_id = r.id AND a.attempt = r.attempts
+                     AND a.owner = ?3 AND a.status <> ?1)))
+             RETURNING id, attempt",
+        )
+        .bind(RunStatus::Running)
+        .bind(ts(at))
+        .bind(owner)
+        .bind(ts(lease_until))
+        .bind(run)
+        .bind(RunStatus::Queued)
+        .fetch_optional(&mut *tx)
+        .await;
+        let row = match started {
+            Ok(row) => row,
+            Err(e)
+                if e.as_database_error()
+                    .is_some_and(|d| d.is_unique_violation()) =>
+            {
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(row) = row else { return Ok(None) };
+        tx.commit().await?;
+        Ok(Some(Lease {
+            run,
+            attempt: row.try_get("id")?,
+            number: row.try_get::<i64, _>("attempt")? as u32,
+            owner: owner.to_string(),
+        }))
+    }
+
+    async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()> {
+        // Renewed on the latest attempt while the run is the owner's, also
+        // while it waits to retry (the attempt has ended, the run has not).
+        let mut tx = self.write_one().await?;
+        let done = sqlx::query(concat!(
+            "UPDATE attempts SET lease_until = ?4 WHERE ",
+            held!()
+        ))
+        .bind(lease.attempt)
+        .bind(&lease.owner)
+        .bind(RunStatus::Running)
+        .bind(ts(until))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(fenced(lease));
+        }
+        tx.commit().await
+    }
+
+    async fn insert_step(&self, lease: &Lease, s: &StepRow, lines: &[LogRow]) -> Result<()> {
+        let mut tx = self.write().await?;
+        fence_in(&mut tx, lease).await?;
+        insert_step_in(&mut tx, s).await?;
+        insert_logs_in(&mut tx, lines).await?;
+        tx.commit().await
+    }
+
+    async fn insert_logs(&self, lease: &Lease, lines: &[LogRow]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        fence_in(&mut tx, lease).await?;
+        insert_logs_in(&mut tx, lines).await?;
+        tx.commit().await
+    }
+
+    async fn finish_attempt(
+        &self,
+        lease: &Lease,
+        status: RunStatus,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.write_one().await?;
+        let done = sqlx::query(
+            "UPDATE attempts SET status = ?, error = ?, finished_at = ?
+             WHERE id = ? AND owner = ? AND status = ?",
+        )
+        .bind(status)
+        .bind(error.map(cap_text))
+        .bind(ts(at))
+        .bind(lease.attempt)
+        .bind(&lease.owner)
+        .bind(RunStatus::Running)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(fenced(lease));
+        }
+        tx.commit().await
+    }
+
+    async fn finish(&self, lease: &Lease, lines: &[LogRow], end: &RunEnd) -> Result<()> {
+        let mut tx = self.write().await?;
+        fence_in(&mut tx, lease).await?;
+        insert_logs_in(&mut tx, lines).await?;
+        // The trigger `run_end_closes_attempt` closes the open attempt.
+        end_run_in(&mut tx, lease.run, None, end).await?;
+        tx.commit().await
+    }
+
+    async fn end_queued(&self, run: RunId, end: &RunEnd) -> Result<bool> {
+        let mut tx = self.write_one().await?;
+        let ended = end_run_in(&mut tx, run, Some(RunStatus::Queued), end).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    async fn requeue(&self, run: RunId, active_key: Option<&str>) -> Result<bool> {
+        let mut tx = self.write_one().await?;
+        let done = sqlx::query(
+            "UPDATE runs SET status = ?, finished_at = NULL, error = NULL, active_key = ? WHERE id = ?",
+        )
+        .bind(RunStatus::Queued)
+        .bind(active_key)
+        .bind(run)
+        .execute(&mut *tx)
+        .await;
+        super::schedule::keep_unless_active(tx, done).await
+    }
+
+    async fn recover(&self, expired_by: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        let mut tx = self.write().await?;
+        // Running runs whose latest attempt's lease has expired.
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE id IN (
+                 SELECT r.id FROM runs r JOIN attempts a ON a.run_id = r.id AND a.attempt = r.attempts
+                 WHERE r.status = ?1 AND (a.lease_until IS NULL OR a.lease_until <= ?2))
+             ORDER BY id",
+        )
+        .bind(RunStatus::Running)
+        .bind(ts(expired_by))
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<RunId> = rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let end = RunEnd {
+            status: RunStatus::Interrupted,
+            output: None,
+            error: Some(STOPPED.into()),
+            at: now,
+        };
+        for id in &ids {
+            end_run_in(&mut tx, *id, Some(RunStatus::Running), &end).await?;
+        }
+        tx.commit().await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    fn sole_writer(&self) -> bool {
+        self._lock.is_some()
+    }
+}
+
+/// Record a run's end (only from `from` when given); the run leaves the
+/// one-active-run index, and the trigger closes its open attempt. Returns
+/// whether the run was changed.
+pub(super) async fn end_run_in(
+    tx: &mut SqliteConnection,
+    run: RunId,
+    from: Option<RunStatus>,
+    end: &RunEnd,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, active_key = NULL
+         WHERE id = ? AND (?6 IS NULL OR status = ?6)",
+    )
+    .bind(end.status)
+    .bind(end.output.as_ref().map(cap_json))
+    .bind(end.error.as_deref().map(cap_text))
+    .bind(ts(end.at))
+    .bind(run)
+    .bind(from)
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,539 @@
+//! The store contract, tested through its traits (`&dyn Store`), not through
+//! one backend: every backend must pass these unchanged. Times are given to
+//! the store explicitly, so lease expiry is tested without waiting.
+//!
+//! Each test runs against a fresh SQLite file. (The PostgreSQL backend will
+//! run the same tests when `RUNBOOKD_TEST_POSTGRES_URL` names a server.)
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use runbookd::store::*;
+use serde_json::json;
+
+/// A fresh store of each backend, with what keeps it alive.
+async fn stores() -> Vec<(Arc<dyn Store>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    let store = open(&url, Access::Exclusive).await.expect("store opens");
+    // Every run refers to the version of its runbook that it runs.
+    let version = VersionRow {
+        hash: "v1".into(),
+        runbook: "job".into(),
+        path: "runbooks/job.yaml".into(),
+        yaml: "run: 1".into(),
+        scripts: Default::default(),
+        created_at: t0(),
+    };
+    store.save_version(&version).await.expect("version kept");
+    vec![(store, dir)]
+}
+
+/// Run `test` against every backend.
+fn each_store<F, Fut>(test: F)
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    common::init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        for (store, _dir) in stores().await {
+            test(store).await;
+        }
+    });
+}
+
+fn t0() -> DateTime<Utc> {
+    "2026-03-01T09:00:00Z".parse().unwrap()
+}
+
+fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+fn new_run(runbook: &str, admission: Admission, at: DateTime<Utc>) -> NewRun {
+    NewRun {
+        runbook: runbook.into(),
+        version_hash: "v1".into(),
+        trigger_kind: TriggerKind::Manual,
+        trigger_key: None,
+        scheduled_at: None,
+        params: json!({}),
+        trigger_data: json!({}),
+        dry_run: false,
+        created_at: at,
+        admission,
+    }
+}
+
+async fn queued(store: &dyn Store, runbook: &str) -> RunId {
+    let (id, status) = store
+        .insert_run(&new_run(runbook, Admission::Free, t0()))
+        .await
+        .expect("run recorded");
+    assert_eq!(status, RunStatus::Queued);
+    id
+}
+
+async fn status_of(store: &dyn Store, run: RunId) -> RunStatus {
+    store.run_detail(run).await.unwrap().unwrap().run.status
+}
+
+fn slot_run(at: DateTime<Utc>, admission: Admission) -> NewRun {
+    NewRun {
+        trigger_kind: TriggerKind::Every,
+        trigger_key: Some("every 1m".into()),
+        scheduled_at: Some(at),
+        ..new_run("tick", admission, at)
+    }
+}
+
+fn slots(at: DateTime<Utc>, admission: Admission) -> SlotBatch {
+    SlotBatch {
+        runs: vec![slot_run(at, admission)],
+        missed: vec![],
+        runbook: "tick".into(),
+        trigger_key: "every 1m".into(),
+        mark: at,
+        now: at,
+    }
+}
+
+#[test]
+fn a_slot_makes_one_run_whoever_records_it() {
+    each_store(|store| async move {
+        let batch = slots(t0(), Admission::Free);
+        let (a, b) = tokio::join!(store.record_slots(&batch), store.record_slots(&batch));
+        let mut results = [a.unwrap(), b.unwrap()].concat();
+        results.sort_by_key(|r| matches!(r, SlotResult::Duplicate(_)));
+        assert!(matches!(results[0], SlotResult::Created(_, at) if at == t0()));
+        assert_eq!(results[1], SlotResult::Duplicate(t0()));
+        let runs = store
+            .list_runs(&RunFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].scheduled_at, Some(t0()));
+        assert_eq!(
+            store.schedule_mark("tick", "every 1m").await.unwrap(),
+            Some(t0())
+        );
+    });
+}
+
+#[test]
+fn under_forbid_a_slot_is_skipped_while_a_run_is_active_and_a_person_is_refused() {
+    each_store(|store| async move {
+        let first = store
+            .record_slots(&slots(t0(), Admission::SkipIfActive))
+            .await
+            .unwrap();
+        assert!(matches!(first[0], SlotResult::Created(..)));
+        let next = store
+            .record_slots(&slots(t0() + secs(60), Admission::SkipIfActive))
+            .await
+            .unwrap();
+        let SlotResult::Skipped(id, _) = next[0] else {
+            panic!("not skipped: {next:?}")
+        };
+        assert_eq!(status_of(store.as_ref(), id).await, RunStatus::Skipped);
+        let refused = store
+            .insert_run(&new_run("tick", Admission::RefuseIfActive, t0()))
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "{refused:?}"
+        );
+    });
+}
+
+#[test]
+fn a_queued_run_is_started_by_one_owner_only() {
+    each_store(|store| async move {
+        let run = queued(store.as_ref(), "job").await;
+        let until = t0() + secs(30);
+        let (a, b) = tokio::join!(
+            store.start_attempt(run, "node-a", t0(), until),
+            store.start_attempt(run, "node-b", t0(), until)
+        );
+        let started: Vec<Lease> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+        assert_eq!(started.len(), 1, "both owners started the run");
+        assert_eq!(started[0].number, 1);
+        assert_eq!(status_of(store.as_ref(), run).await, RunStatus::Running);
+        // The runbook's slot (`queue`/`replace`) is claimed once too.
+        let (x, y) = (
+            queued(store.as_ref(), "serial").await,
+            queued(store.as_ref(), "serial").await,
+        );
+        assert!(store.claim(x, "serial").await.unwrap());
+        assert!(!store.claim(y, "serial").await.unwrap());
+    });
+}
+
+#[test]
+fn a_lease_expires_unless_renewed_and_recovery_takes_back_only_expired_runs() {
+    each_store(|store| async move {
+        let run = queued(store.as_ref(), "job").await;
+        let lease = store
+            .start_attempt(run, "node-a", t0(), t0() + secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .recover(t0() + secs(29), t0())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store.heartbeat(&lease, t0() + secs(60)).await.unwrap();
+        assert!(
+            store
+                .recover(t0() + secs(45), t0())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let rescued = store
+            .recover(t0() + secs(61), t0() + secs(61))
+            .await
+            .unwrap();
+        assert_eq!(rescued.iter().map(|r| r.id).collect::<Vec<_>>(), vec![run]);
+        let detail = store.run_detail(run).await.unwrap().unwrap();
+        assert_eq!(detail.run.status, RunStatus::Interrupted);
+        assert_eq!(detail.attempts[0].status, RunStatus::Interrupted);
+        // Queued again, another owner runs it as attempt 2.
+        assert!(store.requeue(run, None).await.unwrap());
+        let next = store
+            .start_attempt(run, "node-b", t0() + secs(62), t0() + secs(92))
+            .await;
+        assert_eq!(next.unwrap().unwrap().number, 2);
+    });
+}
+
+#[test]
+fn an_owner_that_lost_its_lease_changes_nothing() {
+    each_store(|store| async move {
+        let run = queued(store.as_ref(), "job").await;
+        let stale = store
+            .start_attempt(run, "node-a", t0(), t0() + secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .recover(t0() + secs(31), t0() + secs(31))
+            .await
+            .unwrap();
+        store.requeue(run, None).await.unwrap();
+        let fresh = store
+            .start_attempt(run, "node-b", t0() + secs(32), t0() + secs(62))
+            .await
+            .unwrap()
+            .unwrap();
+        let fenced = |r: Result<()>| assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}");
+        let line = LogRow {
+            run_id: run,
+            attempt: 1,
+            step: None,
+            at: t0(),
+            level: "info".into(),
+            message: "late".into(),
+        };
+        let step = StepRow {
+            attempt_id: stale.attempt,
+            position: 0,
+            name: "late".into(),
+            status: RunStatus::Succeeded,
+            started_at: t0(),
+            finished_at: t0(),
+            output: None,
+            error: None,
+        };
+        let end = RunEnd {
+            status: RunStatus::Succeeded,
+            output: None,
+            error: None,
+            at: t0(),
+        };
+        fenced(store.insert_logs(&stale, std::slice::from_ref(&line)).await);
+        fenced(store.insert_step(&stale, &step, &[]).await);
+        fenced(store.heartbeat(&stale, t0() + secs(90)).await);
+        fenced(store.finish(&stale, &[], &end).await);
+        fenced(
+            store
+                .finish_attempt(&stale, RunStatus::Failed, None, t0())
+                .await,
+        );
+        let fence = Some(&stale);
+        fenced(
+            store
+                .state_set(fence, "job", "k", &json!(1), None, t0())
+                .await,
+        );
+        let issue = IssueOpen {
+            runbook: "job".into(),
+            key: "late".into(),
+            title: "late".into(),
+            severity: Severity::High,
+            details: None,
+            link: None,
+            at: t0(),
+        };
+        assert!(matches!(
+            store.open_issue(fence, &issue).await,
+            Err(StoreError::Fenced { .. })
+        ));
+        let email = email("late");
+        assert!(matches!(
+            store.queue_email(fence, &email).await,
+            Err(StoreError::Fenced { .. })
+        ));
+        // Nothing of the stale owner's was kept; the new owner's run goes on.
+        let detail = store.run_detail(run).await.unwrap().unwrap();
+        assert_eq!(detail.run.status, RunStatus::Running);
+        assert!(detail.logs.is_empty() && detail.steps.is_empty());
+        assert_eq!(store.state_get("job", "k", t0()).await.unwrap(), None);
+        assert_eq!(store.issue("late").await.unwrap(), None);
+        assert!(store.list_emails(None, 10).await.unwrap().is_empty());
+        store.finish(&fresh, &[], &end).await.unwrap();
+        assert_eq!(status_of(store.as_ref(), run).await, RunStatus::Succeeded);
+    });
+}
+
+fn delivery(key: &str, at: DateTime<Utc>) -> Delivery {
+    Delivery {
+        runbook: "hook".into(),
+        trigger_key: "webhook /hooks/x".into(),
+        received_at: at,
+        dedup_key: Some(key.into()),
+        dedup_until: at + TimeDelta::hours(1),
+        headers: json!({}),
+        body: "{}".into(),
+        fate: Fate::Run {
+            run: NewRun {
+                trigger_kind: TriggerKind::Webhook,
+                trigger_key: Some("webhook /hooks/x".into()),
+                ..new_run("hook", Admission::Free, at)
+            },
+            limit: None,
+        },
+    }
+}
+
+#[test]
+fn a_delivery_repeated_within_its_window_is_a_duplicate_and_after_it_a_new_run() {
+    each_store(|store| async move {
+        let first = store
+            .accept_deliveries(&[delivery("d-1", t0())])
+            .await
+            .unwrap();
+        let Accepted::Run {
+            run,
+            delivery: original,
+            ..
+        } = first[0]
+        else {
+            panic!("{first:?}")
+        };
+        let (x, y) = (
+            [delivery("d-1", t0() + secs(5))],
+            [delivery("d-1", t0() + secs(6))],
+        );
+        let (a, b) = tokio::join!(store.accept_deliveries(&x), store.accept_deliveries(&y));
+        for repeat in [a.unwrap()[0], b.unwrap()[0]] {
+            assert_eq!(
+                repeat,
+                match repeat {
+                    Accepted::Duplicate { delivery, .. } => Accepted::Duplicate {
+                        delivery,
+                        original,
+                        run: Some(run)
+                    },
+                    other => panic!("not a duplicate: {other:?}"),
+                }
+            );
+        }
+        let later = store
+            .accept_deliveries(&[delivery("d-1", t0() + TimeDelta::hours(2))])
+            .await;
+        assert!(matches!(later.unwrap()[0], Accepted::Run { run: r, .. } if r != run));
+        let runs = store
+            .list_runs(&RunFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 2);
+    });
+}
+
+fn email(key: &str) -> NewEmail {
+    NewEmail {
+        idem_key: key.into(),
+        runbook: "job".into(),
+        run_id: None,
+        sender: "runbookd@example.com".into(),
+        to: vec!["ops@example.com".into()],
+        cc: vec![],
+        subject: "hello".into(),
+        text: Some("body".into()),
+        html: None,
+        at: t0(),
+    }
+}
+
+#[test]
+fn an_email_is_queued_once_per_key_and_taken_once() {
+    each_store(|store| async move {
+        let (id, new) = store
+            .queue_email(None, &email("digest 2026-03-01"))
+            .await
+            .unwrap();
+        assert!(new);
+        assert_eq!(
+            store
+                .queue_email(None, &email("digest 2026-03-01"))
+                .await
+                .unwrap(),
+            (id, false)
+        );
+        let (a, b) = tokio::join!(
+            store.take_due_emails(t0(), 10),
+            store.take_due_emails(t0(), 10)
+        );
+        let taken: Vec<i64> = [a.unwrap(), b.unwrap()]
+            .concat()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(taken, vec![id]);
+        let all = store.list_emails(None, 10).await.unwrap();
+        assert_eq!((all.len(), all[0].status), (1, EmailStatus::Sending));
+    });
+}
+
+#[test]
+fn an_issue_opens_bumps_resolves_and_reopens() {
+    each_store(|store| async move {
+        let mut open = IssueOpen {
+            runbook: "job".into(),
+            key: "disk".into(),
+            title: "disk full".into(),
+            severity: Severity::High,
+            details: Some("95%".into()),
+            link: None,
+            at: t0(),
+        };
+        let (row, new) = store.open_issue(None, &open).await.unwrap();
+        assert!(new);
+        assert_eq!((row.status, row.occurrences), (IssueStatus::Open, 1));
+        open.at = t0() + secs(60);
+        let (row, new) = store.open_issue(None, &open).await.unwrap();
+        assert!(!new);
+        assert_eq!(
+            (row.occurrences, row.first_seen, row.last_seen),
+            (2, t0(), t0() + secs(60))
+        );
+        assert!(
+            store
+                .resolve_issue(None, "disk", Some("freed"), t0() + secs(90))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .resolve_issue(None, "disk", None, t0() + secs(91))
+                .await
+                .unwrap()
+        );
+        let resolved = store.issue("disk").await.unwrap().unwrap();
+        assert_eq!(
+            (resolved.status, resolved.resolution.as_deref()),
+            (IssueStatus::Resolved, Some("freed"))
+        );
+        open.at = t0() + secs(120);
+        let (row, _) = store.open_issue(None, &open).await.unwrap();
+        assert_eq!(
+            (row.status, row.resolution, row.resolved_at),
+            (IssueStatus::Open, None, None)
+        );
+        assert_eq!(
+            store.open_issue_counts().await.unwrap(),
+            vec![(Severity::High, 1)]
+        );
+    });
+}
+
+#[test]
+fn a_state_value_lives_until_its_expiry() {
+    each_store(|store| async move {
+        let until = Some(t0() + secs(10));
+        store
+            .state_set(None, "job", "seen", &json!({"n": 1}), until, t0())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .state_get("job", "seen", t0() + secs(9))
+                .await
+                .unwrap(),
+            Some(json!({"n": 1}))
+        );
+        assert_eq!(
+            store
+                .state_get("job", "seen", t0() + secs(10))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.state_get("other", "seen", t0()).await.unwrap(), None);
+        assert!(store.state_delete(None, "job", "seen").await.unwrap());
+    });
+}
+
+#[test]
+fn retention_deletes_only_finished_runs_older_than_the_cutoff() {
+    each_store(|store| async move {
+        let old_done = queued(store.as_ref(), "job").await;
+        let lease = store
+            .start_attempt(old_done, "n", t0(), t0() + secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let end = RunEnd {
+            status: RunStatus::Succeeded,
+            output: None,
+            error: None,
+            at: t0(),
+        };
+        store.finish(&lease, &[], &end).await.unwrap();
+        let old_waiting = queued(store.as_ref(), "job").await;
+        let (recent, _) = store
+            .insert_run(&new_run("job", Admission::Free, t0() + TimeDelta::days(2)))
+            .await
+            .unwrap();
+        assert_eq!(store.prune(t0() + TimeDelta::days(1)).await.unwrap(), 1);
+        let left: Vec<RunId> = store
+            .list_runs(&RunFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, vec![recent, old_waiting]);
+    });
+}
