@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod fakes;
 pub mod http;
+pub mod shipped;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};

@@ -4,12 +4,14 @@
 //! - [`zendesk::Zendesk`]: Zendesk Support API v2 (search, tickets, rate limits).
 //! - [`statuspage::Statuspage`]: Atlassian Statuspage public API v2, several pages.
 //! - [`evm::Evm`]: EVM JSON-RPC 2.0 nodes (block head, sync state, chain id).
+//! - [`prometheus::Prometheus`]: the Prometheus HTTP query API, from recorded series.
 //! - [`recorder::Recorder`]: any management API; records requests, answers canned JSON.
 //!
 //! Every fake is a cheap `Clone` handle over shared state, takes "now" as an
 //! injected value (never the wall clock) and has explicit fault-injection methods.
 
 pub mod evm;
+pub mod prometheus;
 pub mod recorder;
 pub mod statuspage;
 pub mod zendesk;
@@ -17,6 +19,8 @@ pub mod zendesk;
 // Not every test binary uses every fake.
 #[allow(unused_imports)]
 pub use evm::Evm;
+#[allow(unused_imports)]
+pub use prometheus::Prometheus;
 #[allow(unused_imports)]
 pub use recorder::{Recorded, Recorder};
 #[allow(unused_imports)]
