@@ -1,15 +1,17 @@
 //! SQLite: runs from the queue to their end — claims, attempts under a
 //! lease, fenced writes, and recovery of runs whose owner stopped.
 //!
-//! The fence is one statement at the start of each write's transaction: it
-//! touches the attempt row only while its owner holds it, so a write whose
-//! lease was lost changes nothing.
+//! The fence is a condition of the write's first statement (or a statement
+//! of its own at the start of its transaction): the write happens only while
+//! the owner holds the attempt, so a write whose lease was lost changes
+//! nothing. With one writer connection, the condition and the write cannot
+//! be separated by another process's write.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 
-use super::rows::{insert_logs_in, insert_step_in};
+use super::rows::insert_logs_in;
 use super::{SqliteStore, run_row};
 use crate::store::*;
 
@@ -17,11 +19,23 @@ use crate::store::*;
 const STOPPED: &str = "the process running it stopped before it finished";
 
 /// The lease holds while its attempt is the latest of a run that is still
-/// running (also while the run waits to retry, its last attempt ended).
+/// running (also while the run waits to retry, its last attempt ended). The
+/// arguments are the positions of the attempt id, the owner and `running`.
 macro_rules! held {
     () => {
-        "id = ?1 AND owner = ?2
-         AND attempt = (SELECT r.attempts FROM runs r WHERE r.id = attempts.run_id AND r.status = ?3)"
+        held!("1", "2", "3")
+    };
+    ($id:literal, $owner:literal, $running:literal) => {
+        concat!(
+            "attempts.id = ?",
+            $id,
+            " AND attempts.owner = ?",
+            $owner,
+            " AND attempts.attempt = (SELECT r.attempts FROM runs r",
+            " WHERE r.id = attempts.run_id AND r.status = ?",
+            $running,
+            ")"
+        )
     };
 }
 
@@ -107,7 +121,8 @@ impl RunStore for SqliteStore {
         // latest attempt's owner's. The trigger `attempt_starts_run` makes
         // the run `running`; `attempts_one_running` refuses a second
         // running attempt.
-        let mut tx = self.write().await?;
+        // One statement: a refused insert undoes itself.
+        let mut tx = self.write_one().await?;
         let started = sqlx::query(
             "INSERT INTO attempts (run_id, attempt, status, started_at, owner, lease_until)
              SELECT r.id, r.attempts + 1, ?1, ?2, ?3, ?4 FROM runs r
@@ -165,9 +180,15 @@ impl RunStore for SqliteStore {
     }
 
     async fn insert_step(&self, lease: &Lease, s: &StepRow, lines: &[LogRow]) -> Result<()> {
-        let mut tx = self.write().await?;
-        fence_in(&mut tx, lease).await?;
-        insert_step_in(&mut tx, s).await?;
+        // Without log lines the step is one statement, fenced by its condition.
+        let mut tx = if lines.is_empty() {
+            self.write_one().await?
+        } else {
+            self.write().await?
+        };
+        if !insert_step_in(&mut tx, lease, s).await? {
+            return Err(fenced(lease));
+        }
         insert_logs_in(&mut tx, lines).await?;
         tx.commit().await
     }
@@ -209,11 +230,17 @@ impl RunStore for SqliteStore {
     }
 
     async fn finish(&self, lease: &Lease, lines: &[LogRow], end: &RunEnd) -> Result<()> {
-        let mut tx = self.write().await?;
-        fence_in(&mut tx, lease).await?;
-        insert_logs_in(&mut tx, lines).await?;
+        // Without log lines the end is one statement, fenced by its condition.
+        let mut tx = if lines.is_empty() {
+            self.write_one().await?
+        } else {
+            self.write().await?
+        };
         // The trigger `run_end_closes_attempt` closes the open attempt.
-        end_run_in(&mut tx, lease.run, None, end).await?;
+        if !end_held_run_in(&mut tx, lease, end).await? {
+            return Err(fenced(lease));
+        }
+        insert_logs_in(&mut tx, lines).await?;
         tx.commit().await
     }
 
@@ -270,6 +297,53 @@ impl RunStore for SqliteStore {
     fn sole_writer(&self) -> bool {
         self._lock.is_some()
     }
+}
+
+/// A step of an attempt `lease` still holds; false (nothing written) when it
+/// does not.
+async fn insert_step_in(tx: &mut SqliteConnection, lease: &Lease, s: &StepRow) -> Result<bool> {
+    let done = sqlx::query(concat!(
+        "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
+         SELECT ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE EXISTS (SELECT 1 FROM attempts WHERE ",
+        held!(),
+        ")"
+    ))
+    .bind(lease.attempt)
+    .bind(&lease.owner)
+    .bind(RunStatus::Running)
+    .bind(s.attempt_id)
+    .bind(s.position as i64)
+    .bind(&s.name)
+    .bind(s.status)
+    .bind(ts(s.started_at))
+    .bind(ts(s.finished_at))
+    .bind(s.output.as_ref().map(cap_json))
+    .bind(s.error.as_deref().map(cap_text))
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The end of the run `lease` still holds; false (nothing written) when it
+/// does not.
+async fn end_held_run_in(tx: &mut SqliteConnection, lease: &Lease, end: &RunEnd) -> Result<bool> {
+    let done = sqlx::query(concat!(
+        "UPDATE runs SET status = ?4, output = ?5, error = ?6, finished_at = ?7, active_key = NULL
+         WHERE id = ?8 AND EXISTS (SELECT 1 FROM attempts WHERE ",
+        held!(),
+        ")"
+    ))
+    .bind(lease.attempt)
+    .bind(&lease.owner)
+    .bind(RunStatus::Running)
+    .bind(end.status)
+    .bind(end.output.as_ref().map(cap_json))
+    .bind(end.error.as_deref().map(cap_text))
+    .bind(ts(end.at))
+    .bind(lease.run)
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Record a run's end (only from `from` when given); the run leaves the

@@ -48,24 +48,6 @@ pub(super) fn run_row(row: &SqliteRow) -> Result<RunRow> {
     })
 }
 
-pub(super) async fn insert_step_in(tx: &mut sqlx::SqliteConnection, s: &StepRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(s.attempt_id)
-    .bind(s.position as i64)
-    .bind(&s.name)
-    .bind(s.status.as_str())
-    .bind(ts(s.started_at))
-    .bind(ts(s.finished_at))
-    .bind(s.output.as_ref().map(cap_json))
-    .bind(s.error.as_deref().map(cap_text))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 pub(super) async fn insert_logs_in(
     tx: &mut sqlx::SqliteConnection,
     lines: &[LogRow],
