@@ -16,54 +16,7 @@ use crate::store::{Access, RunStatus, StoreError};
 
 pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
     let loaded = env.load_runbooks(sandbox.clone());
-    let Some(rb) = loaded
-        .runbooks
-        .iter()
-        .find(|r| r.name == args.name)
-        .cloned()
-    else {
-        if loaded.failed.iter().any(|(_, n)| *n == args.name) {
-            for e in &loaded.errors {
-                eprintln!("{e}");
-            }
-            return Err(Failure::new(
-                Exit::Usage,
-                format!("runbook {} has errors and cannot run", args.name),
-            )
-            .hint("fix the errors above; `runbookd check` lists them"));
-        }
-        let names: Vec<&str> = loaded.runbooks.iter().map(|r| r.name.as_str()).collect();
-        let hint =
-            crate::runbook::did_you_mean(&args.name, names.iter().copied()).unwrap_or_else(|| {
-                format!(
-                    "`runbookd check` lists the runbooks in {}",
-                    env.config.runbooks.display()
-                )
-            });
-        return Err(Failure::new(
-            Exit::Usage,
-            format!(
-                "there is no runbook named \"{}\" in {}",
-                args.name,
-                env.config.runbooks.display()
-            ),
-        )
-        .hint(hint));
-    };
-    if !rb.enabled {
-        return Err(
-            Failure::new(Exit::Usage, format!("runbook {} is disabled", rb.name)).hint(format!(
-                "set `enabled: true` in {} to run it",
-                rb.path.display()
-            )),
-        );
-    }
-    if !loaded.errors.is_empty() {
-        eprintln!(
-            "note: {} other runbook file(s) have errors; `runbookd check` lists them",
-            loaded.failed.len()
-        );
-    }
+    let rb = find(env, &loaded, &args.name)?;
     let params = bind_cli_params(&rb, &args.params).map_err(|problems| {
         Failure::new(Exit::Usage, problems.join("; ")).hint(format!(
             "runbook {} takes: {}",
@@ -71,20 +24,7 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
             describe_params(&rb)
         ))
     })?;
-    let clock = match &args.now {
-        None => Clock::real(),
-        Some(t) => Clock::starting_at(
-            DateTime::parse_from_rfc3339(t)
-                .map_err(|_| {
-                    Failure::new(
-                        Exit::Usage,
-                        format!("--now \"{t}\" is not an RFC 3339 time"),
-                    )
-                    .hint("write it like 2026-03-08T09:00:00Z")
-                })?
-                .to_utc(),
-        ),
-    };
+    let clock = clock(args.now.as_deref())?;
     let store = crate::store::open(&env.config.database, Access::Exclusive).await?;
     let (effects, mailer) = crate::run::build_effects(&env.config, &store, &env.secrets)
         .map_err(|e| Failure::new(Exit::Unavailable, format!("{e:#}")))?;
@@ -138,6 +78,88 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
         while m.pass().await > 0 {}
     }
     let _ = printer.await;
+    report(&args, &executor, run_id, started, &outcome).await
+}
+
+/// The clock of the run: real time, or real time from `--now`.
+fn clock(now: Option<&str>) -> Result<Clock, Failure> {
+    let Some(t) = now else {
+        return Ok(Clock::real());
+    };
+    let start = DateTime::parse_from_rfc3339(t).map_err(|_| {
+        Failure::new(
+            Exit::Usage,
+            format!("--now \"{t}\" is not an RFC 3339 time"),
+        )
+        .hint("write it like 2026-03-08T09:00:00Z")
+    })?;
+    Ok(Clock::starting_at(start.to_utc()))
+}
+
+/// The runbook asked for, enabled and loaded without errors.
+fn find(
+    env: &Env,
+    loaded: &crate::runbook::Loaded,
+    name: &str,
+) -> Result<Arc<crate::runbook::Runbook>, Failure> {
+    let Some(rb) = loaded.runbooks.iter().find(|r| r.name == name).cloned() else {
+        return Err(not_found(env, loaded, name));
+    };
+    if !rb.enabled {
+        return Err(
+            Failure::new(Exit::Usage, format!("runbook {} is disabled", rb.name)).hint(format!(
+                "set `enabled: true` in {} to run it",
+                rb.path.display()
+            )),
+        );
+    }
+    if !loaded.errors.is_empty() {
+        eprintln!(
+            "note: {} other runbook file(s) have errors; `runbookd check` lists them",
+            loaded.failed.len()
+        );
+    }
+    Ok(rb)
+}
+
+/// Why `name` cannot run: its file has errors, or there is no such runbook.
+fn not_found(env: &Env, loaded: &crate::runbook::Loaded, name: &str) -> Failure {
+    if loaded.failed.iter().any(|(_, n)| *n == name) {
+        for e in &loaded.errors {
+            eprintln!("{e}");
+        }
+        return Failure::new(
+            Exit::Usage,
+            format!("runbook {name} has errors and cannot run"),
+        )
+        .hint("fix the errors above; `runbookd check` lists them");
+    }
+    let names: Vec<&str> = loaded.runbooks.iter().map(|r| r.name.as_str()).collect();
+    let hint = crate::runbook::did_you_mean(name, names.iter().copied()).unwrap_or_else(|| {
+        format!(
+            "`runbookd check` lists the runbooks in {}",
+            env.config.runbooks.display()
+        )
+    });
+    Failure::new(
+        Exit::Usage,
+        format!(
+            "there is no runbook named \"{name}\" in {}",
+            env.config.runbooks.display()
+        ),
+    )
+    .hint(hint)
+}
+
+/// Print how the run ended (or its record, with `--json`); the exit code
+/// says whether it succeeded.
+async fn report(
+    args: &RunArgs,
+    executor: &Executor,
+    run_id: crate::store::RunId,
+    started: chrono::DateTime<chrono::Utc>,
+    outcome: &crate::run::Outcome,
+) -> Outcome {
     if args.json {
         let detail = executor.store().run_detail(run_id).await?;
         println!("{}", serde_json::to_string_pretty(&detail).expect("json"));
