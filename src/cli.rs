@@ -56,7 +56,7 @@ pub enum Command {
     Show(ShowArgs),
     /// Upcoming fire times of schedules, in their zone, locally and in UTC
     Next(NextArgs),
-    /// Each runbook: triggers, next fire, last result, health, load errors
+    /// Each runbook: triggers, next fire, last result, health, load errors; with NAME, its effective settings
     Runbooks(RunbooksArgs),
     /// Delete runs older than the retention period now (the daemon does it on its own)
     Prune(PruneArgs),
@@ -149,6 +149,8 @@ pub struct NextArgs {
 
 #[derive(Debug, Args)]
 pub struct RunbooksArgs {
+    /// Show this runbook's effective settings and where each comes from
+    pub name: Option<String>,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,

@@ -7,6 +7,7 @@ mod issues;
 mod next;
 mod prune;
 mod run;
+mod runbook;
 mod runbooks;
 mod runs;
 mod serve;
@@ -90,6 +91,7 @@ impl Env {
             scripts_dir: self.config.scripts.clone(),
             default_tz: self.config.timezone,
             secret_is_set: Box::new(move |name| secrets.get(name).is_some()),
+            settings: self.config.source.clone(),
         }
     }
 

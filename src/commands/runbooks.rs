@@ -1,5 +1,6 @@
 //! `runbookd runbooks`: each runbook with its triggers, next fire time, last
-//! result and health, and the files that did not load.
+//! result and health, and the files that did not load; with a name, that
+//! runbook's effective settings (`runbook.rs`).
 
 use std::sync::Arc;
 
@@ -14,6 +15,9 @@ use crate::store::{Access, sqlite_path};
 
 pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcome {
     let loaded = env.load_runbooks(sandbox);
+    if let Some(name) = &args.name {
+        return super::runbook::show(&loaded, name, args.json, 100);
+    }
     let store = if sqlite_path(&env.config.database).exists() {
         Some(crate::store::open(&env.config.database, Access::Read).await?)
     } else {
