@@ -95,7 +95,10 @@ mod tests {
         assert_eq!(human(Duration::from_millis(252_308)), "4m 12s");
         assert_eq!(human(Duration::from_secs(7_380)), "2h 3m");
         assert_eq!(human(Duration::from_secs(7_200)), "2h");
-        assert_eq!(human(Duration::from_secs(3 * 86_400 + 4 * 3_600 + 59)), "3d 4h");
+        assert_eq!(
+            human(Duration::from_secs(3 * 86_400 + 4 * 3_600 + 59)),
+            "3d 4h"
+        );
         assert_eq!(spec(Duration::from_secs(90 * 86_400)), "90d");
         assert_eq!(spec(Duration::from_secs(5400)), "1h 30m");
         assert_eq!(spec(Duration::from_millis(1250)), "1s 250ms");
