@@ -34,7 +34,7 @@ pub fn human(d: Duration) -> String {
     }
     let (big, small) = match secs {
         ..3_600 => ((secs / 60, "m"), (secs % 60, "s")),
-        ..86_400 => ((secs / 3_600, "h"), (secs % 3_600 / 60, "m")),
+        3_600..86_400 => ((secs / 3_600, "h"), (secs % 3_600 / 60, "m")),
         _ => ((secs / 86_400, "d"), (secs % 86_400 / 3_600, "h")),
     };
     if small.0 == 0 {

@@ -60,7 +60,7 @@ pub async fn run(env: &Env, args: DeliveriesArgs) -> Outcome {
             detail,
         ]);
     }
-    print!("{}", table.render(100));
+    print!("{}", table.render(crate::output::width()));
     if rows.len() as u32 == args.limit.clamp(1, 1000)
         && let Some(last) = rows.last()
     {

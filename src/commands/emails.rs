@@ -6,6 +6,9 @@ use crate::output::{Table, local_time};
 use crate::store::{Access, sqlite_path};
 
 pub async fn run(env: &Env, args: EmailsArgs) -> Outcome {
+    if let Some(s) = &args.status {
+        super::check_choice("status", s, crate::notify::EMAIL_STATUSES)?;
+    }
     if !sqlite_path(&env.config.database).exists() {
         println!("{}", if args.json { "[]" } else { "no emails" });
         return Ok(Exit::Ok);
@@ -44,6 +47,6 @@ pub async fn run(env: &Env, args: EmailsArgs) -> Outcome {
             what,
         ]);
     }
-    print!("{}", t.render(110));
+    print!("{}", t.render(crate::output::width()));
     Ok(Exit::Ok)
 }

@@ -8,6 +8,9 @@ use crate::output::{Table, elapsed};
 use crate::store::{Access, IssueFilter, sqlite_path};
 
 pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
+    if let Some(s) = &args.severity {
+        super::check_choice("severity", s, crate::run::SEVERITIES)?;
+    }
     if !sqlite_path(&env.config.database).exists() {
         return match args.action {
             None => {
@@ -73,7 +76,7 @@ pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
                     i.title.clone(),
                 ]);
             }
-            print!("{}", t.render(100));
+            print!("{}", t.render(crate::output::width()));
             Ok(Exit::Ok)
         }
     }

@@ -68,6 +68,17 @@ impl From<crate::store::StoreError> for Failure {
 
 pub type Outcome = Result<Exit, Failure>;
 
+/// Check a filter's value (`--severity bogus`) against those it can have: an
+/// unknown one is a usage error with a did-you-mean, else the list.
+pub fn check_choice(what: &str, value: &str, valid: &[&str]) -> Result<(), Failure> {
+    if valid.contains(&value) {
+        return Ok(());
+    }
+    let hint = crate::runbook::did_you_mean(value, valid.iter().copied())
+        .unwrap_or_else(|| format!("a {what} is one of {}", valid.join(", ")));
+    Err(Failure::new(Exit::Usage, format!("unknown {what} \"{value}\"")).hint(hint))
+}
+
 /// What every command starts from: the config and the secrets.
 pub struct Env {
     pub config: Config,

@@ -16,7 +16,7 @@ use crate::store::{Access, sqlite_path};
 pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcome {
     let loaded = env.load_runbooks(sandbox);
     if let Some(name) = &args.name {
-        return super::runbook::show(&loaded, name, args.json, 100);
+        return super::runbook::show(&loaded, name, args.json, crate::output::width());
     }
     let store = if sqlite_path(&env.config.database).exists() {
         Some(crate::store::open(&env.config.database, Access::Read).await?)
@@ -103,7 +103,7 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
     if rows.is_empty() {
         println!("no runbooks loaded from {}", env.config.runbooks.display());
     } else {
-        print!("{}", table.render(100));
+        print!("{}", table.render(crate::output::width()));
     }
     for e in &loaded.errors {
         println!("failed: {e}");

@@ -9,6 +9,9 @@ use lettre::message::Mailbox;
 
 pub use mailer::Mailer;
 
+/// What an email of the outbox can be: waiting, being sent, done, given up.
+pub const EMAIL_STATUSES: &[&str] = &["queued", "sending", "sent", "failed"];
+
 /// The built-in templates; a file of the same name in `templates/` replaces one.
 const BUILTIN: &[(&str, &str)] = &[
     ("digest.txt", include_str!("templates/digest.txt")),
