@@ -112,8 +112,10 @@ fn dry_runs_are_marked_in_runs_and_show() {
 #[test]
 fn listings_fit_80_columns() {
     let d = deployment();
+    d.runbook("off.yaml", "enabled: false\nrun: '1'\n");
     {
         let daemon = Daemon::start(&d, &[]);
+        assert_banner(&daemon.text());
         let r = send(
             client()
                 .post(format!("{}/hooks/noisy-provider-status-change", daemon.url))
@@ -202,5 +204,48 @@ fn help_lists_a_commands_own_flags_first_and_global_ones_apart() {
     assert!(
         global.contains("--database") && global.contains("--config"),
         "{global}"
+    );
+}
+
+/// The start banner counts enabled and disabled runbooks, lists webhook
+/// paths, and shows next fire times in the trigger's zone and UTC, aligned.
+fn assert_banner(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |l: &str| {
+        lines
+            .iter()
+            .position(|x| *x == l)
+            .unwrap_or_else(|| panic!("no line {l:?}:\n{text}"))
+    };
+    at("  runbooks   1 enabled, 1 disabled, 0 failed, from runbooks");
+    let hooks = at("  webhooks");
+    assert_eq!(
+        lines[hooks + 1],
+        "    POST /hooks/noisy-provider-status-change  noisy-provider-status  auth none"
+    );
+    let fires = at("  next fire times (in the trigger's zone, then UTC)");
+    let rows = &lines[fires + 1..fires + 3];
+    // Each row: name, trigger, the time in the trigger's zone, the time in UTC.
+    let date_at = |l: &str| l.find(" 20").expect("a date");
+    assert_eq!(
+        date_at(rows[0]),
+        date_at(rows[1]),
+        "aligned:\n{}",
+        rows.join("\n")
+    );
+    for row in rows {
+        assert!(
+            row.ends_with(" UTC") && row.contains("noisy-provider-status  cron "),
+            "{row}"
+        );
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("(Europe/Paris)") && (r.contains(" CET ") || r.contains(" CEST ")))
+            && rows
+                .iter()
+                .any(|r| r.contains("(America/Argentina/Buenos_Aires)") && r.contains(" -03 ")),
+        "{}",
+        rows.join("\n")
     );
 }
