@@ -50,7 +50,7 @@ fn deployment() -> Deployment {
 #[test]
 fn settings_show_with_their_origin_and_apply_to_cli_runs() {
     let d = deployment();
-    let shown = d.cli(&["runbooks", "greet"]);
+    let shown = d.cli_env(&["runbooks", "greet"], &[("COLUMNS", "120")]);
     assert_eq!((shown.code, shown.stderr.as_str()), (0, ""));
     assert_eq!(
         shown.stdout,
@@ -266,7 +266,10 @@ fn the_documented_settings_of_the_shipped_runbooks_load() {
         checked.stderr
     );
     for name in &names {
-        let shown = d.cli_env(&["runbooks", name], &secrets);
+        let shown = d.cli_env(
+            &["runbooks", name],
+            &[secrets.as_slice(), &[("COLUMNS", "400")]].concat(),
+        );
         assert!(
             shown.stdout.lines().any(|l| {
                 let words: Vec<&str> = l.split_whitespace().collect();
