@@ -86,6 +86,9 @@ fn terminal_width() -> Option<usize> {
 pub struct Table {
     header: Vec<&'static str>,
     rows: Vec<Vec<String>>,
+    /// The columns that lose characters first when the table is too wide
+    /// (free text such as titles), by index.
+    shrink_first: Vec<usize>,
 }
 
 impl Table {
@@ -93,7 +96,19 @@ impl Table {
         Table {
             header,
             rows: Vec::new(),
+            shrink_first: Vec::new(),
         }
+    }
+
+    /// Name the columns that can lose most (free text: titles, subjects,
+    /// details): a table too wide narrows them first, the widest of them
+    /// each time, so they end up about as wide as each other.
+    pub fn shrink_first(mut self, columns: &[&str]) -> Self {
+        self.shrink_first = columns
+            .iter()
+            .filter_map(|c| self.header.iter().position(|h| h == c))
+            .collect();
+        self
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -101,10 +116,11 @@ impl Table {
     }
 
     /// Render with each column as wide as its widest cell; while a line would
-    /// be wider than `width`, the column that can lose most (the most
-    /// characters above its floor: its header, or 8) is narrowed as far as
-    /// needed, and its cells are cut with `…`; then the next. Lines never
-    /// wrap, unless even the floors do not fit.
+    /// be wider than `width`, the widest of the [`Table::shrink_first`]
+    /// columns loses a character, then the column that can lose most (the
+    /// most characters above its floor: its header, or 8) is narrowed as far
+    /// as needed; cells are cut with `…`. Lines never wrap, unless even the
+    /// floors do not fit.
     pub fn render(&self, width: usize) -> String {
         let n = self.header.len();
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
@@ -120,6 +136,16 @@ impl Table {
             .map(|(h, w)| (*w).min(h.chars().count().max(8)))
             .collect();
         let mut total = widths.iter().sum::<usize>() + 2 * (n - 1);
+        while total > width {
+            let Some(i) = (self.shrink_first.iter().copied())
+                .filter(|i| widths[*i] > floors[*i])
+                .max_by_key(|i| (widths[*i], *i))
+            else {
+                break;
+            };
+            widths[i] -= 1;
+            total -= 1;
+        }
         while total > width {
             let (i, slack) = (0..n)
                 .map(|i| (i, widths[i] - floors[i]))
@@ -200,6 +226,15 @@ mod tests {
              a                -                        manual\n"
         );
         // Narrower: the longest column gives up what it can, then the next.
+        let levelled = {
+            let mut t = Table::new(vec!["KEY", "TITLE"]).shrink_first(&["KEY", "TITLE"]);
+            t.row(vec!["k".repeat(50), "t".repeat(90)]);
+            t.render(40)
+        };
+        assert_eq!(
+            levelled.lines().nth(1),
+            Some(format!("{}…  {}…", "k".repeat(18), "t".repeat(18)).as_str())
+        );
         let out = t.render(40);
         assert!(out.lines().all(|l| l.chars().count() <= 40), "{out}");
         assert_eq!(

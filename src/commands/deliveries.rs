@@ -35,7 +35,8 @@ pub async fn run(env: &Env, args: DeliveriesArgs) -> Outcome {
     }
     let mut table = Table::new(vec![
         "ID", "RECEIVED", "OUTCOME", "RUN", "RUNBOOK", "DETAIL",
-    ]);
+    ])
+    .shrink_first(&["DETAIL", "RUNBOOK"]);
     for d in &rows {
         let run = match (d.run_id, d.run_status) {
             (Some(id), Some(st)) => format!("{id} {st}"),

@@ -32,7 +32,8 @@ pub async fn run(env: &Env, args: EmailsArgs) -> Outcome {
         "CREATED",
         "TO",
         "SUBJECT / ERROR",
-    ]);
+    ])
+    .shrink_first(&["TO", "SUBJECT / ERROR"]);
     for e in &emails {
         let what = match &e.last_error {
             Some(err) if e.status != "sent" => format!("{} — {err}", e.subject),

@@ -65,7 +65,8 @@ pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
                 );
                 return Ok(Exit::Ok);
             }
-            let mut t = Table::new(vec!["SEVERITY", "STATUS", "AGE", "SEEN", "KEY", "TITLE"]);
+            let mut t = Table::new(vec!["SEVERITY", "STATUS", "AGE", "SEEN", "KEY", "TITLE"])
+                .shrink_first(&["KEY", "TITLE"]);
             for i in &issues {
                 t.row(vec![
                     i.severity.clone(),

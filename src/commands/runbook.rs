@@ -19,7 +19,7 @@ pub fn show(loaded: &Loaded, name: &str, json: bool, width: usize) -> Outcome {
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         return Ok(Exit::Ok);
     }
-    let mut table = Table::new(vec!["SETTING", "VALUE", "FROM"]);
+    let mut table = Table::new(vec!["SETTING", "VALUE", "FROM"]).shrink_first(&["VALUE", "FROM"]);
     for (setting, value, from) in rows {
         table.row(vec![setting.into(), value, from]);
     }

@@ -76,7 +76,8 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
             Exit::Failed
         });
     }
-    let mut table = Table::new(vec!["NAME", "NEXT", "LAST", "TRIGGERS"]);
+    let mut table =
+        Table::new(vec!["NAME", "NEXT", "LAST", "TRIGGERS"]).shrink_first(&["TRIGGERS", "LAST"]);
     for (rb, next, last, health) in &rows {
         let last = match last {
             None => "never ran".to_string(),

@@ -56,7 +56,8 @@ pub async fn run(env: &Env, args: RunsArgs) -> Outcome {
     }
     let mut table = Table::new(vec![
         "ID", "STATUS", "TRIGGER", "STARTED", "TOOK", "RUNBOOK",
-    ]);
+    ])
+    .shrink_first(&["RUNBOOK"]);
     for r in &runs {
         let when = r.started_at.or(r.scheduled_at).unwrap_or(r.created_at);
         let status = if r.dry_run {
