@@ -17,7 +17,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Options every command takes, shown under their own heading after the
+/// command's own.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Config file [default: runbookd.yaml when it exists]
     #[arg(long, global = true, value_name = "FILE")]
@@ -56,7 +59,7 @@ pub enum Command {
     Show(ShowArgs),
     /// Upcoming fire times of schedules, in their zone, locally and in UTC
     Next(NextArgs),
-    /// Each runbook: triggers, next fire, last result, health, load errors
+    /// Each runbook: triggers, next fire, last result, health, load errors; with NAME, its effective settings
     Runbooks(RunbooksArgs),
     /// Delete runs older than the retention period now (the daemon does it on its own)
     Prune(PruneArgs),
@@ -112,8 +115,8 @@ pub struct RunsArgs {
     /// Only runs with this status (succeeded, failed, timed_out, ...)
     #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,
-    /// How many runs to list
-    #[arg(long, default_value_t = 20)]
+    /// How many runs to list (1 to 1000)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     /// Only runs older than this run id (the next page)
     #[arg(long, value_name = "RUN_ID")]
@@ -149,6 +152,8 @@ pub struct NextArgs {
 
 #[derive(Debug, Args)]
 pub struct RunbooksArgs {
+    /// Show this runbook's effective settings and where each comes from
+    pub name: Option<String>,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
@@ -159,8 +164,8 @@ pub struct DeliveriesArgs {
     /// Only deliveries to this runbook
     #[arg(long, value_name = "NAME")]
     pub runbook: Option<String>,
-    /// How many deliveries to list
-    #[arg(long, default_value_t = 20)]
+    /// How many deliveries to list (1 to 1000)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     /// Only deliveries older than this delivery id (the next page)
     #[arg(long, value_name = "ID")]
@@ -206,8 +211,8 @@ pub struct EmailsArgs {
     /// Only emails with this status (queued, sending, sent, failed)
     #[arg(long)]
     pub status: Option<String>,
-    /// How many emails to list
-    #[arg(long, default_value_t = 20)]
+    /// How many emails to list (1 to 1000)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     /// Print the result as JSON
     #[arg(long)]

@@ -108,7 +108,11 @@ struct ConfigFile {
     listen: Option<String>,
     api_token: Option<String>,
     database: Option<String>,
-    runbooks: Option<PathBuf>,
+    /// The runbooks directory (a path, as before), or the settings of each
+    /// runbook by name (a map, read by `runbook::Settings` at each load).
+    runbooks: Option<serde_yaml::Value>,
+    /// The runbooks directory, for a file whose `runbooks:` holds settings.
+    runbooks_dir: Option<PathBuf>,
     scripts: Option<PathBuf>,
     data: Option<PathBuf>,
     tests: Option<PathBuf>,
@@ -127,6 +131,7 @@ const KEYS: &[&str] = &[
     "api_token",
     "database",
     "runbooks",
+    "runbooks_dir",
     "scripts",
     "data",
     "tests",
@@ -226,8 +231,22 @@ impl Config {
                 _ => d,
             };
         }
-        if let Some(p) = f.runbooks {
-            self.runbooks = rel(p);
+        match (f.runbooks, f.runbooks_dir) {
+            (Some(serde_yaml::Value::String(_)), Some(_)) => {
+                return Err(format!(
+                    "{}: the runbooks directory is given twice, as `runbooks` and `runbooks_dir`; keep `runbooks_dir` and give `runbooks` the settings of each runbook",
+                    path.display()
+                ));
+            }
+            (Some(serde_yaml::Value::String(p)), None) => self.runbooks = rel(p.into()),
+            (_, Some(p)) => self.runbooks = rel(p),
+            (None | Some(serde_yaml::Value::Null | serde_yaml::Value::Mapping(_)), None) => {}
+            (Some(_), None) => {
+                return Err(format!(
+                    "{}: `runbooks` must be the runbooks directory or a map of runbook settings by name",
+                    path.display()
+                ));
+            }
         }
         if let Some(p) = f.scripts {
             self.scripts = rel(p);

@@ -20,7 +20,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     })
 }
 
-/// Render a duration for people: `850ms`, `12.4s`, `3m 05s`, `2h 10m`, `3d 4h`.
+/// Render a duration for people, to its two largest units: `850ms`,
+/// `12.4s`, `4m 12s`, `2h 3m`, `3d 4h` (`4m`, not `4m 0s`). The one rule for
+/// the CLI and for scripts (`d.human()`).
 pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1_000 {
@@ -30,15 +32,16 @@ pub fn human(d: Duration) -> String {
     if secs < 60 {
         return format!("{:.1}s", d.as_secs_f64());
     }
-    let (m, s) = (secs / 60, secs % 60);
-    if m < 60 {
-        return format!("{m}m {s:02}s");
+    let (big, small) = match secs {
+        ..3_600 => ((secs / 60, "m"), (secs % 60, "s")),
+        3_600..86_400 => ((secs / 3_600, "h"), (secs % 3_600 / 60, "m")),
+        _ => ((secs / 86_400, "d"), (secs % 86_400 / 3_600, "h")),
+    };
+    if small.0 == 0 {
+        format!("{}{}", big.0, big.1)
+    } else {
+        format!("{}{} {}{}", big.0, big.1, small.0, small.1)
     }
-    let (h, m) = (m / 60, m % 60);
-    if h < 24 {
-        return format!("{h}h {m:02}m");
-    }
-    format!("{}d {}h", h / 24, h % 24)
 }
 
 /// Render a duration the way a runbook writes it: `90d`, `1h 30m`, `250ms`.
@@ -88,8 +91,14 @@ mod tests {
     fn renders_for_people() {
         assert_eq!(human(Duration::from_millis(850)), "850ms");
         assert_eq!(human(Duration::from_millis(12_400)), "12.4s");
-        assert_eq!(human(Duration::from_secs(185)), "3m 05s");
-        assert_eq!(human(Duration::from_secs(7800)), "2h 10m");
+        assert_eq!(human(Duration::from_secs(185)), "3m 5s");
+        assert_eq!(human(Duration::from_millis(252_308)), "4m 12s");
+        assert_eq!(human(Duration::from_secs(7_380)), "2h 3m");
+        assert_eq!(human(Duration::from_secs(7_200)), "2h");
+        assert_eq!(
+            human(Duration::from_secs(3 * 86_400 + 4 * 3_600 + 59)),
+            "3d 4h"
+        );
         assert_eq!(spec(Duration::from_secs(90 * 86_400)), "90d");
         assert_eq!(spec(Duration::from_secs(5400)), "1h 30m");
         assert_eq!(spec(Duration::from_millis(1250)), "1s 250ms");

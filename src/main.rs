@@ -8,6 +8,7 @@ fn main() {
     // 1. Parse flags (clap exits with 2 on bad usage); one TLS provider for the process.
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    quiet_on_broken_pipe();
     // 2. Diagnostics go to stderr; RUST_LOG tunes them. The daemon says more.
     let default = match cli.command {
         Command::Serve(_) => "info,tokio_cron_scheduler=warn,sqlx=warn",
@@ -33,6 +34,23 @@ fn main() {
     };
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code as i32);
+}
+
+/// A reader that went away (`runbookd next | head -1`) ends the command
+/// quietly with success, as it ends `cat`, instead of a panic: `print!`
+/// panics when stdout is a closed pipe.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = (payload.downcast_ref::<String>().map(String::as_str))
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 fn init_tracing(format: LogFormat, default: &str) {

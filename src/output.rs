@@ -1,5 +1,6 @@
 //! How results read in a terminal: local times with their zone, human
-//! durations, aligned tables that fit 80 columns.
+//! durations, aligned tables that fit the terminal (80 columns when stdout is
+//! not one), cut with `…`, never wrapped.
 
 use std::time::Duration;
 
@@ -50,10 +51,44 @@ pub fn elapsed(from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> String {
     }
 }
 
-/// A table with a header row; the last column takes what is left of 80.
+/// How wide tables may be: `COLUMNS` when set, else the terminal's width,
+/// else (a pipe, a file) 80.
+pub fn width() -> usize {
+    if let Some(n) = std::env::var("COLUMNS").ok().and_then(|v| v.parse().ok()) {
+        return n;
+    }
+    terminal_width().unwrap_or(80)
+}
+
+#[cfg(unix)]
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize we pass, on a descriptor we only read.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col as usize)
+}
+
+#[cfg(not(unix))]
+fn terminal_width() -> Option<usize> {
+    None
+}
+
+/// A table with a header row, fitted to a width by [`Table::render`].
 pub struct Table {
     header: Vec<&'static str>,
     rows: Vec<Vec<String>>,
+    /// The columns that lose characters first when the table is too wide
+    /// (free text such as titles), by index.
+    shrink_first: Vec<usize>,
 }
 
 impl Table {
@@ -61,15 +96,31 @@ impl Table {
         Table {
             header,
             rows: Vec::new(),
+            shrink_first: Vec::new(),
         }
+    }
+
+    /// Name the columns that can lose most (free text: titles, subjects,
+    /// details): a table too wide narrows them first, the widest of them
+    /// each time, so they end up about as wide as each other.
+    pub fn shrink_first(mut self, columns: &[&str]) -> Self {
+        self.shrink_first = columns
+            .iter()
+            .filter_map(|c| self.header.iter().position(|h| h == c))
+            .collect();
+        self
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    /// Render with each column as wide as its widest cell, cutting cells of
-    /// the widest column so that lines fit `width`.
+    /// Render with each column as wide as its widest cell; while a line would
+    /// be wider than `width`, the widest of the [`Table::shrink_first`]
+    /// columns loses a character, then the column that can lose most (the
+    /// most characters above its floor: its header, or 8) is narrowed as far
+    /// as needed; cells are cut with `…`. Lines never wrap, unless even the
+    /// floors do not fit.
     pub fn render(&self, width: usize) -> String {
         let n = self.header.len();
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
@@ -78,18 +129,34 @@ impl Table {
                 widths[i] = widths[i].max(c.chars().count());
             }
         }
-        let total = widths.iter().sum::<usize>() + 2 * (n - 1);
-        if total > width {
-            // Shrink the widest column, never below its header.
-            let (wi, _) = widths
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, w)| **w)
+        let floors: Vec<usize> = self
+            .header
+            .iter()
+            .zip(&widths)
+            .map(|(h, w)| (*w).min(h.chars().count().max(8)))
+            .collect();
+        let mut total = widths.iter().sum::<usize>() + 2 * (n - 1);
+        while total > width {
+            let Some(i) = (self.shrink_first.iter().copied())
+                .filter(|i| widths[*i] > floors[*i])
+                .max_by_key(|i| (widths[*i], *i))
+            else {
+                break;
+            };
+            widths[i] -= 1;
+            total -= 1;
+        }
+        while total > width {
+            let (i, slack) = (0..n)
+                .map(|i| (i, widths[i] - floors[i]))
+                .max_by_key(|(i, slack)| (*slack, *i))
                 .expect("a column");
-            widths[wi] = widths[wi]
-                .saturating_sub(total - width)
-                .max(self.header[wi].len())
-                .max(8);
+            if slack == 0 {
+                break;
+            }
+            let cut = slack.min(total - width);
+            widths[i] -= cut;
+            total -= cut;
         }
         let mut out = String::new();
         let header: Vec<String> = self.header.iter().map(|h| h.to_string()).collect();
@@ -141,5 +208,38 @@ mod tests {
         assert_eq!(lines[0], "ID  NAME");
         assert_eq!(lines[1], "1   short");
         assert!(lines[2].chars().count() <= 40 && lines[2].ends_with('…'));
+    }
+
+    #[test]
+    fn the_column_that_can_lose_most_is_cut() {
+        let mut t = Table::new(vec!["NAME", "NEXT", "TRIGGERS"]);
+        t.row(vec![
+            "provider-health".into(),
+            "2026-12-05 00:49:00 UTC".into(),
+            "cron 0 9 1 1,4,7,10 * (Europe/Paris), cron 0 9 * * 1 (Europe/Paris)".into(),
+        ]);
+        t.row(vec!["a".into(), "-".into(), "manual".into()]);
+        assert_eq!(
+            t.render(60),
+            "NAME             NEXT                     TRIGGERS\n\
+             provider-health  2026-12-05 00:49:00 UTC  cron 0 9 1 1,4,7,…\n\
+             a                -                        manual\n"
+        );
+        // Narrower: the longest column gives up what it can, then the next.
+        let levelled = {
+            let mut t = Table::new(vec!["KEY", "TITLE"]).shrink_first(&["KEY", "TITLE"]);
+            t.row(vec!["k".repeat(50), "t".repeat(90)]);
+            t.render(40)
+        };
+        assert_eq!(
+            levelled.lines().nth(1),
+            Some(format!("{}…  {}…", "k".repeat(18), "t".repeat(18)).as_str())
+        );
+        let out = t.render(40);
+        assert!(out.lines().all(|l| l.chars().count() <= 40), "{out}");
+        assert_eq!(
+            out.lines().nth(1),
+            Some("provider-health  2026-12-05 0…  cron 0 …")
+        );
     }
 }

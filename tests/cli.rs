@@ -365,7 +365,8 @@ fn runbooks_lists_health_and_load_errors_and_prune_applies_retention() {
     assert_eq!(d.cli(&["run", "greet"]).code, 0);
     assert_eq!(d.cli(&["run", "watched"]).code, 1);
     d.runbook("zbroken.yaml", "run: 'nope'\n");
-    let ran = d.cli(&["runbooks"]);
+    // Wide enough for every cell (80 columns would cut the LAST column).
+    let ran = d.cli_env(&["runbooks"], &[("COLUMNS", "120")]);
     assert_eq!(ran.code, 1, "a load error makes the listing fail");
     let lines: Vec<&str> = ran.stdout.lines().collect();
     assert!(lines[0].starts_with("NAME     NEXT"), "{}", ran.stdout);

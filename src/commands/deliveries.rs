@@ -24,7 +24,8 @@ pub async fn run(env: &Env, args: DeliveriesArgs) -> Outcome {
     }
     let mut table = Table::new(vec![
         "ID", "RECEIVED", "OUTCOME", "RUN", "RUNBOOK", "DETAIL",
-    ]);
+    ])
+    .shrink_first(&["DETAIL", "RUNBOOK"]);
     for d in &rows {
         let run = match (d.run_id, d.run_status) {
             (Some(id), Some(st)) => format!("{id} {st}"),
@@ -49,7 +50,7 @@ pub async fn run(env: &Env, args: DeliveriesArgs) -> Outcome {
             detail,
         ]);
     }
-    print!("{}", table.render(100));
+    print!("{}", table.render(crate::output::width()));
     if rows.len() as u32 == args.limit.clamp(1, 1000)
         && let Some(last) = rows.last()
     {

@@ -24,7 +24,8 @@ pub async fn run(env: &Env, args: EmailsArgs) -> Outcome {
         "CREATED",
         "TO",
         "SUBJECT / ERROR",
-    ]);
+    ])
+    .shrink_first(&["TO", "SUBJECT / ERROR"]);
     for e in &emails {
         let what = match &e.last_error {
             Some(err) if e.status != EmailStatus::Sent => format!("{} — {err}", e.subject),
@@ -39,6 +40,6 @@ pub async fn run(env: &Env, args: EmailsArgs) -> Outcome {
             what,
         ]);
     }
-    print!("{}", t.render(110));
+    print!("{}", t.render(crate::output::width()));
     Ok(Exit::Ok)
 }

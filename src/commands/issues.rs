@@ -59,7 +59,8 @@ pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
                 );
                 return Ok(Exit::Ok);
             }
-            let mut t = Table::new(vec!["SEVERITY", "STATUS", "AGE", "SEEN", "KEY", "TITLE"]);
+            let mut t = Table::new(vec!["SEVERITY", "STATUS", "AGE", "SEEN", "KEY", "TITLE"])
+                .shrink_first(&["KEY", "TITLE"]);
             for i in &issues {
                 t.row(vec![
                     i.severity.to_string(),
@@ -70,7 +71,7 @@ pub async fn run(env: &Env, args: IssuesArgs) -> Outcome {
                     i.title.clone(),
                 ]);
             }
-            print!("{}", t.render(100));
+            print!("{}", t.render(crate::output::width()));
             Ok(Exit::Ok)
         }
     }

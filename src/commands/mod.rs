@@ -7,6 +7,7 @@ mod issues;
 mod next;
 mod prune;
 mod run;
+mod runbook;
 mod runbooks;
 mod runs;
 mod serve;
@@ -76,7 +77,7 @@ pub fn filter<T: crate::store::StoredName>(
     let Some(s) = given else { return Ok(None) };
     T::parse(s).map(Some).ok_or_else(|| {
         let hint = crate::runbook::did_you_mean(s, T::names().iter().copied())
-            .unwrap_or_else(|| format!("{flag} is one of {}", T::names().join(", ")));
+            .unwrap_or_else(|| format!("a {flag} is one of {}", T::names().join(", ")));
         Failure::new(Exit::Usage, format!("unknown {flag} \"{s}\"")).hint(hint)
     })
 }
@@ -104,6 +105,7 @@ impl Env {
             scripts_dir: self.config.scripts.clone(),
             default_tz: self.config.timezone,
             secret_is_set: Box::new(move |name| secrets.get(name).is_some()),
+            settings: self.config.source.clone(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `runbookd runbooks`: each runbook with its triggers, next fire time, last
-//! result and health, and the files that did not load.
+//! result and health, and the files that did not load; with a name, that
+//! runbook's effective settings (`runbook.rs`).
 
 use std::sync::Arc;
 
@@ -14,6 +15,9 @@ use crate::store::{Access, StoreError};
 
 pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcome {
     let loaded = env.load_runbooks(sandbox);
+    if let Some(name) = &args.name {
+        return super::runbook::show(&loaded, name, args.json, crate::output::width());
+    }
     // Without a database yet, the runbooks are listed without history.
     let store = match crate::store::open(&env.config.database, Access::Read).await {
         Ok(store) => Some(store),
@@ -73,7 +77,8 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
             Exit::Failed
         });
     }
-    let mut table = Table::new(vec!["NAME", "NEXT", "LAST", "TRIGGERS"]);
+    let mut table =
+        Table::new(vec!["NAME", "NEXT", "LAST", "TRIGGERS"]).shrink_first(&["TRIGGERS", "LAST"]);
     for (rb, next, last, health) in &rows {
         let last = match last {
             None => "never ran".to_string(),
@@ -100,7 +105,7 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
     if rows.is_empty() {
         println!("no runbooks loaded from {}", env.config.runbooks.display());
     } else {
-        print!("{}", table.render(100));
+        print!("{}", table.render(crate::output::width()));
     }
     for e in &loaded.errors {
         println!("failed: {e}");

@@ -36,7 +36,14 @@ fn render(d: &RunDetail) -> String {
             &r.version_hash[..12.min(r.version_hash.len())]
         ),
     );
-    line("Status", r.status.to_string());
+    line(
+        "Status",
+        if r.dry_run {
+            format!("{} (dry run: writes were planned, not made)", r.status)
+        } else {
+            r.status.to_string()
+        },
+    );
     let trigger = match (&r.trigger_key, r.scheduled_at) {
         (Some(k), Some(at)) => format!("{k}, slot {}", local_time(at)),
         _ => r.trigger_kind.to_string(),

@@ -41,6 +41,7 @@ pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
         scripts_dir: config.scripts.clone(),
         default_tz: config.timezone,
         secret_is_set: Box::new(move |n| secret_source.get(n).is_some()),
+        settings: config.source.clone(),
     };
     let registry = Arc::new(RwLock::new(Registry::default()));
     registry

@@ -7,6 +7,7 @@
 //! embedding program) starts the daemon in-process.
 
 mod assemble;
+mod banner;
 mod housekeeping;
 mod reload;
 mod summary;

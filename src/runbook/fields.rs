@@ -108,7 +108,7 @@ pub(super) fn params(specs: &BTreeMap<String, ParamSpec>, ctx: &mut Ctx) -> Vec<
     out
 }
 
-fn typed_default(
+pub(super) fn typed_default(
     kind: ParamType,
     v: &serde_yaml::Value,
 ) -> Result<serde_json::Value, &'static str> {
@@ -140,28 +140,36 @@ fn typed_default(
 pub(super) fn http_allow(hosts: &[String], ctx: &mut Ctx) -> Vec<String> {
     let mut out = Vec::new();
     for (i, host) in hosts.iter().enumerate() {
-        let bare = host.strip_prefix("*.").unwrap_or(host);
-        let (name, port) = bare.rsplit_once(':').unwrap_or((bare, "1"));
-        let valid = !name.is_empty()
-            && name.split('.').all(|l| {
-                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-            && port.parse::<u16>().is_ok();
-        if valid {
-            out.push(host.to_ascii_lowercase());
-        } else {
-            let hint = host
-                .split("://")
-                .nth(1)
-                .map(|h| format!("did you mean \"{}\"?", h.trim_end_matches('/')));
-            ctx.error(
-                Loc::Value(format!("http.allow.{i}")),
-                format!("\"{host}\" is not a host name; write hosts like api.example.com or *.example.com"),
-                hint,
-            );
+        match host_problem(host) {
+            None => out.push(host.to_ascii_lowercase()),
+            Some((message, hint)) => {
+                ctx.error(Loc::Value(format!("http.allow.{i}")), message, hint)
+            }
         }
     }
     out
+}
+
+/// Why `host` cannot be an entry of an allow list (with a hint), or `None` when it can.
+pub(super) fn host_problem(host: &str) -> Option<(String, Option<String>)> {
+    let bare = host.strip_prefix("*.").unwrap_or(host);
+    let (name, port) = bare.rsplit_once(':').unwrap_or((bare, "1"));
+    let valid = !name.is_empty()
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        && port.parse::<u16>().is_ok();
+    if valid {
+        return None;
+    }
+    let hint = host
+        .split("://")
+        .nth(1)
+        .map(|h| format!("did you mean \"{}\"?", h.trim_end_matches('/')));
+    Some((
+        format!("\"{host}\" is not a host name; write hosts like api.example.com or *.example.com"),
+        hint,
+    ))
 }
 
 pub(super) fn retry(spec: &RunbookSpec, ctx: &mut Ctx) -> RetryPolicy {

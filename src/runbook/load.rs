@@ -1,5 +1,7 @@
 //! Reading runbook files: every good runbook and every error, never the first
-//! error alone.
+//! error alone. The deployment's settings of each runbook (`runbookd.yaml`'s
+//! `runbooks:` map) are applied here, once, so everything downstream sees the
+//! effective runbook.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -11,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::hints::did_you_mean;
 use super::model::{Runbook, Trigger, Version};
+use super::settings::Settings;
 use super::spec::{RunbookSpec, TOP_LEVEL_KEYS};
 use super::validate::{Ctx, Loc, Problem, validate};
 use super::yaml_index::{self, PosIndex};
@@ -62,6 +65,9 @@ pub struct Loader {
     pub default_tz: Tz,
     /// Whether a secret is available; a missing one fails an enabled runbook.
     pub secret_is_set: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// The config file whose `runbooks:` settings apply, read again at each
+    /// load; `None` loads the runbooks as their files say (runbook tests).
+    pub settings: Option<PathBuf>,
 }
 
 impl Loader {
@@ -81,14 +87,22 @@ impl Loader {
                 }),
             }
         }
+        let settings = match self.settings.as_deref().map(Settings::read) {
+            None => Settings::default(),
+            Some(Ok(s)) => s,
+            Some(Err(errors)) => {
+                // Which runbook a broken entry meant is unknown: none loads, so
+                // each keeps the version it ran before.
+                out.errors.extend(errors);
+                out.failed = files.iter().map(|f| (f.clone(), stem(f))).collect();
+                return out;
+            }
+        };
         let mut names: HashMap<String, PathBuf> = HashMap::new();
         let mut hooks: HashMap<String, String> = HashMap::new();
         for file in files {
-            let stem = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match self.load_file(&file) {
+            let stem = stem(&file);
+            match self.load_file_with(&file, &settings) {
                 Ok((rb, warnings)) => {
                     out.warnings.extend(warnings);
                     if let Some(first) = names.get(&rb.name) {
@@ -140,17 +154,36 @@ impl Loader {
                 }
             }
         }
+        // Only a whole directory tells which names exist.
+        if paths.iter().any(|p| p.is_dir()) {
+            let known: Vec<&str> = (out.runbooks.iter().map(|r| r.name.as_str()))
+                .chain(out.failed.iter().map(|(_, n)| n.as_str()))
+                .collect();
+            out.errors.extend(settings.unknown_names(&known));
+        }
         out
     }
 
-    /// Load one file.
+    /// Load one file as its own YAML says, without the deployment's settings.
     ///
-    /// Fails with every problem found in it (and the runbook's name when it
-    /// could be read), never only the first.
+    /// Fails as [`Loader::load_file_with`].
     #[allow(clippy::type_complexity)]
     pub fn load_file(
         &self,
         path: &Path,
+    ) -> Result<(Runbook, Vec<LoadError>), (Option<String>, Vec<LoadError>, Vec<LoadError>)> {
+        self.load_file_with(path, &Settings::default())
+    }
+
+    /// Load one file, with the settings `runbookd.yaml` gives its runbook.
+    ///
+    /// Fails with every problem found in it or in its settings (and the
+    /// runbook's name when it could be read), never only the first.
+    #[allow(clippy::type_complexity)]
+    pub fn load_file_with(
+        &self,
+        path: &Path,
+        settings: &Settings,
     ) -> Result<(Runbook, Vec<LoadError>), (Option<String>, Vec<LoadError>, Vec<LoadError>)> {
         let fail = |e: LoadError| (None, vec![e], Vec::new());
         let text = read_text(path).map_err(fail)?;
@@ -168,16 +201,19 @@ impl Loader {
                 None,
             )));
         }
-        let spec: RunbookSpec =
+        let mut spec: RunbookSpec =
             serde_yaml::from_str(&text).map_err(|e| fail(serde_error(path, &e)))?;
         let name = spec.name.clone();
+        let applied = settings
+            .apply(name.as_deref().unwrap_or(&stem(path)), &mut spec)
+            .map_err(|errors| (name.clone(), errors, Vec::new()))?;
         let compiler = self.sandbox.compiler(&self.scripts_dir);
         let mut ctx = Ctx {
             text: &text,
             index: &index,
             compiler: &compiler,
             scripts_dir: &self.scripts_dir,
-            default_tz: self.default_tz,
+            default_tz: applied.timezone.unwrap_or(self.default_tz),
             problems: Vec::new(),
             warnings: Vec::new(),
             file_scripts: BTreeMap::new(),
@@ -202,8 +238,16 @@ impl Loader {
         let mut scripts = compiler.scripts();
         scripts.extend(std::mem::take(&mut ctx.file_scripts));
         rb.version = Arc::new(version(text, scripts));
+        rb.overrides = applied.overrides;
         Ok((rb, warnings))
     }
+}
+
+/// The runbook name a file gives when it sets no `name:`.
+fn stem(file: &Path) -> String {
+    file.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn at(path: &Path, line: usize, col: usize, message: String, hint: Option<String>) -> LoadError {

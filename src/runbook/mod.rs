@@ -1,12 +1,14 @@
 //! What a runbook is: the YAML mirror (`spec`), its validation into the model
 //! the rest of the code trusts (`validate`, `model`), and the loader that reads
-//! a directory and returns the good runbooks and every error (`load`).
+//! a directory and returns the good runbooks and every error (`load`), with the
+//! deployment's settings of each runbook applied (`settings`).
 
 mod fields;
 mod hints;
 mod load;
 mod model;
 mod registry;
+mod settings;
 mod spec;
 mod steps;
 mod triggers;
@@ -17,4 +19,5 @@ pub use hints::{did_you_mean, timezone as timezone_hint};
 pub use load::{LoadError, Loaded, Loader};
 pub use model::*;
 pub use registry::{Changes, Registry};
+pub use settings::Settings;
 pub use triggers::parse_cron;

@@ -35,6 +35,24 @@ pub struct Runbook {
     pub success_within: Option<Duration>,
     pub steps: Vec<Step>,
     pub version: Arc<Version>,
+    /// What the deployment's `runbookd.yaml` set, with where; the rest comes from the file.
+    pub overrides: Overrides,
+}
+
+/// The values of a runbook that its `runbooks.NAME` entry of `runbookd.yaml`
+/// set, each with its origin (`runbookd.yaml:12:5`). Already applied to the
+/// runbook; kept so listings can say where each effective value came from.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub enabled: Option<String>,
+    /// Param name → origin of its value.
+    pub params: BTreeMap<String, String>,
+    /// The zone of the cron triggers that name none.
+    pub timezone: Option<String>,
+    /// Which triggers (by index) took that zone.
+    pub zoned_triggers: Vec<usize>,
+    /// Host → origin, for the hosts added to the runbook's own list.
+    pub http_allow: BTreeMap<String, String>,
 }
 
 impl Runbook {

@@ -109,7 +109,7 @@ pub struct ParamSpec {
     pub required: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
     #[serde(default)]

@@ -318,6 +318,7 @@ pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook
         success_within,
         steps,
         version: Default::default(),
+        overrides: Default::default(),
     })
 }
 

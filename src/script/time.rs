@@ -1,5 +1,5 @@
 //! Time for scripts: `now()`, `duration("72h")`, `parse_time(s)`, arithmetic,
-//! comparison, `.rfc3339()`, `.format(fmt, tz)` and `business_hours(...)`.
+//! comparison, `.rfc3339()`, `.format(fmt, tz)`, `.human()` and `business_hours(...)`.
 //!
 //! Timestamps are UTC instants; a zone only matters when one is formatted or
 //! compared with business hours.
@@ -227,6 +227,12 @@ pub fn register(m: &mut Module) {
     });
     reg!(m, "hours", |d: Span| -> Res<i64> { Ok(d.0.num_hours()) });
     reg!(m, "days", |d: Span| -> Res<i64> { Ok(d.0.num_days()) });
+    // `4m 12s`, `2h 3m`: for messages people read (`${d}` keeps every unit).
+    reg!(m, "human", |d: Span| -> Res<String> {
+        let sign = if d.0 < TimeDelta::zero() { "-" } else { "" };
+        let std = d.0.abs().to_std().unwrap_or_default();
+        Ok(format!("{sign}{}", crate::duration::human(std)))
+    });
 }
 
 #[cfg(test)]

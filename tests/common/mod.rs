@@ -114,6 +114,7 @@ impl Deployment {
             scripts_dir: self.scripts(),
             default_tz: chrono_tz::Tz::UTC,
             secret_is_set: Box::new(move |n| secrets.contains(&n)),
+            settings: None,
         }
         .load(&[self.runbooks()])
     }

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 
 use super::{bind, json, reason, secs, spawn};
 
+mod export;
+
 const STATUSES: [&str; 6] = ["new", "open", "pending", "hold", "solved", "closed"];
 const RESULT_CAP: usize = 1000;
 const AGENT_ID: u64 = 900_000_000_001;
@@ -144,6 +146,7 @@ impl Zendesk {
         let app = Router::new()
             .route("/api/v2/search.json", get(search))
             .route("/api/v2/search/count.json", get(count))
+            .route("/api/v2/search/export.json", get(export::export))
             .route("/api/v2/tickets/{file}", get(show).put(update))
             .layer(axum::middleware::from_fn_with_state(z.clone(), guard))
             .with_state(z.clone());
@@ -397,6 +400,13 @@ async fn search(State(z): State<Zendesk>, RawQuery(raw): RawQuery) -> Response {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
+    if params.keys().any(|k| k.starts_with("page[")) {
+        // Cursor paging belongs to export.json; search.json refuses it.
+        return json(
+            400,
+            json!({"error": {"title": "Invalid attribute", "message": "You passed an invalid value for the page[size] attribute. Cursor pagination is not supported for this endpoint"}}),
+        );
+    }
     let number = |key: &str, default: usize| match params.get(key) {
         Some(v) => v.parse::<usize>().ok().filter(|n| *n >= 1),
         None => Some(default),
