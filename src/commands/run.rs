@@ -108,7 +108,8 @@ fn find(
     if !rb.enabled {
         return Err(
             Failure::new(Exit::Usage, format!("runbook {} is disabled", rb.name)).hint(format!(
-                "set `enabled: true` in {} to run it",
+                "enable it in runbookd.yaml (runbooks: {{ {}: {{ enabled: true }} }}), or set `enabled: true` in {}",
+                rb.name,
                 rb.path.display()
             )),
         );
