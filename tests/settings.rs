@@ -244,14 +244,10 @@ fn the_documented_settings_of_the_shipped_runbooks_load() {
         config.push_str(snippet);
         names.push(name);
     }
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     std::fs::write(d.path().join("runbookd.yaml"), config).unwrap();
     for dir in ["scripts", "data"] {
-        std::fs::create_dir_all(d.path().join(dir)).unwrap();
-        for f in std::fs::read_dir(root.join(dir)).unwrap() {
-            let f = f.unwrap().path();
-            std::fs::copy(&f, d.path().join(dir).join(f.file_name().unwrap())).unwrap();
-        }
+        copy_tree(&root.join(dir), &d.path().join(dir));
     }
     let secrets = [
         ("ZENDESK_TOKEN", "z"),
@@ -261,7 +257,7 @@ fn the_documented_settings_of_the_shipped_runbooks_load() {
     let checked = d.cli_env(&["check"], &secrets);
     assert_eq!(
         (checked.code, checked.stdout.as_str()),
-        (0, "6 runbooks ok\n"),
+        (0, "7 runbooks ok\n"),
         "{}",
         checked.stderr
     );
@@ -280,5 +276,19 @@ fn the_documented_settings_of_the_shipped_runbooks_load() {
             "{name} is enabled from runbookd.yaml:\n{}",
             shown.stdout
         );
+    }
+}
+
+/// Copy a directory with its subdirectories (scripts have module folders).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
     }
 }

@@ -3,11 +3,20 @@
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::RunsArgs;
 use crate::output::{Table, elapsed, local_time};
-use crate::store::{Access, RunFilter, RunStatus};
+use crate::store::{Access, RunFilter, RunStatus, StoreError};
 
 pub async fn run(env: &Env, args: RunsArgs) -> Outcome {
     let status = super::filter::<RunStatus>("status", args.status.as_deref())?;
-    let store = crate::store::open(&env.config.database, Access::Read).await?;
+    let store = match crate::store::open(&env.config.database, Access::Read).await {
+        // A runbook name with a typo is the mistake to report first.
+        Err(e @ StoreError::Missing(_)) => {
+            if let Some(name) = &args.runbook {
+                unknown_runbook(env, name)?;
+            }
+            return Err(e.into());
+        }
+        opened => opened?,
+    };
     let filter = RunFilter {
         runbook: args.runbook,
         status,
