@@ -98,7 +98,7 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
             "runs left running by a stopped process were marked interrupted"
         );
     }
-    let (scheduler, handle) = Scheduler::new(store.clone(), dispatcher.clone()).await?;
+    let (scheduler, handle) = Scheduler::new(store.clone(), dispatcher.clone());
     let tasks = TaskTracker::new();
     tasks.spawn(scheduler.run(intake.clone()));
     handle.set_runbooks(registry.read().expect("registry lock").all());
