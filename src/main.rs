@@ -11,7 +11,7 @@ fn main() {
     quiet_on_broken_pipe();
     // 2. Diagnostics go to stderr; RUST_LOG tunes them. The daemon says more.
     let default = match cli.command {
-        Command::Serve(_) => "info,tokio_cron_scheduler=warn,sqlx=warn",
+        Command::Serve(_) => "info,sqlx=warn",
         _ => "warn",
     };
     init_tracing(cli.global.log_format, default);

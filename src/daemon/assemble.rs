@@ -69,7 +69,7 @@ pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
     );
     let recovered = crate::run::recover(store.as_ref(), lookup.as_ref()).await?;
     let intake = Intake::start(store.clone(), Some(dispatcher.clone()));
-    let (scheduler, handle) = Scheduler::new(store.clone(), intake.clone()).await?;
+    let (scheduler, handle) = Scheduler::new(store.clone(), intake.clone());
     let parts = Arc::new(Parts {
         config,
         store,

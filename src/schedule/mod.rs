@@ -3,5 +3,6 @@
 
 mod scheduler;
 pub mod slots;
+mod timers;
 
 pub use scheduler::{Scheduler, SchedulerHandle, TriggerId};

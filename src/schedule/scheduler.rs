@@ -1,86 +1,42 @@
-//! The scheduler: arms each schedule trigger as a one-shot timer at its next
-//! slot, and when it fires (or when the reconciler finds it late) records the
-//! due slots through the store, which makes each slot a run at most once.
+//! The scheduler: one loop that sleeps until the earliest next slot of any
+//! armed trigger (or a reload), records the due slots through the store,
+//! which makes each slot a run at most once, and arms each trigger at its
+//! next slot. It is the only timer: what is due is read from the wall clock
+//! each time it wakes (see `timers`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
-use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::slots::{self, Plan, Policy, Schedule};
+use super::timers::Timers;
 use crate::run::Intake;
 use crate::run::intake::DueSlots;
 use crate::runbook::Runbook;
 use crate::store::{SlotResult, Store};
 
-/// The wheel polls every 500 ms, so it fires a timer within about that; a
-/// trigger not fired this long after its slot is fired by the reconciler,
-/// which wakes at that moment on the scheduler's own clock.
-const RECONCILE_AFTER: TimeDelta = TimeDelta::milliseconds(600);
-/// The timer wheel answers in far less; past this it is taken as stuck (and
-/// the scheduler waited this long once, so it is kept short).
-const WHEEL_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// A call to the timer wheel that cannot hang the scheduler. The wheel can
-/// stop answering when its internal channels overflow (a burst of timers
-/// re-armed at once); after one call goes unanswered, it is no longer used,
-/// and every trigger fires from the reconciler, on the scheduler's own clock.
-async fn wheel<T, E: std::fmt::Display>(
-    ok: &mut bool,
-    what: &str,
-    call: impl Future<Output = Result<T, E>>,
-) -> Option<T> {
-    if !*ok {
-        return None;
-    }
-    match tokio::time::timeout(WHEEL_TIMEOUT, call).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "could not {what}; the reconciler will fire it");
-            None
-        }
-        Err(_) => {
-            *ok = false;
-            tracing::error!(
-                "the timer wheel did not answer within {} ms ({what}); schedules now fire from the reconciler",
-                WHEEL_TIMEOUT.as_millis()
-            );
-            None
-        }
-    }
-}
-
 /// (runbook name, trigger key).
 pub type TriggerId = (String, String);
-
-enum Msg {
-    Fire(TriggerId),
-    Runbooks(Vec<Arc<Runbook>>),
-}
 
 /// How the rest of the daemon talks to the scheduler.
 #[derive(Clone)]
 pub struct SchedulerHandle {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::UnboundedSender<Vec<Arc<Runbook>>>,
 }
 
 impl SchedulerHandle {
     /// Replace the set of runbooks to schedule (after a load or a reload).
     pub fn set_runbooks(&self, runbooks: Vec<Arc<Runbook>>) {
-        let _ = self.tx.send(Msg::Runbooks(runbooks));
+        let _ = self.tx.send(runbooks);
     }
 }
 
 struct Armed {
     runbook: Arc<Runbook>,
     schedule: Schedule,
-    next: Option<DateTime<Utc>>,
-    job: Option<Uuid>,
     /// The trigger's high-water mark as stored (this process is the only
     /// one that moves it); read from the store the first time.
     mark: Option<DateTime<Utc>>,
@@ -90,84 +46,57 @@ pub struct Scheduler {
     store: Arc<dyn Store>,
     /// Records due slots as runs (and starts them).
     intake: Arc<Intake>,
-    timers: JobScheduler,
-    tx: mpsc::UnboundedSender<Msg>,
-    rx: mpsc::UnboundedReceiver<Msg>,
+    /// The runbooks to schedule, sent on every load and reload; a message
+    /// also wakes the loop early.
+    rx: mpsc::UnboundedReceiver<Vec<Arc<Runbook>>>,
     armed: HashMap<TriggerId, Armed>,
-    /// False once the timer wheel stopped answering: the reconciler fires
-    /// every trigger from then on.
-    wheel_ok: bool,
+    /// The next slot of every armed trigger.
+    timers: Timers<TriggerId>,
 }
 
 impl Scheduler {
     /// Create the scheduler and its handle.
-    ///
-    /// Fails when the timer wheel cannot start.
-    pub async fn new(
-        store: Arc<dyn Store>,
-        intake: Arc<Intake>,
-    ) -> anyhow::Result<(Self, SchedulerHandle)> {
-        let timers = JobScheduler::new().await?;
+    pub fn new(store: Arc<dyn Store>, intake: Arc<Intake>) -> (Self, SchedulerHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let handle = SchedulerHandle { tx: tx.clone() };
-        Ok((
-            Scheduler {
-                store,
-                intake,
-                timers,
-                tx,
-                rx,
-                armed: HashMap::new(),
-                wheel_ok: true,
-            },
-            handle,
-        ))
+        let scheduler = Scheduler {
+            store,
+            intake,
+            rx,
+            armed: HashMap::new(),
+            timers: Timers::default(),
+        };
+        (scheduler, SchedulerHandle { tx })
     }
 
-    /// Run until `stop` is cancelled.
+    /// Run until `stop` is cancelled: sleep until the earliest next slot (at
+    /// most `timers::MAX_SLEEP`, then look at the clock again), or until the
+    /// runbooks change.
     pub async fn run(mut self, stop: CancellationToken) {
-        if let Err(e) = self.timers.start().await {
-            tracing::error!(error = %e, "the timer wheel did not start; relying on the reconciler");
-        }
         loop {
-            let reconcile_at = self.reconcile_at();
+            let wait = self.timers.wait(Utc::now());
             tokio::select! {
                 _ = stop.cancelled() => break,
-                Some(msg) = self.rx.recv() => match msg {
-                    Msg::Fire(id) => {
-                        // Timers that went off together are recorded together
-                        // (their slots share one commit).
-                        let mut ids = vec![id];
-                        let mut next = None;
-                        while let Ok(m) = self.rx.try_recv() {
-                            match m {
-                                Msg::Fire(id) => ids.push(id),
-                                other => {
-                                    next = Some(other);
-                                    break;
-                                }
-                            }
-                        }
-                        // A wheel's one-shot job is spent once it fired: nothing to remove.
-                        for id in &ids {
-                            if let Some(a) = self.armed.get_mut(id) {
-                                a.job = None;
-                            }
-                        }
-                        self.fire_all(ids).await;
-                        if let Some(Msg::Runbooks(list)) = next {
-                            self.sync(list).await;
-                        }
+                Some(mut list) = self.rx.recv() => {
+                    // Each message is the whole set: only the latest counts.
+                    while let Ok(newer) = self.rx.try_recv() {
+                        list = newer;
                     }
-                    Msg::Runbooks(list) => self.sync(list).await,
-                },
-                _ = tokio::time::sleep_until(reconcile_at) => self.reconcile().await,
+                    self.sync(list).await;
+                }
+                _ = tokio::time::sleep(wait) => {
+                    // Triggers due together are recorded together (their
+                    // slots share one commit).
+                    let due = self.timers.take_due(Utc::now());
+                    if !due.is_empty() {
+                        self.fire_all(due).await;
+                    }
+                }
             }
         }
-        let _ = tokio::time::timeout(WHEEL_TIMEOUT, self.timers.shutdown()).await;
     }
 
-    /// The next slot of every armed trigger, for the start-up summary.
+    /// Arm the schedule triggers of these runbooks, disarm those gone; a new
+    /// trigger is accounted for at once (its mark, and any catch-up).
     async fn sync(&mut self, runbooks: Vec<Arc<Runbook>>) {
         let mut wanted: HashMap<TriggerId, (Arc<Runbook>, Schedule)> = HashMap::new();
         for rb in runbooks.iter().filter(|r| r.enabled) {
@@ -184,76 +113,53 @@ impl Scheduler {
             .cloned()
             .collect();
         for id in gone {
-            if let Some(a) = self.armed.remove(&id)
-                && let Some(job) = a.job
-            {
-                wheel(
-                    &mut self.wheel_ok,
-                    "remove a timer",
-                    self.timers.remove(&job),
-                )
-                .await;
-            }
+            self.armed.remove(&id);
+            self.timers.set(&id, None);
             tracing::info!(runbook = %id.0, trigger = %id.1, "trigger no longer scheduled");
         }
+        let mut new = Vec::new();
         for (id, (rb, schedule)) in wanted {
             match self.armed.get_mut(&id) {
                 // Same trigger, perhaps a new version of the runbook: the next slot stands.
                 Some(a) => a.runbook = rb,
                 None => {
-                    self.armed.insert(
-                        id.clone(),
-                        Armed {
-                            runbook: rb,
-                            schedule,
-                            next: None,
-                            job: None,
-                            mark: None,
-                        },
-                    );
-                    self.fire(&id).await;
+                    let armed = Armed {
+                        runbook: rb,
+                        schedule,
+                        mark: None,
+                    };
+                    self.armed.insert(id.clone(), armed);
+                    new.push(id);
                 }
             }
         }
-    }
-
-    /// How late a trigger may be before the reconciler fires it.
-    fn grace(&self) -> TimeDelta {
-        if self.wheel_ok {
-            RECONCILE_AFTER
-        } else {
-            TimeDelta::zero()
+        if !new.is_empty() {
+            self.read_marks(&new).await;
+            self.fire_all(new).await;
         }
     }
 
-    /// When the earliest armed trigger is due for the reconciler.
-    fn reconcile_at(&self) -> tokio::time::Instant {
-        let wait = match self.armed.values().filter_map(|a| a.next).min() {
-            Some(next) => (next + self.grace() - Utc::now())
-                .to_std()
-                .unwrap_or_default(),
-            None => Duration::from_secs(3600),
-        };
-        tokio::time::Instant::now() + wait
-    }
-
-    async fn reconcile(&mut self) {
-        let late = Utc::now() - self.grace();
-        let due: Vec<TriggerId> = self
-            .armed
-            .iter()
-            .filter(|(_, a)| a.next.is_some_and(|n| n <= late))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &due {
-            tracing::debug!(runbook = %id.0, trigger = %id.1, "timer missed a slot; firing from the reconciler");
+    /// Read the marks of new triggers all at once: the first read of a mark
+    /// is a write, and a thousand triggers armed at start would otherwise
+    /// wait for a thousand commits in a row, making their first slot late.
+    /// A mark that cannot be read is read again when the trigger fires.
+    async fn read_marks(&mut self, ids: &[TriggerId]) {
+        let now = Utc::now();
+        let mut reads = tokio::task::JoinSet::new();
+        for id in ids {
+            let (store, id) = (self.store.clone(), id.clone());
+            reads.spawn(async move {
+                let mark = store.init_mark(&id.0, &id.1, now).await;
+                (id, mark)
+            });
         }
-        self.fire_all(due).await;
-    }
-
-    /// Account for the slots of one trigger that are due, then arm the next.
-    async fn fire(&mut self, id: &TriggerId) {
-        self.fire_all(vec![id.clone()]).await;
+        while let Some(joined) = reads.join_next().await {
+            if let Ok((id, Ok(mark))) = joined
+                && let Some(a) = self.armed.get_mut(&id)
+            {
+                a.mark = Some(mark);
+            }
+        }
     }
 
     /// Account for the due slots of these triggers, then arm their next.
@@ -325,7 +231,7 @@ impl Scheduler {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(runbook = %rb.name, error = %e, "could not record due slots; the reconciler will retry");
+                    tracing::error!(runbook = %rb.name, error = %e, "could not record due slots; retrying at the next slot");
                 }
             }
         }
@@ -333,7 +239,7 @@ impl Scheduler {
             self.intake.pump().await;
         }
         for (id, _, plan) in planned {
-            self.arm(&id, plan.next).await;
+            self.timers.set(&id, plan.next);
         }
     }
 
@@ -366,46 +272,6 @@ impl Scheduler {
                     tracing::warn!(run.id = run, runbook = %rb.name, slot = %slot, "slot skipped: the previous run is still active (concurrency: forbid)");
                 }
                 SlotResult::Duplicate(_) => {}
-            }
-        }
-    }
-
-    async fn arm(&mut self, id: &TriggerId, next: Option<DateTime<Utc>>) {
-        let Some(a) = self.armed.get_mut(id) else {
-            return;
-        };
-        if let Some(job) = a.job.take() {
-            wheel(
-                &mut self.wheel_ok,
-                "remove a timer",
-                self.timers.remove(&job),
-            )
-            .await;
-        }
-        a.next = next;
-        let Some(next) = next else { return };
-        if !self.wheel_ok {
-            return;
-        }
-        let wait = (next - Utc::now())
-            .to_std()
-            .unwrap_or_default()
-            .max(Duration::from_millis(10));
-        let tx = self.tx.clone();
-        let fire_id = id.clone();
-        let job = Job::new_one_shot_at_instant_async(Instant::now() + wait, move |_, _| {
-            let tx = tx.clone();
-            let id = fire_id.clone();
-            Box::pin(async move {
-                let _ = tx.send(Msg::Fire(id));
-            })
-        });
-        match job {
-            Ok(job) => {
-                a.job = wheel(&mut self.wheel_ok, "arm a timer", self.timers.add(job)).await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not arm a timer; the reconciler will fire it")
             }
         }
     }

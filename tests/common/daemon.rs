@@ -31,7 +31,7 @@ impl Daemon {
     pub fn spawn(d: &Deployment, mut cmd: Command, env: &[(&str, &str)], db: String) -> Daemon {
         cmd.current_dir(d.path())
             .env("TZ", "UTC")
-            .env("RUST_LOG", "info,tokio_cron_scheduler=warn,sqlx=warn");
+            .env("RUST_LOG", "info,sqlx=warn");
         for (k, _) in std::env::vars() {
             if k.starts_with("RUNBOOKD_") {
                 cmd.env_remove(k);
