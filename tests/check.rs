@@ -294,3 +294,39 @@ fn a_scheduled_runbook_cannot_require_a_param() {
         "runbooks/rb.yaml:4:3: param ticket is required, but its every trigger cannot give it; give it a default",
     );
 }
+
+#[test]
+fn encodings_tags_and_nul_bytes_are_handled() {
+    let d = Deployment::new();
+    // Windows editors start a file with a byte-order mark: it is not a second document.
+    std::fs::write(
+        d.runbooks().join("bom.yaml"),
+        b"\xef\xbb\xbfname: bom\nrun: '1'\n",
+    )
+    .unwrap();
+    d.runbook("secret-tag.yaml", "run: '1'\ndescription: !Secret abc\n");
+    d.runbook("binary.yaml", "run: '1'\ndescription: !!binary aGk=\n");
+    d.runbook(
+        "python.yaml",
+        "run: '1'\nparams: !!python/object:os.system {}\n",
+    );
+    d.runbook("nul.yaml", "run: '1'\ndescription: \"a\u{0}b\"\n");
+    d.script("nul.rhai", "// a comment\u{0}\n1\n");
+    d.runbook(
+        "nul-script.yaml",
+        "steps:\n  - name: a\n    file: scripts/nul.rhai\n",
+    );
+    d.runbook("nul-import.yaml", "run: |\n  import \"nul\" as n;\n  1\n");
+    let ran = d.cli(&["check"]);
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(
+        ran.stdout,
+        "runbooks/binary.yaml:2:14: YAML tags are not allowed (found `!!binary`); write the value without a tag\n\
+         runbooks/nul-import.yaml:2:3: script does not compile: import \"nul\" refused: scripts/nul.rhai:1:13: the file holds a NUL byte; scripts are text\n\
+         runbooks/nul-script.yaml:3:11: `file: scripts/nul.rhai` refused: scripts/nul.rhai:1:13: the file holds a NUL byte; scripts are text\n\
+         runbooks/nul.yaml:2:16: the file holds a NUL byte; runbooks are text (remove it; write \\0 in a string if you mean one)\n\
+         runbooks/python.yaml:2:9: YAML tags are not allowed (found `!!python/object:os.system`); write the value without a tag\n\
+         runbooks/secret-tag.yaml:2:14: YAML tags are not allowed (found `!Secret`); write the value without a tag\n\
+         1 runbook ok, 6 failed with 6 errors\n"
+    );
+}

@@ -283,18 +283,7 @@ fn read_text(path: &Path) -> Result<String, LoadError> {
     }
     let bytes = std::fs::read(path)
         .map_err(|e| at(path, 1, 1, format!("cannot read the file: {e}"), None))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-        let col = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-        at(
-            path,
-            line,
-            col,
-            "the file is not UTF-8 text".into(),
-            Some("save it as UTF-8".into()),
-        )
-    })
+    crate::text::decode(bytes, "runbooks").map_err(|e| at(path, e.line, e.col, e.message, e.hint))
 }
 
 /// Turn a serde error into `path:line:col: message`, with a did-you-mean for
