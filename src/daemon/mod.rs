@@ -67,11 +67,13 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
         default_tz: config.timezone,
         secret_is_set: Box::new(move |n| secret_source.get(n).is_some()),
     };
+    let candidates = loader.read(std::slice::from_ref(&config.runbooks));
+    let active = last_run_paths(&*store, &candidates.contested()).await;
     let registry = Arc::new(RwLock::new(Registry::default()));
     registry
         .write()
         .expect("registry lock")
-        .apply(loader.load(std::slice::from_ref(&config.runbooks)));
+        .apply(candidates.admit(&active));
 
     let intake = CancellationToken::new();
     let interrupt = CancellationToken::new();
@@ -206,6 +208,31 @@ async fn bind(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
     })
 }
 
+/// For names several files claim at start, the file the latest run came from:
+/// that runbook was active, and stays so.
+async fn last_run_paths(
+    store: &dyn crate::store::Store,
+    names: &[String],
+) -> std::collections::HashMap<String, std::path::PathBuf> {
+    let mut active = std::collections::HashMap::new();
+    for name in names {
+        let filter = crate::store::RunFilter {
+            runbook: Some(name.clone()),
+            limit: 1,
+            ..Default::default()
+        };
+        let Ok(runs) = store.list_runs(&filter).await else {
+            continue;
+        };
+        if let Some(run) = runs.first()
+            && let Ok(Some(v)) = store.version(&run.version_hash).await
+        {
+            active.insert(name.clone(), v.path.into());
+        }
+    }
+    active
+}
+
 fn reload_fn(parts: Arc<Parts>) -> Reload {
     Arc::new(move || {
         let parts = parts.clone();
@@ -314,7 +341,9 @@ async fn reloader(p: Arc<Parts>, mut rx: mpsc::Receiver<()>, stop: CancellationT
 /// Load the runbooks again and schedule what changed. A broken edit keeps the
 /// last good version running.
 async fn reload(p: &Parts) {
-    let loaded = p.loader.load(std::slice::from_ref(&p.config.runbooks));
+    let candidates = p.loader.read(std::slice::from_ref(&p.config.runbooks));
+    let active = p.registry.read().expect("registry lock").active_paths();
+    let loaded = candidates.admit(&active);
     let (changes, errors, all) = {
         let mut reg = p.registry.write().expect("registry lock");
         let changes = reg.apply(loaded);

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use sha2::{Digest, Sha256};
 
+use super::admit::Candidates;
 use super::hints::did_you_mean;
-use super::model::{Runbook, Trigger, Version};
+use super::model::{Runbook, Version};
 use super::spec::{RunbookSpec, TOP_LEVEL_KEYS};
 use super::validate::{Ctx, Loc, Problem, validate};
 use super::yaml_index::{self, PosIndex};
@@ -56,6 +57,11 @@ pub struct Loaded {
     pub failed: Vec<(PathBuf, String)>,
 }
 
+/// One file's outcome: the runbook and its warnings, or (the runbook's name
+/// when it could be read, every error, the warnings).
+pub type FileResult =
+    Result<(Runbook, Vec<LoadError>), (Option<String>, Vec<LoadError>, Vec<LoadError>)>;
+
 pub struct Loader {
     pub sandbox: Arc<Sandbox>,
     pub scripts_dir: PathBuf,
@@ -65,13 +71,22 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Load every `*.yaml`/`*.yml` of the given directories and files.
+    /// Load every `*.yaml`/`*.yml` of the given directories and files, with
+    /// no runbook active yet: when two files claim a name, the first by path wins.
     pub fn load(&self, paths: &[PathBuf]) -> Loaded {
-        let mut out = Loaded::default();
-        let mut files = Vec::new();
+        self.read(paths).admit(&HashMap::new())
+    }
+
+    /// Read and validate every runbook file of the given directories and files;
+    /// [`Candidates::admit`] then decides which files a name belongs to.
+    pub fn read(&self, paths: &[PathBuf]) -> Candidates {
+        let mut out = Candidates::default();
         for p in paths {
             match runbook_files(p) {
-                Ok(mut found) => files.append(&mut found),
+                Ok(found) => out.files.extend(found.into_iter().map(|file| {
+                    let result = self.load_file(&file);
+                    (file, result)
+                })),
                 Err(message) => out.errors.push(LoadError {
                     path: p.clone(),
                     line: 1,
@@ -81,65 +96,6 @@ impl Loader {
                 }),
             }
         }
-        let mut names: HashMap<String, PathBuf> = HashMap::new();
-        let mut hooks: HashMap<String, String> = HashMap::new();
-        for file in files {
-            let stem = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match self.load_file(&file) {
-                Ok((rb, warnings)) => {
-                    out.warnings.extend(warnings);
-                    if let Some(first) = names.get(&rb.name) {
-                        out.errors.push(at(
-                            &file,
-                            1,
-                            1,
-                            format!(
-                                "runbook name \"{}\" is already used by {}",
-                                rb.name,
-                                first.display()
-                            ),
-                            Some("give one of them another `name:`".into()),
-                        ));
-                        out.failed.push((file, rb.name.clone()));
-                        continue;
-                    }
-                    if let Some(clash) = rb.triggers.iter().find_map(|t| match t {
-                        Trigger::Webhook(w) => hooks
-                            .get(&w.path)
-                            .map(|other| (w.path.clone(), other.clone())),
-                        _ => None,
-                    }) {
-                        out.errors.push(at(
-                            &file,
-                            1,
-                            1,
-                            format!(
-                                "webhook path {} is already used by runbook {}",
-                                clash.0, clash.1
-                            ),
-                            Some("set another `path:` on the webhook".into()),
-                        ));
-                        out.failed.push((file, rb.name.clone()));
-                        continue;
-                    }
-                    for t in &rb.triggers {
-                        if let Trigger::Webhook(w) = t {
-                            hooks.insert(w.path.clone(), rb.name.clone());
-                        }
-                    }
-                    names.insert(rb.name.clone(), file);
-                    out.runbooks.push(Arc::new(rb));
-                }
-                Err((name, errors, warnings)) => {
-                    out.errors.extend(errors);
-                    out.warnings.extend(warnings);
-                    out.failed.push((file, name.unwrap_or(stem)));
-                }
-            }
-        }
         out
     }
 
@@ -147,11 +103,7 @@ impl Loader {
     ///
     /// Fails with every problem found in it (and the runbook's name when it
     /// could be read), never only the first.
-    #[allow(clippy::type_complexity)]
-    pub fn load_file(
-        &self,
-        path: &Path,
-    ) -> Result<(Runbook, Vec<LoadError>), (Option<String>, Vec<LoadError>, Vec<LoadError>)> {
+    pub fn load_file(&self, path: &Path) -> FileResult {
         let fail = |e: LoadError| (None, vec![e], Vec::new());
         let text = read_text(path).map_err(fail)?;
         let index = yaml_index::index(&text)
@@ -206,7 +158,13 @@ impl Loader {
     }
 }
 
-fn at(path: &Path, line: usize, col: usize, message: String, hint: Option<String>) -> LoadError {
+pub(super) fn at(
+    path: &Path,
+    line: usize,
+    col: usize,
+    message: String,
+    hint: Option<String>,
+) -> LoadError {
     LoadError {
         path: path.to_path_buf(),
         line,

@@ -1,7 +1,9 @@
 //! What a runbook is: the YAML mirror (`spec`), its validation into the model
 //! the rest of the code trusts (`validate`, `model`), and the loader that reads
-//! a directory and returns the good runbooks and every error (`load`).
+//! a directory and returns the good runbooks and every error (`load`), giving
+//! each name to one file (`admit`).
 
+mod admit;
 mod fields;
 mod hints;
 mod load;
@@ -13,8 +15,9 @@ mod triggers;
 mod validate;
 mod yaml_index;
 
+pub use admit::Candidates;
 pub use hints::{did_you_mean, timezone as timezone_hint};
-pub use load::{LoadError, Loaded, Loader};
+pub use load::{FileResult, LoadError, Loaded, Loader};
 pub use model::*;
 pub use registry::{Changes, Registry};
 pub use triggers::parse_cron;
