@@ -52,6 +52,8 @@ pub struct Config {
     pub retention: Duration,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
+    /// Load runbook and script files others may write (`--allow-insecure-permissions`).
+    pub allow_insecure_permissions: bool,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(25),
             retention: Duration::from_secs(90 * 86_400),
             source: None,
+            allow_insecure_permissions: false,
         }
     }
 }
@@ -171,6 +174,7 @@ impl Config {
         if let Some(d) = &flags.scripts {
             cfg.scripts = d.clone();
         }
+        cfg.allow_insecure_permissions = flags.allow_insecure_permissions;
         if cfg.workers == 0 {
             return Err("`workers` must be at least 1".into());
         }

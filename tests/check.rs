@@ -330,3 +330,63 @@ fn encodings_tags_and_nul_bytes_are_handled() {
          1 runbook ok, 6 failed with 6 errors\n"
     );
 }
+
+#[test]
+fn files_others_can_change_are_refused_unless_allowed() {
+    use std::os::unix::fs::{PermissionsExt, chown, symlink};
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let d = Deployment::new();
+    std::fs::write(d.path().join("elsewhere.yaml"), "run: '1'\n").unwrap();
+    symlink(
+        d.path().join("elsewhere.yaml"),
+        d.runbooks().join("link.yaml"),
+    )
+    .unwrap();
+    mode(
+        &d.runbooks().join(
+            d.runbook("group.yaml", "run: '1'\n")
+                .trim_start_matches("runbooks/"),
+        ),
+        0o664,
+    );
+    d.script("shared.rhai", "fn one() { 1 }\n");
+    mode(&d.scripts().join("shared.rhai"), 0o666);
+    d.runbook(
+        "uses.yaml",
+        "run: |\n  import \"shared\" as s;\n  s::one()\n",
+    );
+    d.runbook("foreign.yaml", "run: '1'\n");
+    chown(d.runbooks().join("foreign.yaml"), Some(4242), None).unwrap();
+    d.runbook("good.yaml", "run: '1'\n");
+    let uid = unsafe { libc::geteuid() };
+    let ran = d.cli(&["check"]);
+    assert_eq!(
+        ran.stdout,
+        format!(
+            "runbooks/foreign.yaml:1:1: runbooks/foreign.yaml is owned by uid 4242, not by the daemon's user (uid {uid}) or root; runbookd refuses it (chown it to uid {uid}, or start with --allow-insecure-permissions)\n\
+             runbooks/group.yaml:1:1: runbooks/group.yaml is writable by group or others (mode 0664); runbookd refuses it (chmod go-w runbooks/group.yaml, or start with --allow-insecure-permissions)\n\
+             runbooks/link.yaml:1:1: runbooks/link.yaml points outside the runbooks directory (to {}/elsewhere.yaml)\n\
+             scripts/shared.rhai:1:1: scripts/shared.rhai is writable by group or others (mode 0666); runbookd refuses it (chmod go-w scripts/shared.rhai, or start with --allow-insecure-permissions)\n\
+             1 runbook ok, 4 failed with 4 errors\n",
+            d.path().canonicalize().unwrap().display()
+        )
+    );
+    // The operator's override loads what others may write, never what lies outside.
+    let ran = d.cli(&["check", "--allow-insecure-permissions"]);
+    assert!(
+        ran.stdout
+            .ends_with("4 runbooks ok, 1 failed with 1 error\n"),
+        "{}",
+        ran.stdout
+    );
+    // A directory others may write is refused whole: anyone could add a runbook to it.
+    mode(&d.runbooks(), 0o777);
+    let ran = d.cli(&["check"]);
+    assert_eq!(
+        ran.stdout,
+        "runbooks:1:1: runbooks is writable by group or others (mode 0777); runbookd refuses it (chmod go-w runbooks, or start with --allow-insecure-permissions)\n\
+         0 runbooks ok, 0 failed with 1 error\n"
+    );
+}

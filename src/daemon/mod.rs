@@ -65,6 +65,7 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
         sandbox: sandbox.clone(),
         scripts_dir: config.scripts.clone(),
         default_tz: config.timezone,
+        allow_insecure_permissions: config.allow_insecure_permissions,
         secret_is_set: Box::new(move |n| secret_source.get(n).is_some()),
     };
     let candidates = loader.read(std::slice::from_ref(&config.runbooks));

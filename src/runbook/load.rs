@@ -13,6 +13,7 @@ use super::admit::Candidates;
 use super::hints::did_you_mean;
 use super::model::{Runbook, Version};
 use super::spec::{RunbookSpec, TOP_LEVEL_KEYS};
+use super::trust;
 use super::validate::{Ctx, Loc, Problem, validate};
 use super::yaml_index::{self, PosIndex};
 use crate::script::Sandbox;
@@ -68,6 +69,8 @@ pub struct Loader {
     pub default_tz: Tz,
     /// Whether a secret is available; a missing one fails an enabled runbook.
     pub secret_is_set: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Load files and directories others may write (`--allow-insecure-permissions`).
+    pub allow_insecure_permissions: bool,
 }
 
 impl Loader {
@@ -83,10 +86,20 @@ impl Loader {
         let mut out = Candidates::default();
         for p in paths {
             match runbook_files(p) {
-                Ok(found) => out.files.extend(found.into_iter().map(|file| {
-                    let result = self.load_file(&file);
-                    (file, result)
-                })),
+                Ok(found) => {
+                    if p.is_dir()
+                        && let Err(e) = self.trusted(p)
+                    {
+                        out.errors.push(e);
+                        continue;
+                    }
+                    out.files.extend(found.into_iter().map(|file| {
+                        let result = trust::inside(p, &file)
+                            .map_err(|m| (None, vec![at(&file, 1, 1, m, None)], Vec::new()))
+                            .and_then(|()| self.load_file(&file));
+                        (file, result)
+                    }))
+                }
                 Err(message) => out.errors.push(LoadError {
                     path: p.clone(),
                     line: 1,
@@ -105,6 +118,7 @@ impl Loader {
     /// could be read), never only the first.
     pub fn load_file(&self, path: &Path) -> FileResult {
         let fail = |e: LoadError| (None, vec![e], Vec::new());
+        self.trusted(path).map_err(fail)?;
         let text = read_text(path).map_err(fail)?;
         let index = yaml_index::index(&text)
             .map_err(|e| fail(at(path, e.pos.line, e.pos.col, e.message, None)))?;
@@ -153,8 +167,26 @@ impl Loader {
         let mut rb = validated.expect("no problems means a runbook");
         let mut scripts = compiler.scripts();
         scripts.extend(std::mem::take(&mut ctx.file_scripts));
+        let untrusted: Vec<LoadError> = std::iter::once(self.scripts_dir.clone())
+            .filter(|_| !scripts.is_empty())
+            .chain(scripts.keys().map(|s| self.scripts_dir.join(s)))
+            .filter_map(|p| self.trusted(&p).err())
+            .collect();
+        if !untrusted.is_empty() {
+            return Err((name, untrusted, warnings));
+        }
         rb.version = Arc::new(version(text, scripts));
         Ok((rb, warnings))
+    }
+}
+
+impl Loader {
+    /// Refuse a file or directory others may change, unless allowed.
+    fn trusted(&self, path: &Path) -> Result<(), LoadError> {
+        if self.allow_insecure_permissions {
+            return Ok(());
+        }
+        trust::owned_safely(path).map_err(|(m, h)| at(path, 1, 1, m, Some(h)))
     }
 }
 

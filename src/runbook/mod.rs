@@ -12,6 +12,7 @@ mod registry;
 mod spec;
 mod steps;
 mod triggers;
+mod trust;
 mod validate;
 mod yaml_index;
 

@@ -112,6 +112,7 @@ impl Deployment {
             sandbox,
             scripts_dir: self.scripts(),
             default_tz: chrono_tz::Tz::UTC,
+            allow_insecure_permissions: false,
             secret_is_set: Box::new(move |n| secrets.contains(&n)),
         }
         .load(&[self.runbooks()])
