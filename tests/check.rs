@@ -390,3 +390,64 @@ fn files_others_can_change_are_refused_unless_allowed() {
          0 runbooks ok, 0 failed with 1 error\n"
     );
 }
+
+#[test]
+fn empty_and_short_webhook_secrets_are_refused_for_every_scheme() {
+    let d = Deployment::new();
+    let hook = |auth: &str, extra: &str| {
+        format!(
+            "secrets: [KEY]\ntriggers:\n  - webhook: {{ auth: {auth}, secret: KEY{extra} }}\nrun: '1'\n"
+        )
+    };
+    for (auth, extra) in [
+        ("github", ""),
+        ("stripe", ""),
+        ("slack", ""),
+        ("standard", ""),
+        ("pagerduty", ""),
+        ("hmac", ", header: X-Sig"),
+        ("bearer", ""),
+        ("basic", ""),
+    ] {
+        d.runbook(&format!("{auth}.yaml"), &hook(auth, extra));
+    }
+    // `whsec_` alone is an empty key; 15 bytes is one short; 16 bytes pass.
+    let ran = d.cli_env(&["check"], &[("KEY", "whsec_")]);
+    let line = |auth: &str, col: u32, why: &str| {
+        format!(
+            "runbooks/{auth}.yaml:3:{col}: webhook secret KEY {why} (use a random value of at least 16 bytes, e.g. `openssl rand -hex 32`)\n"
+        )
+    };
+    let short = "is too short: 6 bytes of key, at least 16 are needed";
+    let expected: String = [
+        line("basic", 37, short),
+        line("bearer", 38, short),
+        line("github", 38, short),
+        line("hmac", 36, short),
+        line("pagerduty", 41, short),
+        line("slack", 37, short),
+        line(
+            "standard",
+            40,
+            "is too short: 0 bytes of key, at least 16 are needed",
+        ),
+        line("stripe", 38, short),
+    ]
+    .concat();
+    assert_eq!(
+        ran.stdout,
+        format!("{expected}0 runbooks ok, 8 failed with 8 errors\n")
+    );
+    let ran = d.cli_env(&["check"], &[("KEY", "whsec_MDEyMzQ1Njc4OWFiY2Rl")]); // 15 bytes decoded
+    assert!(
+        ran.stdout.contains(&line(
+            "standard",
+            40,
+            "is too short: 15 bytes of key, at least 16 are needed"
+        )),
+        "{}",
+        ran.stdout
+    );
+    let ran = d.cli_env(&["check"], &[("KEY", "whsec_MDEyMzQ1Njc4OWFiY2RlZg==")]); // 16 bytes
+    assert_eq!(ran.stdout, "8 runbooks ok\n");
+}

@@ -90,7 +90,7 @@ impl Env {
             scripts_dir: self.config.scripts.clone(),
             default_tz: self.config.timezone,
             allow_insecure_permissions: self.config.allow_insecure_permissions,
-            secret_is_set: Box::new(move |name| secrets.get(name).is_some()),
+            secret_value: Box::new(move |name| secrets.get(name)),
         }
     }
 

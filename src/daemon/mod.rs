@@ -66,7 +66,7 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
         scripts_dir: config.scripts.clone(),
         default_tz: config.timezone,
         allow_insecure_permissions: config.allow_insecure_permissions,
-        secret_is_set: Box::new(move |n| secret_source.get(n).is_some()),
+        secret_value: Box::new(move |n| secret_source.get(n)),
     };
     let candidates = loader.read(std::slice::from_ref(&config.runbooks));
     let active = last_run_paths(&*store, &candidates.contested()).await;

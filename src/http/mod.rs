@@ -21,7 +21,7 @@ use chrono_tz::Tz;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{hex_hmac, verify};
+pub use auth::{MIN_SECRET_BYTES, check_secret, hex_hmac, verify};
 pub use hooks::Acceptor;
 pub use problem::Problem;
 

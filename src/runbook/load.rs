@@ -67,8 +67,9 @@ pub struct Loader {
     pub sandbox: Arc<Sandbox>,
     pub scripts_dir: PathBuf,
     pub default_tz: Tz,
-    /// Whether a secret is available; a missing one fails an enabled runbook.
-    pub secret_is_set: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// A secret's value: a missing one fails an enabled runbook, a short one
+    /// its webhook. Only checked, never shown.
+    pub secret_value: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
     /// Load files and directories others may write (`--allow-insecure-permissions`).
     pub allow_insecure_permissions: bool,
 }
@@ -147,7 +148,7 @@ impl Loader {
             problems: Vec::new(),
             warnings: Vec::new(),
             file_scripts: BTreeMap::new(),
-            secret_is_set: &*self.secret_is_set,
+            secret_value: &*self.secret_value,
         };
         let validated = validate(spec, path, &mut ctx);
         let warnings = ctx

@@ -113,7 +113,11 @@ impl Deployment {
             scripts_dir: self.scripts(),
             default_tz: chrono_tz::Tz::UTC,
             allow_insecure_permissions: false,
-            secret_is_set: Box::new(move |n| secrets.contains(&n)),
+            secret_value: Box::new(move |n| {
+                secrets
+                    .contains(&n)
+                    .then(|| "test-secret-of-32-bytes-or-more!".to_string())
+            }),
         }
         .load(&[self.runbooks()])
     }
