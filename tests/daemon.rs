@@ -365,6 +365,48 @@ fn a_second_file_with_an_active_runbooks_name_is_the_error_on_reload_and_at_star
 }
 
 #[test]
+fn a_script_nesting_a_value_deeply_fails_its_run_and_the_daemon_survives() {
+    let d = Deployment::new();
+    // The value is printed, concatenated, compared and returned: each walks
+    // every level, and used to overflow the stack and abort the daemon.
+    d.runbook(
+        "deep.yaml",
+        "run: |\n  let a = [];\n  for i in 0..6000 { a = [a]; }\n  let s = \"\" + a;\n  print(a);\n  let same = a == a;\n  a\n",
+    );
+    d.runbook("after.yaml", "run: '\"still here\"'\n");
+    let daemon = Daemon::start(&d, &[]);
+    let run = |name: &str| {
+        let url = format!("{}/api/v1/runbooks/{name}/runs?wait=true", daemon.url);
+        let done = send(client().post(url));
+        let run = &done.body["run"];
+        (
+            done.status,
+            run["status"].clone(),
+            run["error"].clone(),
+            run["output"].clone(),
+        )
+    };
+    assert_eq!(
+        run("deep"),
+        (
+            200,
+            serde_json::json!("failed"),
+            serde_json::json!("step main: value nested more than 64 levels deep"),
+            serde_json::Value::Null
+        )
+    );
+    assert_eq!(
+        run("after"),
+        (
+            200,
+            serde_json::json!("succeeded"),
+            serde_json::Value::Null,
+            serde_json::json!("still here")
+        )
+    );
+}
+
+#[test]
 fn after_an_outage_the_latest_missed_slot_runs_and_the_others_are_recorded_missed() {
     let d = Deployment::new();
     d.runbook(

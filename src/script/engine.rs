@@ -152,11 +152,35 @@ impl Sandbox {
         Compiler { engine, seen }
     }
 
-    /// Run a script to completion, on the calling thread (a blocking one).
+    /// Run a script to completion on a thread of its own (see
+    /// [`super::thread`]); the calling thread (a blocking one) waits.
     ///
     /// Fails when the script raises an error, calls `fail`, exceeds a limit,
-    /// passes its deadline or is cancelled; the failure says which.
+    /// passes its deadline, is cancelled or returns a value nested deeper than
+    /// values may be stored; the failure says which.
     pub fn eval(&self, req: EvalRequest<'_>) -> Result<Dynamic, ScriptFailure> {
+        let stack = super::thread::stack_bytes(&self.limits);
+        super::thread::run_on_own_stack(stack, move || {
+            let value = self.eval_here(req)?;
+            if super::convert::nested_too_deep(&value) {
+                // Dropped here: dropping it recurses once per level too.
+                drop(value);
+                return Err(ScriptFailure {
+                    kind: FailureKind::Error,
+                    message: super::convert::TOO_DEEP.into(),
+                });
+            }
+            Ok(value)
+        })
+        .unwrap_or_else(|e| {
+            Err(ScriptFailure {
+                kind: FailureKind::Error,
+                message: format!("the script could not start: no thread ({e})"),
+            })
+        })
+    }
+
+    fn eval_here(&self, req: EvalRequest<'_>) -> Result<Dynamic, ScriptFailure> {
         let mut engine = self.engine();
         let host = req.host.clone();
         let print_host = host.clone();

@@ -10,6 +10,7 @@ mod effects;
 mod engine;
 mod host;
 mod resolver;
+mod thread;
 mod time;
 
 pub use convert::{from_json, to_json};
