@@ -63,13 +63,16 @@ pub struct Loaded {
 pub type FileResult =
     Result<(Runbook, Vec<LoadError>), (Option<String>, Vec<LoadError>, Vec<LoadError>)>;
 
+/// A secret's value by name, as the loader sees it.
+pub type SecretLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 pub struct Loader {
     pub sandbox: Arc<Sandbox>,
     pub scripts_dir: PathBuf,
     pub default_tz: Tz,
     /// A secret's value: a missing one fails an enabled runbook, a short one
     /// its webhook. Only checked, never shown.
-    pub secret_value: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub secret_value: SecretLookup,
     /// Load files and directories others may write (`--allow-insecure-permissions`).
     pub allow_insecure_permissions: bool,
 }
