@@ -52,6 +52,8 @@ pub struct Config {
     pub retention: Duration,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
+    /// Connection limits of the HTTP server (`server:`).
+    pub server: crate::http::ServerLimits,
     /// Load runbook and script files others may write (`--allow-insecure-permissions`).
     pub allow_insecure_permissions: bool,
 }
@@ -75,6 +77,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(25),
             retention: Duration::from_secs(90 * 86_400),
             source: None,
+            server: crate::http::ServerLimits::default(),
             allow_insecure_permissions: false,
         }
     }
@@ -123,6 +126,16 @@ struct ConfigFile {
     templates: Option<PathBuf>,
     smtp: Option<Smtp>,
     http: Option<HttpFile>,
+    server: Option<ServerFile>,
+}
+
+/// `server:` of runbookd.yaml: limits on the HTTP server's connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 const KEYS: &[&str] = &[
@@ -141,6 +154,7 @@ const KEYS: &[&str] = &[
     "templates",
     "smtp",
     "http",
+    "server",
 ];
 
 impl Config {
@@ -248,6 +262,9 @@ impl Config {
         if let Some(s) = f.smtp {
             self.smtp = Some(s);
         }
+        if let Some(s) = f.server {
+            self.apply_server(s)?;
+        }
         if let Some(h) = f.http {
             self.http_allow = h.allow;
         }
@@ -269,6 +286,28 @@ impl Config {
             self.retention = crate::duration::parse(&d).map_err(|e| at("retention", e))?;
         }
         self.source = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    fn apply_server(&mut self, s: ServerFile) -> Result<(), String> {
+        let duration = |key: &str, v: Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(text) => crate::duration::parse(&text)
+                .ok()
+                .filter(|d| *d >= Duration::from_millis(100))
+                .ok_or_else(|| {
+                    format!("`server.{key}`: \"{text}\" is not a duration of at least 100ms")
+                }),
+        };
+        let l = &mut self.server;
+        l.header_timeout = duration("header_timeout", s.header_timeout, l.header_timeout)?;
+        l.idle_timeout = duration("idle_timeout", s.idle_timeout, l.idle_timeout)?;
+        if let Some(n) = s.max_connections {
+            if n == 0 {
+                return Err("`server.max_connections` must be at least 1".into());
+            }
+            l.max_connections = n;
+        }
         Ok(())
     }
 

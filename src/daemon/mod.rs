@@ -132,13 +132,11 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
         saved: Default::default(),
         auth_failures: Default::default(),
     });
+    let limits = parts.config.server;
     let server = {
         let stop = server_stop.clone();
         tokio::spawn(async move {
-            let shutdown = async move { stop.cancelled().await };
-            axum::serve(listener, crate::http::router(app))
-                .with_graceful_shutdown(shutdown)
-                .await
+            crate::http::serve(listener, crate::http::router(app), limits, stop).await
         })
     };
     print_summary(&parts, &addr, stuck, retried);

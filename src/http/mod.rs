@@ -6,6 +6,7 @@ mod auth;
 pub(crate) mod expr;
 mod hooks;
 mod problem;
+mod server;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{MIN_SECRET_BYTES, check_secret, hex_hmac, verify};
 pub use hooks::Acceptor;
 pub use problem::Problem;
+pub use server::{ServerLimits, serve};
 
 use crate::run::Dispatcher;
 use crate::runbook::{Registry, Runbook};
