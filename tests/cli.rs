@@ -487,3 +487,34 @@ fn a_secrets_file_must_be_private_and_its_values_stay_masked() {
     let shown = d.cli(&["show", "1", "--json"]).stdout;
     assert!(!shown.contains("f1le-held"), "{shown}");
 }
+
+#[test]
+fn control_characters_from_scripts_are_escaped_in_human_output_and_exact_in_json() {
+    let d = Deployment::new();
+    // A log line that forges another, clears the screen and sets the terminal title;
+    // an error with CR LF; an issue title with a C1 CSI.
+    d.runbook(
+        "evil.yaml",
+        "run: |\n  print(\"ok\\nINFO forged line\\x1b[2J\\x1b]0;owned\\x07\");\n  issues::open(\"k\", #{ title: \"t\\u009b31m\" });\n  throw \"bad\\r\\nforged\";\n",
+    );
+    let ran = d.cli(&["run", "evil"]);
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    let raw = |s: &str| s.chars().any(|c| c.is_control() && c != '\n');
+    for args in [&["show", "1"][..], &["runs"], &["issues"]] {
+        let out = d.cli(args).stdout;
+        assert!(!raw(&out), "{args:?} printed a control character:\n{out:?}");
+    }
+    let show = d.cli(&["show", "1"]).stdout;
+    assert!(
+        show.contains("ok\\nINFO forged line\\u{1b}[2J\\u{1b}]0;owned\\u{7}"),
+        "{show}"
+    );
+    assert!(show.contains("Runtime error: bad\\r; forged"), "{show}");
+    assert!(d.cli(&["issues"]).stdout.contains("t\\u{9b}31m"));
+    let json: serde_json::Value =
+        serde_json::from_str(&d.cli(&["show", "1", "--json"]).stdout).unwrap();
+    assert_eq!(
+        json["logs"][0]["message"],
+        "ok\nINFO forged line\u{1b}[2J\u{1b}]0;owned\u{7}"
+    );
+}

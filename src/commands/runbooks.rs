@@ -102,7 +102,7 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
         print!("{}", table.render(100));
     }
     for e in &loaded.errors {
-        println!("failed: {e}");
+        println!("failed: {}", crate::output::printable(&e.to_string()));
     }
     Ok(if loaded.errors.is_empty() {
         Exit::Ok
