@@ -52,6 +52,8 @@ pub struct Config {
     pub retention: Duration,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
+    /// MiB a script may hold at once, all its values together.
+    pub script_memory_mib: usize,
     /// Connection limits of the HTTP server (`server:`).
     pub server: crate::http::ServerLimits,
     /// Load runbook and script files others may write (`--allow-insecure-permissions`).
@@ -77,6 +79,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(25),
             retention: Duration::from_secs(90 * 86_400),
             source: None,
+            script_memory_mib: 64,
             server: crate::http::ServerLimits::default(),
             allow_insecure_permissions: false,
         }
@@ -127,6 +130,7 @@ struct ConfigFile {
     smtp: Option<Smtp>,
     http: Option<HttpFile>,
     server: Option<ServerFile>,
+    script_memory_mib: Option<usize>,
 }
 
 /// `server:` of runbookd.yaml: limits on the HTTP server's connections.
@@ -155,9 +159,18 @@ const KEYS: &[&str] = &[
     "smtp",
     "http",
     "server",
+    "script_memory_mib",
 ];
 
 impl Config {
+    /// The sandbox limits this config asks for.
+    pub fn script_limits(&self) -> crate::script::Limits {
+        crate::script::Limits {
+            max_memory: self.script_memory_mib * 1024 * 1024,
+            ..Default::default()
+        }
+    }
+
     /// Build the config from all its layers.
     ///
     /// Fails when a named config file is missing, a file or variable holds an
@@ -261,6 +274,12 @@ impl Config {
         }
         if let Some(s) = f.smtp {
             self.smtp = Some(s);
+        }
+        if let Some(m) = f.script_memory_mib {
+            if m == 0 {
+                return Err("`script_memory_mib` must be at least 1".into());
+            }
+            self.script_memory_mib = m;
         }
         if let Some(s) = f.server {
             self.apply_server(s)?;

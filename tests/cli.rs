@@ -518,3 +518,36 @@ fn control_characters_from_scripts_are_escaped_in_human_output_and_exact_in_json
         "ok\nINFO forged line\u{1b}[2J\u{1b}]0;owned\u{7}"
     );
 }
+
+#[test]
+fn a_script_holding_more_than_its_memory_budget_is_stopped() {
+    let d = Deployment::new();
+    // Each string is under the 16 MiB per-value cap; ten variables hold 160 MB.
+    d.runbook(
+        "hog.yaml",
+        "run: |\n  let big = \"\";\n  big.pad(16000000, 'x');\n  let v0 = big + 0;\n  let v1 = big + 1;\n  let v2 = big + 2;\n  let v3 = big + 3;\n  let v4 = big + 4;\n  let v5 = big + 5;\n  let v6 = big + 6;\n  let v7 = big + 7;\n  let v8 = big + 8;\n  let v9 = big + 9;\n  v9.len()\n",
+    );
+    d.runbook(
+        "fits.yaml",
+        "run: |\n  let big = \"\";\n  big.pad(16000000, 'x');\n  let xs = [];\n  for i in 0..1 { xs.push(big + i); }\n  xs.len()\n",
+    );
+    let ran = d.cli(&["run", "hog", "--json"]);
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        (&v["run"]["status"], &v["run"]["error"]),
+        (
+            &serde_json::json!("failed"),
+            &serde_json::json!(
+                "step main: script held more than 64 MiB of memory (script_memory_mib)"
+            )
+        ),
+        "{v}"
+    );
+    let ran = d.cli(&["run", "fits", "--json"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    // The budget is the operator's to raise.
+    std::fs::write(d.path().join("runbookd.yaml"), "script_memory_mib: 512\n").unwrap();
+    let ran = d.cli(&["run", "hog", "--json"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::runbook::{Loaded, Loader};
-use crate::script::{Limits, Sandbox};
+use crate::script::Sandbox;
 use crate::secrets::Secrets;
 
 /// Process exit codes.
@@ -103,7 +103,7 @@ impl Env {
 
 pub async fn dispatch(cli: Cli) -> Outcome {
     let env = Env::new(&cli)?;
-    let sandbox = Sandbox::new(Limits::default());
+    let sandbox = Sandbox::new(env.config.script_limits());
     match cli.command {
         Command::Check(args) => check::run(&env, sandbox, args),
         Command::Run(args) => run::run(&env, sandbox, args).await,

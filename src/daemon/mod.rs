@@ -22,7 +22,7 @@ use crate::run::{Dispatcher, Executor};
 use crate::runbook::Loader;
 use crate::schedule::slots::{Schedule, upcoming};
 use crate::schedule::{Scheduler, SchedulerHandle};
-use crate::script::{Limits, Sandbox};
+use crate::script::Sandbox;
 use crate::secrets::Secrets;
 use crate::store::{Access, Store};
 
@@ -59,7 +59,7 @@ pub async fn serve(opts: Options) -> anyhow::Result<()> {
     let store = crate::store::open(&config.database, Access::Exclusive).await?;
     let listener = bind(&config).await?;
     let metrics = crate::telemetry::install();
-    let sandbox = Sandbox::new(Limits::default());
+    let sandbox = Sandbox::new(config.script_limits());
     let secret_source = secrets.clone();
     let loader = Loader {
         sandbox: sandbox.clone(),

@@ -27,6 +27,9 @@ pub struct Limits {
     pub max_variables: usize,
     pub max_functions: usize,
     pub max_modules: usize,
+    /// Bytes a script may hold at once, all its values together
+    /// (`script_memory_mib` in runbookd.yaml).
+    pub max_memory: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             max_variables: 10_000,
             max_functions: 1_000,
             max_modules: 64,
+            max_memory: 64 * 1024 * 1024,
         }
     }
 }
@@ -188,7 +192,12 @@ impl Sandbox {
         let debug_host = host.clone();
         engine.on_debug(move |s, _, _| debug_host.0.log(LogLevel::Debug, s));
         let (deadline, cancel) = (req.deadline, req.cancel.clone());
+        // Counted from here, on this thread: what the script holds.
+        let (base, budget) = (super::memory::held(), self.limits.max_memory as isize);
         engine.on_progress(move |ops| {
+            if super::memory::held() - base > budget {
+                return Some(Dynamic::from(Stop::Memory));
+            }
             // Checking the clock costs more than an operation: look every 1,024.
             if ops & 1023 != 0 {
                 return None;
@@ -223,6 +232,13 @@ impl Sandbox {
             EvalAltResult::ErrorTerminated(token, _) => match token.clone().try_cast::<Stop>() {
                 Some(Stop::Fail(msg)) => (FailureKind::Fail, msg),
                 Some(Stop::Cancelled) => (FailureKind::Cancelled, "cancelled".into()),
+                Some(Stop::Memory) => (
+                    FailureKind::Error,
+                    format!(
+                        "script held more than {} MiB of memory (script_memory_mib)",
+                        l.max_memory / (1024 * 1024)
+                    ),
+                ),
                 _ => (FailureKind::TimedOut, "timed out".into()),
             },
             EvalAltResult::ErrorTooManyOperations(pos) => (

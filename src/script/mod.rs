@@ -9,6 +9,7 @@ mod convert;
 mod effects;
 mod engine;
 mod host;
+mod memory;
 mod resolver;
 mod thread;
 mod time;
