@@ -34,6 +34,10 @@ pub struct GlobalArgs {
     /// Scripts directory, the only place `import` and `file:` read from [default: scripts]
     #[arg(long, global = true, value_name = "DIR")]
     pub scripts: Option<PathBuf>,
+    /// Load runbook and script files or directories that group or others may write,
+    /// or that another user owns (refused by default, as cron and ssh do)
+    #[arg(long, global = true)]
+    pub allow_insecure_permissions: bool,
     /// Diagnostics format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

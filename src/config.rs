@@ -52,6 +52,12 @@ pub struct Config {
     pub retention: Duration,
     /// The config file that was read, if any.
     pub source: Option<PathBuf>,
+    /// MiB a script may hold at once, all its values together.
+    pub script_memory_mib: usize,
+    /// Connection limits of the HTTP server (`server:`).
+    pub server: crate::http::ServerLimits,
+    /// Load runbook and script files others may write (`--allow-insecure-permissions`).
+    pub allow_insecure_permissions: bool,
 }
 
 impl Default for Config {
@@ -73,6 +79,9 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(25),
             retention: Duration::from_secs(90 * 86_400),
             source: None,
+            script_memory_mib: 64,
+            server: crate::http::ServerLimits::default(),
+            allow_insecure_permissions: false,
         }
     }
 }
@@ -124,6 +133,17 @@ struct ConfigFile {
     templates: Option<PathBuf>,
     smtp: Option<Smtp>,
     http: Option<HttpFile>,
+    server: Option<ServerFile>,
+    script_memory_mib: Option<usize>,
+}
+
+/// `server:` of runbookd.yaml: limits on the HTTP server's connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 const KEYS: &[&str] = &[
@@ -143,9 +163,19 @@ const KEYS: &[&str] = &[
     "templates",
     "smtp",
     "http",
+    "server",
+    "script_memory_mib",
 ];
 
 impl Config {
+    /// The sandbox limits this config asks for.
+    pub fn script_limits(&self) -> crate::script::Limits {
+        crate::script::Limits {
+            max_memory: self.script_memory_mib * 1024 * 1024,
+            ..Default::default()
+        }
+    }
+
     /// Build the config from all its layers.
     ///
     /// Fails when a named config file is missing, a file or variable holds an
@@ -176,6 +206,7 @@ impl Config {
         if let Some(d) = &flags.scripts {
             cfg.scripts = d.clone();
         }
+        cfg.allow_insecure_permissions = flags.allow_insecure_permissions;
         if cfg.workers == 0 {
             return Err("`workers` must be at least 1".into());
         }
@@ -263,6 +294,15 @@ impl Config {
         if let Some(s) = f.smtp {
             self.smtp = Some(s);
         }
+        if let Some(m) = f.script_memory_mib {
+            if m == 0 {
+                return Err("`script_memory_mib` must be at least 1".into());
+            }
+            self.script_memory_mib = m;
+        }
+        if let Some(s) = f.server {
+            self.apply_server(s)?;
+        }
         if let Some(h) = f.http {
             self.http_allow = h.allow;
         }
@@ -284,6 +324,28 @@ impl Config {
             self.retention = crate::duration::parse(&d).map_err(|e| at("retention", e))?;
         }
         self.source = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    fn apply_server(&mut self, s: ServerFile) -> Result<(), String> {
+        let duration = |key: &str, v: Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(text) => crate::duration::parse(&text)
+                .ok()
+                .filter(|d| *d >= Duration::from_millis(100))
+                .ok_or_else(|| {
+                    format!("`server.{key}`: \"{text}\" is not a duration of at least 100ms")
+                }),
+        };
+        let l = &mut self.server;
+        l.header_timeout = duration("header_timeout", s.header_timeout, l.header_timeout)?;
+        l.idle_timeout = duration("idle_timeout", s.idle_timeout, l.idle_timeout)?;
+        if let Some(n) = s.max_connections {
+            if n == 0 {
+                return Err("`server.max_connections` must be at least 1".into());
+            }
+            l.max_connections = n;
+        }
         Ok(())
     }
 

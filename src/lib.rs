@@ -4,6 +4,7 @@
 //! - [`cli`]: the command-line types, nothing else.
 //! - [`config`]: daemon settings from defaults, file, environment and flags.
 //! - [`secrets`]: where secret values come from, and how they are masked.
+//! - [`text`]: what a hand-written file (runbook, script) may hold to be read as text.
 //! - [`duration`]: duration strings as runbooks write them.
 //! - [`script`]: the hardened Rhai sandbox and the script API behind a `Host` trait.
 //! - [`runbook`]: the runbook format, its validation and the directory loader.
@@ -37,3 +38,4 @@ pub mod script;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod text;

@@ -78,6 +78,10 @@ pub struct Reply {
     pub log: String,
 }
 
+/// The script's headers that follow a redirect to another origin; every
+/// other one (credentials, API keys, cookies) stays with the origin it named.
+pub const FOLLOWING_HEADERS: &[&str] = &["accept", "accept-language", "content-type"];
+
 impl Outbound {
     /// Build the shared client.
     ///
@@ -87,6 +91,9 @@ impl Outbound {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // HTTP(S)_PROXY in the daemon's environment would send calls to a
+            // proxy that resolves names itself, past the metadata check.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver))
             .connect_timeout(DEFAULT_TIMEOUT)
             .user_agent(concat!("runbookd/", env!("CARGO_PKG_VERSION")))
@@ -231,7 +238,8 @@ impl Outbound {
         let mut with_body = true;
         let origin = url.origin();
         for _ in 0..=MAX_REDIRECTS {
-            // Credentials go to the origin the script named, not to where it redirects.
+            // The script's headers and credentials go to the origin it named;
+            // another origin a redirect leads to gets only content negotiation.
             let same_origin = url.origin() == origin;
             self.check(&url, allow).map_err(Failure::Refused)?;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -243,7 +251,7 @@ impl Outbound {
                 .request(method.clone(), url.clone())
                 .timeout(call.timeout.unwrap_or(DEFAULT_TIMEOUT).min(left));
             for (k, v) in &call.headers {
-                if same_origin || !k.eq_ignore_ascii_case("authorization") {
+                if same_origin || FOLLOWING_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)) {
                     req = req.header(k, v);
                 }
             }

@@ -1,11 +1,36 @@
 //! How results read in a terminal: local times with their zone, human
 //! durations, aligned tables that fit the terminal (80 columns when stdout is
-//! not one), cut with `…`, never wrapped.
+//! not one), cut with `…`, never wrapped, and text from payloads made
+//! harmless to a terminal ([`printable`]).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+
+/// `s` with every control character (C0, DEL, C1: CR, LF, ESC, CSI ...)
+/// written as an escape (`\n`, `\r`, `\t`, `\u{1b}`), so a payload cannot
+/// forge lines, move the cursor, clear the screen or set the terminal's title.
+/// Human-readable output passes every value it did not write itself through
+/// this; JSON output stays exact.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Multi-line text we laid out (pretty JSON) with each line made [`printable`].
+pub fn printable_lines(s: &str) -> String {
+    s.lines().map(printable).collect::<Vec<_>>().join("\n")
+}
 
 /// The zone of the person at the terminal: `TZ`, else the system's, else UTC.
 pub fn local_zone() -> Tz {
@@ -111,8 +136,9 @@ impl Table {
         self
     }
 
+    /// Add a row; each cell is made [`printable`] (cells are one line).
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|c| printable(c)).collect());
     }
 
     /// Render with each column as wide as its widest cell; while a line would

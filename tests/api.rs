@@ -322,3 +322,63 @@ fn framework_errors_are_problem_json_too() {
         );
     }
 }
+
+/// How a raw connection ends: `closed` when the server closes it within `limit`.
+fn closed_within(conn: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    conn.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // a response; keep reading until the close
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn slow_idle_and_surplus_connections_are_closed_and_healthz_keeps_answering() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let d = deployment();
+    std::fs::write(
+        d.path().join("runbookd.yaml"),
+        "server:\n  header_timeout: 1s\n  idle_timeout: 2s\n  max_connections: 8\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start(&d, &[]);
+    let addr = daemon.url.trim_start_matches("http://").to_string();
+    let open = || TcpStream::connect(&addr).unwrap();
+    // Slowloris: headers that never end. Silent clients. A keep-alive client gone quiet.
+    let mut slow: Vec<TcpStream> = (0..3).map(|_| open()).collect();
+    for c in &mut slow {
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .unwrap();
+    }
+    let mut silent: Vec<TcpStream> = (0..3).map(|_| open()).collect();
+    let mut kept = open();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Two more fill the cap; the ones after it are closed at once.
+    let _filling: Vec<TcpStream> = (0..1).map(|_| open()).collect();
+    let mut surplus = open();
+    assert!(
+        closed_within(&mut surplus, Duration::from_secs(1)),
+        "a connection over the cap stays open"
+    );
+
+    for c in slow.iter_mut().chain(silent.iter_mut()) {
+        assert!(
+            closed_within(c, Duration::from_secs(5)),
+            "a slow or silent connection stays open"
+        );
+    }
+    assert!(
+        closed_within(&mut kept, Duration::from_secs(5)),
+        "an idle keep-alive connection stays open"
+    );
+    let health = send(client().get(format!("{}/healthz", daemon.url)));
+    assert_eq!((health.status, health.text.as_str()), (200, "ok\n"));
+}

@@ -294,3 +294,160 @@ fn a_scheduled_runbook_cannot_require_a_param() {
         "runbooks/rb.yaml:4:3: param ticket is required, but its every trigger cannot give it; give it a default",
     );
 }
+
+#[test]
+fn encodings_tags_and_nul_bytes_are_handled() {
+    let d = Deployment::new();
+    // Windows editors start a file with a byte-order mark: it is not a second document.
+    std::fs::write(
+        d.runbooks().join("bom.yaml"),
+        b"\xef\xbb\xbfname: bom\nrun: '1'\n",
+    )
+    .unwrap();
+    d.runbook("secret-tag.yaml", "run: '1'\ndescription: !Secret abc\n");
+    d.runbook("binary.yaml", "run: '1'\ndescription: !!binary aGk=\n");
+    d.runbook(
+        "python.yaml",
+        "run: '1'\nparams: !!python/object:os.system {}\n",
+    );
+    d.runbook("nul.yaml", "run: '1'\ndescription: \"a\u{0}b\"\n");
+    d.script("nul.rhai", "// a comment\u{0}\n1\n");
+    d.runbook(
+        "nul-script.yaml",
+        "steps:\n  - name: a\n    file: scripts/nul.rhai\n",
+    );
+    d.runbook("nul-import.yaml", "run: |\n  import \"nul\" as n;\n  1\n");
+    let ran = d.cli(&["check"]);
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(
+        ran.stdout,
+        "runbooks/binary.yaml:2:14: YAML tags are not allowed (found `!!binary`); write the value without a tag\n\
+         runbooks/nul-import.yaml:2:3: script does not compile: import \"nul\" refused: scripts/nul.rhai:1:13: the file holds a NUL byte; scripts are text\n\
+         runbooks/nul-script.yaml:3:11: `file: scripts/nul.rhai` refused: scripts/nul.rhai:1:13: the file holds a NUL byte; scripts are text\n\
+         runbooks/nul.yaml:2:16: the file holds a NUL byte; runbooks are text (remove it; write \\0 in a string if you mean one)\n\
+         runbooks/python.yaml:2:9: YAML tags are not allowed (found `!!python/object:os.system`); write the value without a tag\n\
+         runbooks/secret-tag.yaml:2:14: YAML tags are not allowed (found `!Secret`); write the value without a tag\n\
+         1 runbook ok, 6 failed with 6 errors\n"
+    );
+}
+
+#[test]
+fn files_others_can_change_are_refused_unless_allowed() {
+    use std::os::unix::fs::{PermissionsExt, chown, symlink};
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let d = Deployment::new();
+    std::fs::write(d.path().join("elsewhere.yaml"), "run: '1'\n").unwrap();
+    symlink(
+        d.path().join("elsewhere.yaml"),
+        d.runbooks().join("link.yaml"),
+    )
+    .unwrap();
+    mode(
+        &d.runbooks().join(
+            d.runbook("group.yaml", "run: '1'\n")
+                .trim_start_matches("runbooks/"),
+        ),
+        0o664,
+    );
+    d.script("shared.rhai", "fn one() { 1 }\n");
+    mode(&d.scripts().join("shared.rhai"), 0o666);
+    d.runbook(
+        "uses.yaml",
+        "run: |\n  import \"shared\" as s;\n  s::one()\n",
+    );
+    d.runbook("foreign.yaml", "run: '1'\n");
+    chown(d.runbooks().join("foreign.yaml"), Some(4242), None).unwrap();
+    d.runbook("good.yaml", "run: '1'\n");
+    let uid = unsafe { libc::geteuid() };
+    let ran = d.cli(&["check"]);
+    assert_eq!(
+        ran.stdout,
+        format!(
+            "runbooks/foreign.yaml:1:1: runbooks/foreign.yaml is owned by uid 4242, not by the daemon's user (uid {uid}) or root; runbookd refuses it (chown it to uid {uid}, or start with --allow-insecure-permissions)\n\
+             runbooks/group.yaml:1:1: runbooks/group.yaml is writable by group or others (mode 0664); runbookd refuses it (chmod go-w runbooks/group.yaml, or start with --allow-insecure-permissions)\n\
+             runbooks/link.yaml:1:1: runbooks/link.yaml points outside the runbooks directory (to {}/elsewhere.yaml)\n\
+             scripts/shared.rhai:1:1: scripts/shared.rhai is writable by group or others (mode 0666); runbookd refuses it (chmod go-w scripts/shared.rhai, or start with --allow-insecure-permissions)\n\
+             1 runbook ok, 4 failed with 4 errors\n",
+            d.path().canonicalize().unwrap().display()
+        )
+    );
+    // The operator's override loads what others may write, never what lies outside.
+    let ran = d.cli(&["check", "--allow-insecure-permissions"]);
+    assert!(
+        ran.stdout
+            .ends_with("4 runbooks ok, 1 failed with 1 error\n"),
+        "{}",
+        ran.stdout
+    );
+    // A directory others may write is refused whole: anyone could add a runbook to it.
+    mode(&d.runbooks(), 0o777);
+    let ran = d.cli(&["check"]);
+    assert_eq!(
+        ran.stdout,
+        "runbooks:1:1: runbooks is writable by group or others (mode 0777); runbookd refuses it (chmod go-w runbooks, or start with --allow-insecure-permissions)\n\
+         0 runbooks ok, 0 failed with 1 error\n"
+    );
+}
+
+#[test]
+fn empty_and_short_webhook_secrets_are_refused_for_every_scheme() {
+    let d = Deployment::new();
+    let hook = |auth: &str, extra: &str| {
+        format!(
+            "secrets: [KEY]\ntriggers:\n  - webhook: {{ auth: {auth}, secret: KEY{extra} }}\nrun: '1'\n"
+        )
+    };
+    for (auth, extra) in [
+        ("github", ""),
+        ("stripe", ""),
+        ("slack", ""),
+        ("standard", ""),
+        ("pagerduty", ""),
+        ("hmac", ", header: X-Sig"),
+        ("bearer", ""),
+        ("basic", ""),
+    ] {
+        d.runbook(&format!("{auth}.yaml"), &hook(auth, extra));
+    }
+    // `whsec_` alone is an empty key; 15 bytes is one short; 16 bytes pass.
+    let ran = d.cli_env(&["check"], &[("KEY", "whsec_")]);
+    let line = |auth: &str, col: u32, why: &str| {
+        format!(
+            "runbooks/{auth}.yaml:3:{col}: webhook secret KEY {why} (use a random value of at least 16 bytes, e.g. `openssl rand -hex 32`)\n"
+        )
+    };
+    let short = "is too short: 6 bytes of key, at least 16 are needed";
+    let expected: String = [
+        line("basic", 37, short),
+        line("bearer", 38, short),
+        line("github", 38, short),
+        line("hmac", 36, short),
+        line("pagerduty", 41, short),
+        line("slack", 37, short),
+        line(
+            "standard",
+            40,
+            "is too short: 0 bytes of key, at least 16 are needed",
+        ),
+        line("stripe", 38, short),
+    ]
+    .concat();
+    assert_eq!(
+        ran.stdout,
+        format!("{expected}0 runbooks ok, 8 failed with 8 errors\n")
+    );
+    let ran = d.cli_env(&["check"], &[("KEY", "whsec_MDEyMzQ1Njc4OWFiY2Rl")]); // 15 bytes decoded
+    assert!(
+        ran.stdout.contains(&line(
+            "standard",
+            40,
+            "is too short: 15 bytes of key, at least 16 are needed"
+        )),
+        "{}",
+        ran.stdout
+    );
+    let ran = d.cli_env(&["check"], &[("KEY", "whsec_MDEyMzQ1Njc4OWFiY2RlZg==")]); // 16 bytes
+    assert_eq!(ran.stdout, "8 runbooks ok\n");
+}

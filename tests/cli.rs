@@ -493,3 +493,67 @@ fn a_secrets_file_must_be_private_and_its_values_stay_masked() {
     let shown = d.cli(&["show", "1", "--json"]).stdout;
     assert!(!shown.contains("f1le-held"), "{shown}");
 }
+
+#[test]
+fn control_characters_from_scripts_are_escaped_in_human_output_and_exact_in_json() {
+    let d = Deployment::new();
+    // A log line that forges another, clears the screen and sets the terminal title;
+    // an error with CR LF; an issue title with a C1 CSI.
+    d.runbook(
+        "evil.yaml",
+        "run: |\n  print(\"ok\\nINFO forged line\\x1b[2J\\x1b]0;owned\\x07\");\n  issues::open(\"k\", #{ title: \"t\\u009b31m\" });\n  throw \"bad\\r\\nforged\";\n",
+    );
+    let ran = d.cli(&["run", "evil"]);
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    let raw = |s: &str| s.chars().any(|c| c.is_control() && c != '\n');
+    for args in [&["show", "1"][..], &["runs"], &["issues"]] {
+        let out = d.cli(args).stdout;
+        assert!(!raw(&out), "{args:?} printed a control character:\n{out:?}");
+    }
+    let show = d.cli(&["show", "1"]).stdout;
+    assert!(
+        show.contains("ok\\nINFO forged line\\u{1b}[2J\\u{1b}]0;owned\\u{7}"),
+        "{show}"
+    );
+    assert!(show.contains("Runtime error: bad\\r; forged"), "{show}");
+    assert!(d.cli(&["issues"]).stdout.contains("t\\u{9b}31m"));
+    let json: serde_json::Value =
+        serde_json::from_str(&d.cli(&["show", "1", "--json"]).stdout).unwrap();
+    assert_eq!(
+        json["logs"][0]["message"],
+        "ok\nINFO forged line\u{1b}[2J\u{1b}]0;owned\u{7}"
+    );
+}
+
+#[test]
+fn a_script_holding_more_than_its_memory_budget_is_stopped() {
+    let d = Deployment::new();
+    // Each string is under the 16 MiB per-value cap; ten variables hold 160 MB.
+    d.runbook(
+        "hog.yaml",
+        "run: |\n  let big = \"\";\n  big.pad(16000000, 'x');\n  let v0 = big + 0;\n  let v1 = big + 1;\n  let v2 = big + 2;\n  let v3 = big + 3;\n  let v4 = big + 4;\n  let v5 = big + 5;\n  let v6 = big + 6;\n  let v7 = big + 7;\n  let v8 = big + 8;\n  let v9 = big + 9;\n  v9.len()\n",
+    );
+    d.runbook(
+        "fits.yaml",
+        "run: |\n  let big = \"\";\n  big.pad(16000000, 'x');\n  let xs = [];\n  for i in 0..1 { xs.push(big + i); }\n  xs.len()\n",
+    );
+    let ran = d.cli(&["run", "hog", "--json"]);
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        (&v["run"]["status"], &v["run"]["error"]),
+        (
+            &serde_json::json!("failed"),
+            &serde_json::json!(
+                "step main: script held more than 64 MiB of memory (script_memory_mib)"
+            )
+        ),
+        "{v}"
+    );
+    let ran = d.cli(&["run", "fits", "--json"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    // The budget is the operator's to raise.
+    std::fs::write(d.path().join("runbookd.yaml"), "script_memory_mib: 512\n").unwrap();
+    let ran = d.cli(&["run", "hog", "--json"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::Deployment;
 use common::daemon::Daemon;
+use common::http::{client, send};
 use runbookd::store::{RunRow, RunStatus};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -329,6 +330,80 @@ fn an_invalid_edit_keeps_the_last_good_version_and_a_deleted_runbook_stops() {
     );
     // Its history stays.
     assert!(of(&runs, "versioned").len() >= 3);
+}
+
+#[test]
+fn a_second_file_with_an_active_runbooks_name_is_the_error_on_reload_and_at_start() {
+    let d = Deployment::new();
+    // The newcomer sorts first: file order must not decide who owns the name.
+    d.runbook("zz-original.yaml", "name: same\nrun: '\"original\"'\n");
+    let mut daemon = Daemon::start(&d, &[]);
+    let run = |daemon: &Daemon| {
+        let url = format!("{}/api/v1/runbooks/same/runs?wait=true", daemon.url);
+        let done = send(client().post(url));
+        (done.status, done.body["run"]["output"].clone())
+    };
+    assert_eq!(run(&daemon), (200, serde_json::json!("original")));
+
+    d.runbook("aa-copy.yaml", "name: same\nrun: '\"copy\"'\n");
+    let error = "runbooks/aa-copy.yaml:1:1: runbook name \"same\" is already used by \
+                 runbooks/zz-original.yaml; runbooks/aa-copy.yaml is not loaded \
+                 (give one of them another `name:`)";
+    let reloaded = send(client().post(format!("{}/api/v1/reload", daemon.url)));
+    assert_eq!(
+        reloaded.body,
+        serde_json::json!({"runbooks": 1, "errors": [error]})
+    );
+    assert_eq!(run(&daemon), (200, serde_json::json!("original")));
+
+    // At the next start the file of the latest run is the active one.
+    daemon.signal("TERM");
+    daemon.wait_exit(LIMIT);
+    let daemon = Daemon::start(&d, &[]);
+    assert!(daemon.text().contains(error), "{}", daemon.text());
+    assert_eq!(run(&daemon), (200, serde_json::json!("original")));
+}
+
+#[test]
+fn a_script_nesting_a_value_deeply_fails_its_run_and_the_daemon_survives() {
+    let d = Deployment::new();
+    // The value is printed, concatenated, compared and returned: each walks
+    // every level, and used to overflow the stack and abort the daemon.
+    d.runbook(
+        "deep.yaml",
+        "run: |\n  let a = [];\n  for i in 0..6000 { a = [a]; }\n  let s = \"\" + a;\n  print(a);\n  let same = a == a;\n  a\n",
+    );
+    d.runbook("after.yaml", "run: '\"still here\"'\n");
+    let daemon = Daemon::start(&d, &[]);
+    let run = |name: &str| {
+        let url = format!("{}/api/v1/runbooks/{name}/runs?wait=true", daemon.url);
+        let done = send(client().post(url));
+        let run = &done.body["run"];
+        (
+            done.status,
+            run["status"].clone(),
+            run["error"].clone(),
+            run["output"].clone(),
+        )
+    };
+    assert_eq!(
+        run("deep"),
+        (
+            200,
+            serde_json::json!("failed"),
+            serde_json::json!("step main: value nested more than 64 levels deep"),
+            serde_json::Value::Null
+        )
+    );
+    assert_eq!(
+        run("after"),
+        (
+            200,
+            serde_json::json!("succeeded"),
+            serde_json::Value::Null,
+            serde_json::json!("still here")
+        )
+    );
 }
 
 #[test]

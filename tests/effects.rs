@@ -481,3 +481,59 @@ async fn a_dry_run_reads_but_writes_nothing() {
     assert_eq!(plan.len(), 4, "{plan:?}");
     assert!(plan.iter().any(|p| p.contains("POST http://")), "{plan:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_are_ignored_and_headers_stay_with_their_origin() {
+    use common::fakes::Recorder;
+    let proxy = Recorder::start().await;
+    let landing = Recorder::start().await;
+    // The origin the script names redirects to another origin (another port).
+    let to = format!("{}/landed", landing.url());
+    let origin = Router::new().route(
+        "/go",
+        get(move || {
+            let to = to.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, origin).await });
+    let landing_host = landing.url().trim_start_matches("http://").to_string();
+
+    let d = Deployment::new();
+    d.runbook(
+        "call.yaml",
+        &format!(
+            "http:\n  allow: [\"{origin_host}\", \"{landing_host}\"]\nrun: |\n  let r = http::get(\"http://{origin_host}/go\", #{{ headers: #{{ \"X-Api-Key\": \"key-7f3a\", \"Cookie\": \"s=1\", \"Accept\": \"application/json\" }} }});\n  r.status\n"
+        ),
+    );
+    let proxy_url = proxy.url();
+    let ran = tokio::task::spawn_blocking(move || {
+        let env = [
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("http_proxy", proxy_url.as_str()),
+            ("ALL_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", ""),
+        ];
+        let ran = d.cli_env(&["run", "call", "--json"], &env);
+        (ran.code, ran.stdout, ran.stderr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ran.0, 0, "{}{}", ran.1, ran.2);
+    assert_eq!(proxy.requests().len(), 0, "a call went through the proxy");
+    let landed = landing.requests();
+    assert_eq!(landed.len(), 1);
+    let mut sent: Vec<(String, String)> = landed[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "host" | "user-agent"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [("accept".to_string(), "application/json".to_string())]
+    );
+}

@@ -379,7 +379,7 @@ fn alert_remediation_acts_on_alertmanager_once_and_resolves() {
         &[("https://rpc-admin.example.com", &admin.url())],
         "",
     );
-    let token = "am-token-51c0";
+    let token = "am-token-51c0-7a2e9d";
     let daemon = Daemon::start(
         &d,
         &[

@@ -50,7 +50,7 @@ fn deployment() -> Deployment {
 fn env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("HOOK_SECRET", SECRET),
-        ("AM_TOKEN", "am-token-1"),
+        ("AM_TOKEN", "am-token-1-of-16-bytes"),
         ("STD_SECRET", "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM="),
     ]
 }
@@ -307,7 +307,7 @@ fn an_alertmanager_payload_reaches_the_script_as_data() {
         client()
             .post(format!("{}/hooks/am", daemon.url))
             .header("content-type", "application/json")
-            .bearer_auth("am-token-1")
+            .bearer_auth("am-token-1-of-16-bytes")
             .body(body)
     };
     let first = send(post(firing.to_string()));
@@ -516,7 +516,7 @@ fn a_full_disk_refuses_new_deliveries_clearly_keeps_the_accepted_ones_and_recove
         "intake.yaml",
         "secrets: [INTAKE_TOKEN]\nconcurrency: allow\ntriggers:\n  - webhook: { auth: bearer, secret: INTAKE_TOKEN }\nrun: trigger.body.n\n",
     );
-    let env = [("INTAKE_TOKEN", "intake-token")];
+    let env = [("INTAKE_TOKEN", "intake-token-of-16-bytes")];
     let Some((daemon, disk)) = on_a_small_disk(&d, &env) else {
         eprintln!(
             "skipped: this machine cannot mount a small filesystem (unshare -m, mount -t tmpfs)"
@@ -529,7 +529,7 @@ fn a_full_disk_refuses_new_deliveries_clearly_keeps_the_accepted_ones_and_recove
         send(
             client()
                 .post(format!("{}/hooks/intake", daemon.url))
-                .bearer_auth("intake-token")
+                .bearer_auth("intake-token-of-16-bytes")
                 .json(&body),
         )
     };

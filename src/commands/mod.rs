@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::runbook::{Loaded, Loader};
-use crate::script::{Limits, Sandbox};
+use crate::script::Sandbox;
 use crate::secrets::Secrets;
 
 /// Process exit codes.
@@ -104,8 +104,9 @@ impl Env {
             sandbox,
             scripts_dir: self.config.scripts.clone(),
             default_tz: self.config.timezone,
-            secret_is_set: Box::new(move |name| secrets.get(name).is_some()),
+            secret_value: Box::new(move |name| secrets.get(name)),
             settings: self.config.source.clone(),
+            allow_insecure_permissions: self.config.allow_insecure_permissions,
         }
     }
 
@@ -118,7 +119,7 @@ impl Env {
 
 pub async fn dispatch(cli: Cli) -> Outcome {
     let env = Env::new(&cli)?;
-    let sandbox = Sandbox::new(Limits::default());
+    let sandbox = Sandbox::new(env.config.script_limits());
     match cli.command {
         Command::Check(args) => check::run(&env, sandbox, args),
         Command::Run(args) => run::run(&env, sandbox, args).await,

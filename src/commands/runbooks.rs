@@ -108,7 +108,7 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
         print!("{}", table.render(crate::output::width()));
     }
     for e in &loaded.errors {
-        println!("failed: {e}");
+        println!("failed: {}", crate::output::printable(&e.to_string()));
     }
     Ok(if loaded.errors.is_empty() {
         Exit::Ok

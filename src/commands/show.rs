@@ -2,7 +2,7 @@
 
 use super::{Env, Exit, Failure, Outcome};
 use crate::cli::ShowArgs;
-use crate::output::{clock_time, elapsed, local_time};
+use crate::output::{clock_time, elapsed, local_time, printable, printable_lines};
 use crate::store::{Access, RunDetail};
 
 pub async fn run(env: &Env, args: ShowArgs) -> Outcome {
@@ -26,7 +26,7 @@ pub async fn run(env: &Env, args: ShowArgs) -> Outcome {
 fn render(d: &RunDetail) -> String {
     let r = &d.run;
     let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {v}\n"));
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {}\n", printable(&v)));
     line("Run", r.id.to_string());
     line(
         "Runbook",
@@ -71,7 +71,7 @@ fn render(d: &RunDetail) -> String {
             let detail = s
                 .error
                 .as_ref()
-                .map(|e| format!(": {e}"))
+                .map(|e| format!(": {}", printable(e)))
                 .unwrap_or_default();
             out.push_str(&format!(
                 "  step {:<16} {:<10} {:>8}{detail}\n",
@@ -93,7 +93,7 @@ fn render(d: &RunDetail) -> String {
                     "    {} {:<5}{step} {}\n",
                     clock_time(l.at),
                     l.level.to_uppercase(),
-                    l.message
+                    printable(&l.message)
                 ));
             }
         }
@@ -101,7 +101,7 @@ fn render(d: &RunDetail) -> String {
     if let Some(o) = r.output.as_ref().filter(|o| !o.is_null()) {
         out.push_str(&format!(
             "\nOutput\n{}\n",
-            serde_json::to_string_pretty(o).expect("json")
+            printable_lines(&serde_json::to_string_pretty(o).expect("json"))
         ));
     }
     out

@@ -38,7 +38,7 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: TestArgs) -> Outcome {
     }
     // Tests give their own secret values: the deployment's need not be set.
     let mut loader = env.loader(sandbox.clone());
-    loader.secret_is_set = Box::new(|_| true);
+    loader.secret_value = Box::new(|_| Some("a-stand-in-secret-for-runbook-tests".into()));
     // Tests pin the runbook as shipped: the deployment's settings never change their outcome.
     loader.settings = None;
     let loaded = loader.load(std::slice::from_ref(&env.config.runbooks));

@@ -14,7 +14,7 @@ use crate::notify::Mailer;
 use crate::run::{Dispatcher, Executor, Intake};
 use crate::runbook::{Loader, Registry};
 use crate::schedule::Scheduler;
-use crate::script::{Limits, Sandbox};
+use crate::script::Sandbox;
 use crate::store::Access;
 
 /// The daemon, put together and not yet running.
@@ -34,20 +34,24 @@ pub(super) struct Assembled {
 pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
     let Options { config, secrets } = opts;
     let store = crate::store::open(&config.database, Access::Exclusive).await?;
-    let sandbox = Sandbox::new(Limits::default());
+    let sandbox = Sandbox::new(config.script_limits());
     let secret_source = secrets.clone();
     let loader = Loader {
         sandbox: sandbox.clone(),
         scripts_dir: config.scripts.clone(),
         default_tz: config.timezone,
-        secret_is_set: Box::new(move |n| secret_source.get(n).is_some()),
+        secret_value: Box::new(move |n| secret_source.get(n)),
         settings: config.source.clone(),
+        allow_insecure_permissions: config.allow_insecure_permissions,
     };
+    // A name two files claim stays with the file its latest run came from.
+    let candidates = loader.read(std::slice::from_ref(&config.runbooks));
+    let active = last_run_paths(store.as_ref(), &candidates.contested()).await;
     let registry = Arc::new(RwLock::new(Registry::default()));
     registry
         .write()
         .expect("registry lock")
-        .apply(loader.load(std::slice::from_ref(&config.runbooks)));
+        .apply(candidates.admit(&active));
     let (closing, interrupt) = (CancellationToken::new(), CancellationToken::new());
     let (effects, mailer) = crate::run::build_effects(&config, &store, &secrets)?;
     let executor = Executor::new(
@@ -103,6 +107,31 @@ pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
         scheduler,
         mailer,
     })
+}
+
+/// For names several files claim at start, the file the latest run came from:
+/// that runbook was active, and stays so.
+async fn last_run_paths(
+    store: &dyn crate::store::Store,
+    names: &[String],
+) -> std::collections::HashMap<String, std::path::PathBuf> {
+    let mut active = std::collections::HashMap::new();
+    for name in names {
+        let filter = crate::store::RunFilter {
+            runbook: Some(name.clone()),
+            limit: 1,
+            ..Default::default()
+        };
+        let Ok(runs) = store.list_runs(&filter).await else {
+            continue;
+        };
+        if let Some(run) = runs.first()
+            && let Ok(Some(v)) = store.version(&run.version_hash).await
+        {
+            active.insert(name.clone(), v.path.into());
+        }
+    }
+    active
 }
 
 /// The tasks beside the server: the scheduler, the mailer, the file watch

@@ -65,12 +65,11 @@ pub async fn serve(
     let daemon = assemble::assemble(opts).await?;
     let (parts, app) = (daemon.parts.clone(), daemon.app.clone());
     let server_stop = CancellationToken::new();
+    let limits = parts.config.server;
     let server = {
         let stop = server_stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, crate::http::router(app))
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
+            crate::http::serve(listener, crate::http::router(app), limits, stop).await
         })
     };
     summary::print(&parts, &addr, daemon.recovered);

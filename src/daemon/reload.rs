@@ -49,7 +49,10 @@ pub(super) async fn reloader(p: Arc<Parts>, mut rx: mpsc::Receiver<()>, stop: Ca
 /// Load the runbooks again and schedule what changed. A broken edit keeps the
 /// last good version running.
 async fn reload(p: &Parts) {
-    let loaded = p.loader.load(std::slice::from_ref(&p.config.runbooks));
+    // The file a runbook runs from keeps its name against a newcomer.
+    let candidates = p.loader.read(std::slice::from_ref(&p.config.runbooks));
+    let active = p.registry.read().expect("registry lock").active_paths();
+    let loaded = candidates.admit(&active);
     let (changes, errors, all) = {
         let mut reg = p.registry.write().expect("registry lock");
         let changes = reg.apply(loaded);

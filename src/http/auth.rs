@@ -19,6 +19,34 @@ pub const TOLERANCE_SECS: i64 = 300;
 /// "authentication failed").
 pub type Refusal = &'static str;
 
+/// The least key material a webhook secret may hold, for every scheme: an
+/// empty or short key is one anyone can guess.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Refuse a secret too weak for `auth`, when the runbook loads.
+///
+/// Fails with the reason (`is too short: …`) when the key is shorter than
+/// [`MIN_SECRET_BYTES`] (for `standard`, the base64-decoded key after
+/// `whsec_`), or when a `standard` secret is not base64.
+pub fn check_secret(auth: WebhookAuth, secret: &str) -> Result<(), String> {
+    let bytes = match auth {
+        WebhookAuth::None => return Ok(()),
+        WebhookAuth::Standard => {
+            let raw = secret.strip_prefix("whsec_").unwrap_or(secret);
+            B64.decode(raw)
+                .map_err(|_| "is not whsec_<base64>".to_string())?
+                .len()
+        }
+        _ => secret.len(),
+    };
+    if bytes < MIN_SECRET_BYTES {
+        return Err(format!(
+            "is too short: {bytes} bytes of key, at least {MIN_SECRET_BYTES} are needed"
+        ));
+    }
+    Ok(())
+}
+
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }

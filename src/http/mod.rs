@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod hooks;
 mod problem;
+mod server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,8 +21,9 @@ use chrono_tz::Tz;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{hex_hmac, verify};
+pub use auth::{MIN_SECRET_BYTES, check_secret, hex_hmac, verify};
 pub use problem::Problem;
+pub use server::{ServerLimits, serve};
 
 use crate::run::{Dispatcher, Intake};
 use crate::runbook::Registry;

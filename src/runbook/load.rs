@@ -1,7 +1,5 @@
 //! Reading runbook files: every good runbook and every error, never the first
-//! error alone. The deployment's settings of each runbook (`runbookd.yaml`'s
-//! `runbooks:` map) are applied here, once, so everything downstream sees the
-//! effective runbook.
+//! error alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -11,10 +9,12 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use sha2::{Digest, Sha256};
 
+use super::admit::Candidates;
 use super::hints::did_you_mean;
-use super::model::{Runbook, Trigger, Version};
+use super::model::{Runbook, Version};
 use super::settings::Settings;
 use super::spec::{RunbookSpec, TOP_LEVEL_KEYS};
+use super::trust;
 use super::validate::{Ctx, Loc, Problem, validate};
 use super::yaml_index::{self, PosIndex};
 use crate::script::Sandbox;
@@ -59,32 +59,53 @@ pub struct Loaded {
     pub failed: Vec<(PathBuf, String)>,
 }
 
+/// One file's outcome: the runbook and its warnings, or (the runbook's name
+/// when it could be read, every error, the warnings).
+pub type FileResult =
+    Result<(Runbook, Vec<LoadError>), (Option<String>, Vec<LoadError>, Vec<LoadError>)>;
+
+/// A secret's value by name, as the loader sees it.
+pub type SecretLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 pub struct Loader {
     pub sandbox: Arc<Sandbox>,
     pub scripts_dir: PathBuf,
     pub default_tz: Tz,
-    /// Whether a secret is available; a missing one fails an enabled runbook.
-    pub secret_is_set: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// A secret's value: a missing one fails an enabled runbook, a short one
+    /// its webhook. Only checked, never shown.
+    pub secret_value: SecretLookup,
+    /// Load files and directories others may write (`--allow-insecure-permissions`).
+    pub allow_insecure_permissions: bool,
     /// The config file whose `runbooks:` settings apply, read again at each
     /// load; `None` loads the runbooks as their files say (runbook tests).
     pub settings: Option<PathBuf>,
 }
 
 impl Loader {
-    /// Load every `*.yaml`/`*.yml` of the given directories and files.
+    /// Load every `*.yaml`/`*.yml` of the given directories and files, with
+    /// no runbook active yet: when two files claim a name, the first by path wins.
     pub fn load(&self, paths: &[PathBuf]) -> Loaded {
-        let mut out = Loaded::default();
-        let mut files = Vec::new();
+        self.read(paths).admit(&HashMap::new())
+    }
+
+    /// Read and validate every runbook file of the given directories and
+    /// files, with the deployment's settings of each applied;
+    /// [`Candidates::admit`] then decides which files a name belongs to.
+    pub fn read(&self, paths: &[PathBuf]) -> Candidates {
+        let mut out = Candidates::default();
+        let mut found = Vec::new();
         for p in paths {
             match runbook_files(p) {
-                Ok(mut found) => files.append(&mut found),
-                Err(message) => out.errors.push(LoadError {
-                    path: p.clone(),
-                    line: 1,
-                    col: 1,
-                    message,
-                    hint: None,
-                }),
+                Ok(files) => {
+                    if p.is_dir()
+                        && let Err(e) = self.trusted(p)
+                    {
+                        out.errors.push(e);
+                        continue;
+                    }
+                    found.extend(files.into_iter().map(|f| (p.clone(), f)));
+                }
+                Err(message) => out.errors.push(at(p, 1, 1, message, None)),
             }
         }
         let settings = match self.settings.as_deref().map(Settings::read) {
@@ -94,71 +115,28 @@ impl Loader {
                 // Which runbook a broken entry meant is unknown: none loads, so
                 // each keeps the version it ran before.
                 out.errors.extend(errors);
-                out.failed = files.iter().map(|f| (f.clone(), stem(f))).collect();
+                let fail = |f: &PathBuf| Err((Some(stem(f)), Vec::new(), Vec::new()));
+                out.files = found.iter().map(|(_, f)| (f.clone(), fail(f))).collect();
                 return out;
             }
         };
-        let mut names: HashMap<String, PathBuf> = HashMap::new();
-        let mut hooks: HashMap<String, String> = HashMap::new();
-        for file in files {
-            let stem = stem(&file);
-            match self.load_file_with(&file, &settings) {
-                Ok((rb, warnings)) => {
-                    out.warnings.extend(warnings);
-                    if let Some(first) = names.get(&rb.name) {
-                        out.errors.push(at(
-                            &file,
-                            1,
-                            1,
-                            format!(
-                                "runbook name \"{}\" is already used by {}",
-                                rb.name,
-                                first.display()
-                            ),
-                            Some("give one of them another `name:`".into()),
-                        ));
-                        out.failed.push((file, rb.name.clone()));
-                        continue;
-                    }
-                    if let Some(clash) = rb.triggers.iter().find_map(|t| match t {
-                        Trigger::Webhook(w) => hooks
-                            .get(&w.path)
-                            .map(|other| (w.path.clone(), other.clone())),
-                        _ => None,
-                    }) {
-                        out.errors.push(at(
-                            &file,
-                            1,
-                            1,
-                            format!(
-                                "webhook path {} is already used by runbook {}",
-                                clash.0, clash.1
-                            ),
-                            Some("set another `path:` on the webhook".into()),
-                        ));
-                        out.failed.push((file, rb.name.clone()));
-                        continue;
-                    }
-                    for t in &rb.triggers {
-                        if let Trigger::Webhook(w) = t {
-                            hooks.insert(w.path.clone(), rb.name.clone());
-                        }
-                    }
-                    names.insert(rb.name.clone(), file);
-                    out.runbooks.push(Arc::new(rb));
-                }
-                Err((name, errors, warnings)) => {
-                    out.errors.extend(errors);
-                    out.warnings.extend(warnings);
-                    out.failed.push((file, name.unwrap_or(stem)));
-                }
-            }
+        for (dir, file) in found {
+            let result = trust::inside(&dir, &file)
+                .map_err(|m| (None, vec![at(&file, 1, 1, m, None)], Vec::new()))
+                .and_then(|()| self.load_file_with(&file, &settings));
+            out.files.push((file, result));
         }
         // Only a whole directory tells which names exist.
         if paths.iter().any(|p| p.is_dir()) {
-            let known: Vec<&str> = (out.runbooks.iter().map(|r| r.name.as_str()))
-                .chain(out.failed.iter().map(|(_, n)| n.as_str()))
+            let known: Vec<String> = out
+                .files
+                .iter()
+                .map(|(f, r)| match r {
+                    Ok((rb, _)) => rb.name.clone(),
+                    Err((name, ..)) => name.clone().unwrap_or_else(|| stem(f)),
+                })
                 .collect();
+            let known: Vec<&str> = known.iter().map(String::as_str).collect();
             out.errors.extend(settings.unknown_names(&known));
         }
         out
@@ -167,11 +145,7 @@ impl Loader {
     /// Load one file as its own YAML says, without the deployment's settings.
     ///
     /// Fails as [`Loader::load_file_with`].
-    #[allow(clippy::type_complexity)]
-    pub fn load_file(
-        &self,
-        path: &Path,
-    ) -> Result<(Runbook, Vec<LoadError>), (Option<String>, Vec<LoadError>, Vec<LoadError>)> {
+    pub fn load_file(&self, path: &Path) -> FileResult {
         self.load_file_with(path, &Settings::default())
     }
 
@@ -179,13 +153,9 @@ impl Loader {
     ///
     /// Fails with every problem found in it or in its settings (and the
     /// runbook's name when it could be read), never only the first.
-    #[allow(clippy::type_complexity)]
-    pub fn load_file_with(
-        &self,
-        path: &Path,
-        settings: &Settings,
-    ) -> Result<(Runbook, Vec<LoadError>), (Option<String>, Vec<LoadError>, Vec<LoadError>)> {
+    pub fn load_file_with(&self, path: &Path, settings: &Settings) -> FileResult {
         let fail = |e: LoadError| (None, vec![e], Vec::new());
+        self.trusted(path).map_err(fail)?;
         let text = read_text(path).map_err(fail)?;
         let index = yaml_index::index(&text)
             .map_err(|e| fail(at(path, e.pos.line, e.pos.col, e.message, None)))?;
@@ -217,7 +187,7 @@ impl Loader {
             problems: Vec::new(),
             warnings: Vec::new(),
             file_scripts: BTreeMap::new(),
-            secret_is_set: &*self.secret_is_set,
+            secret_value: &*self.secret_value,
         };
         let validated = validate(spec, path, &mut ctx);
         let warnings = ctx
@@ -237,9 +207,27 @@ impl Loader {
         let mut rb = validated.expect("no problems means a runbook");
         let mut scripts = compiler.scripts();
         scripts.extend(std::mem::take(&mut ctx.file_scripts));
+        let untrusted: Vec<LoadError> = std::iter::once(self.scripts_dir.clone())
+            .filter(|_| !scripts.is_empty())
+            .chain(scripts.keys().map(|s| self.scripts_dir.join(s)))
+            .filter_map(|p| self.trusted(&p).err())
+            .collect();
+        if !untrusted.is_empty() {
+            return Err((name, untrusted, warnings));
+        }
         rb.version = Arc::new(version(text, scripts));
         rb.overrides = applied.overrides;
         Ok((rb, warnings))
+    }
+}
+
+impl Loader {
+    /// Refuse a file or directory others may change, unless allowed.
+    fn trusted(&self, path: &Path) -> Result<(), LoadError> {
+        if self.allow_insecure_permissions {
+            return Ok(());
+        }
+        trust::owned_safely(path).map_err(|(m, h)| at(path, 1, 1, m, Some(h)))
     }
 }
 
@@ -250,7 +238,13 @@ fn stem(file: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn at(path: &Path, line: usize, col: usize, message: String, hint: Option<String>) -> LoadError {
+pub(super) fn at(
+    path: &Path,
+    line: usize,
+    col: usize,
+    message: String,
+    hint: Option<String>,
+) -> LoadError {
     LoadError {
         path: path.to_path_buf(),
         line,
@@ -327,18 +321,7 @@ fn read_text(path: &Path) -> Result<String, LoadError> {
     }
     let bytes = std::fs::read(path)
         .map_err(|e| at(path, 1, 1, format!("cannot read the file: {e}"), None))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-        let col = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-        at(
-            path,
-            line,
-            col,
-            "the file is not UTF-8 text".into(),
-            Some("save it as UTF-8".into()),
-        )
-    })
+    crate::text::decode(bytes, "runbooks").map_err(|e| at(path, e.line, e.col, e.message, e.hint))
 }
 
 /// Turn a serde error into `path:line:col: message`, with a did-you-mean for

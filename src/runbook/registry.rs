@@ -44,6 +44,15 @@ impl Registry {
             .map(|rb| (rb.clone(), *idx))
     }
 
+    /// The file each runbook runs from now, by name: it keeps its name on the
+    /// next reload (see [`super::Candidates::admit`]).
+    pub fn active_paths(&self) -> HashMap<String, PathBuf> {
+        self.by_path
+            .iter()
+            .map(|(path, name)| (name.clone(), path.clone()))
+            .collect()
+    }
+
     /// Every runbook, by name.
     pub fn all(&self) -> Vec<Arc<Runbook>> {
         let mut v: Vec<_> = self.runbooks.values().cloned().collect();

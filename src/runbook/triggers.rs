@@ -188,7 +188,21 @@ fn webhook(
                 );
                 ok = false;
             }
-            Some(_) => {}
+            Some(s) => {
+                if let Some(value) = (ctx.secret_value)(s)
+                    && let Err(why) = crate::http::check_secret(auth, &value)
+                {
+                    ctx.error(
+                        Loc::Value(format!("{path}.secret")),
+                        format!("webhook secret {s} {why}"),
+                        Some(format!(
+                            "use a random value of at least {} bytes, e.g. `openssl rand -hex 32`",
+                            crate::http::MIN_SECRET_BYTES
+                        )),
+                    );
+                    ok = false;
+                }
+            }
         }
     }
     if auth == WebhookAuth::Hmac && w.header.is_none() {

@@ -44,8 +44,9 @@ pub struct Ctx<'a> {
     pub warnings: Vec<Problem>,
     /// Scripts read for `file:` steps: name → source.
     pub file_scripts: BTreeMap<String, String>,
-    /// Whether a secret has a value; a missing one fails an enabled runbook.
-    pub secret_is_set: &'a (dyn Fn(&str) -> bool + Send + Sync),
+    /// A secret's value, to check it is set (a missing one fails an enabled
+    /// runbook) and strong enough to sign a webhook. Never shown.
+    pub secret_value: &'a (dyn Fn(&str) -> Option<String> + Send + Sync),
 }
 
 impl Ctx<'_> {
@@ -187,7 +188,7 @@ pub fn validate(spec: RunbookSpec, path: &Path, ctx: &mut Ctx) -> Option<Runbook
     let secrets = super::fields::secrets(&spec.secrets, ctx);
     if spec.enabled.unwrap_or(true) {
         for (i, s) in secrets.iter().enumerate() {
-            if !(ctx.secret_is_set)(s) {
+            if (ctx.secret_value)(s).is_none() {
                 ctx.error(
                     Loc::Value(format!("secrets.{i}")),
                     format!("secret {s} is not set"),

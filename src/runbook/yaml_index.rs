@@ -2,7 +2,7 @@
 //!
 //! It does two jobs. It records where every key and value sits (`path:line:col`
 //! for validation errors, which serde cannot give), and it refuses documents
-//! that are hostile or ambiguous: duplicate keys, nesting deeper than
+//! that are hostile or ambiguous: explicit tags, duplicate keys, nesting deeper than
 //! [`MAX_DEPTH`], more than [`MAX_ALIASES`] aliases (alias bombs), several
 //! documents in one file. The parser is pulled event by event, so a deeply
 //! nested file cannot exhaust the stack.
@@ -113,7 +113,7 @@ fn join(path: &str, seg: &str) -> String {
 
 /// Index `text` and check its structure.
 ///
-/// Fails on the first structural problem: a YAML syntax error, a duplicate key,
+/// Fails on the first structural problem: a YAML syntax error, a tag, a duplicate key,
 /// too deep a nesting, too many aliases, a non-scalar key or a second document.
 pub fn index(text: &str) -> Result<PosIndex, StructureError> {
     let mut parser = Parser::new_from_str(text);
@@ -139,6 +139,7 @@ pub fn index(text: &str) -> Result<PosIndex, StructureError> {
             },
         })?;
         let pos = Pos::from(mark);
+        refuse_tag(text, &event, pos)?;
         match event {
             Event::StreamEnd => break,
             Event::DocumentStart => {
@@ -214,6 +215,38 @@ pub fn index(text: &str) -> Result<PosIndex, StructureError> {
         }
     }
     Ok(idx)
+}
+
+/// Refuse an explicit tag (`!Secret`, `!!binary`, `!!python/object:…`): serde
+/// would drop it silently, so the file would not mean what its author wrote.
+fn refuse_tag(text: &str, event: &Event, pos: Pos) -> Result<(), StructureError> {
+    let tag = match event {
+        Event::Scalar(_, _, _, tag)
+        | Event::MappingStart(_, tag)
+        | Event::SequenceStart(_, tag) => tag.as_ref(),
+        _ => None,
+    };
+    let Some(tag) = tag else { return Ok(()) };
+    let written = match tag.handle.as_str() {
+        "tag:yaml.org,2002:" => format!("!!{}", tag.suffix),
+        handle => format!("{handle}{}", tag.suffix),
+    };
+    // The event is placed at its value; point at the tag before it on the line.
+    let line = text.lines().nth(pos.line - 1).unwrap_or("");
+    let before: String = line.chars().take(pos.col - 1).collect();
+    let pos = match before.rfind(&written) {
+        Some(i) => Pos {
+            line: pos.line,
+            col: before[..i].chars().count() + 1,
+        },
+        None => pos,
+    };
+    Err(StructureError {
+        pos,
+        message: format!(
+            "YAML tags are not allowed (found `{written}`); write the value without a tag"
+        ),
+    })
 }
 
 /// Account for one node: a key, or a value in a map or a sequence. Returns the

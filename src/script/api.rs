@@ -23,6 +23,8 @@ pub enum Stop {
     Cancelled,
     /// `fail(msg)`: the run ends as failed with this message.
     Fail(String),
+    /// The script holds more memory than its budget.
+    Memory,
 }
 
 /// Register a function that is never constant-folded (time, state and secrets

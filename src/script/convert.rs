@@ -9,6 +9,27 @@ use super::time::{Span, Timestamp};
 /// Values nested deeper than this are refused rather than walked.
 const MAX_DEPTH: usize = 64;
 
+/// Why a value nested too deep is refused.
+pub const TOO_DEEP: &str = "value nested more than 64 levels deep";
+
+/// Whether `v` nests arrays and maps more than [`MAX_DEPTH`] levels deep
+/// (it looks no deeper than that).
+pub fn nested_too_deep(v: &Dynamic) -> bool {
+    fn deeper(v: &Dynamic, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return true;
+        }
+        if let Some(arr) = v.read_lock::<Array>() {
+            return arr.iter().any(|x| deeper(x, depth + 1));
+        }
+        if let Some(map) = v.read_lock::<Map>() {
+            return map.values().any(|x| deeper(x, depth + 1));
+        }
+        false
+    }
+    deeper(v, 0)
+}
+
 /// JSON → script value. Objects become maps, integers stay integers.
 pub fn from_json(v: &Value) -> Dynamic {
     match v {
@@ -40,7 +61,7 @@ pub fn to_json(v: &Dynamic) -> Result<Value, String> {
 
 fn walk(v: &Dynamic, depth: usize) -> Result<Value, String> {
     if depth > MAX_DEPTH {
-        return Err(format!("value nested more than {MAX_DEPTH} levels deep"));
+        return Err(TOO_DEEP.into());
     }
     if v.is_unit() {
         return Ok(Value::Null);

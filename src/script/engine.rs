@@ -27,6 +27,9 @@ pub struct Limits {
     pub max_variables: usize,
     pub max_functions: usize,
     pub max_modules: usize,
+    /// Bytes a script may hold at once, all its values together
+    /// (`script_memory_mib` in runbookd.yaml).
+    pub max_memory: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             max_variables: 10_000,
             max_functions: 1_000,
             max_modules: 64,
+            max_memory: 64 * 1024 * 1024,
         }
     }
 }
@@ -152,11 +156,35 @@ impl Sandbox {
         Compiler { engine, seen }
     }
 
-    /// Run a script to completion, on the calling thread (a blocking one).
+    /// Run a script to completion on a thread of its own (see
+    /// [`super::thread`]); the calling thread (a blocking one) waits.
     ///
     /// Fails when the script raises an error, calls `fail`, exceeds a limit,
-    /// passes its deadline or is cancelled; the failure says which.
+    /// passes its deadline, is cancelled or returns a value nested deeper than
+    /// values may be stored; the failure says which.
     pub fn eval(&self, req: EvalRequest<'_>) -> Result<Dynamic, ScriptFailure> {
+        let stack = super::thread::stack_bytes(&self.limits);
+        super::thread::run_on_own_stack(stack, move || {
+            let value = self.eval_here(req)?;
+            if super::convert::nested_too_deep(&value) {
+                // Dropped here: dropping it recurses once per level too.
+                drop(value);
+                return Err(ScriptFailure {
+                    kind: FailureKind::Error,
+                    message: super::convert::TOO_DEEP.into(),
+                });
+            }
+            Ok(value)
+        })
+        .unwrap_or_else(|e| {
+            Err(ScriptFailure {
+                kind: FailureKind::Error,
+                message: format!("the script could not start: no thread ({e})"),
+            })
+        })
+    }
+
+    fn eval_here(&self, req: EvalRequest<'_>) -> Result<Dynamic, ScriptFailure> {
         let mut engine = self.engine();
         let host = req.host.clone();
         let print_host = host.clone();
@@ -164,7 +192,12 @@ impl Sandbox {
         let debug_host = host.clone();
         engine.on_debug(move |s, _, _| debug_host.0.log(LogLevel::Debug, s));
         let (deadline, cancel) = (req.deadline, req.cancel.clone());
+        // Counted from here, on this thread: what the script holds.
+        let (base, budget) = (super::memory::held(), self.limits.max_memory as isize);
         engine.on_progress(move |ops| {
+            if super::memory::held() - base > budget {
+                return Some(Dynamic::from(Stop::Memory));
+            }
             // Checking the clock costs more than an operation: look every 1,024.
             if ops & 1023 != 0 {
                 return None;
@@ -199,6 +232,13 @@ impl Sandbox {
             EvalAltResult::ErrorTerminated(token, _) => match token.clone().try_cast::<Stop>() {
                 Some(Stop::Fail(msg)) => (FailureKind::Fail, msg),
                 Some(Stop::Cancelled) => (FailureKind::Cancelled, "cancelled".into()),
+                Some(Stop::Memory) => (
+                    FailureKind::Error,
+                    format!(
+                        "script held more than {} MiB of memory (script_memory_mib)",
+                        l.max_memory / (1024 * 1024)
+                    ),
+                ),
                 _ => (FailureKind::TimedOut, "timed out".into()),
             },
             EvalAltResult::ErrorTooManyOperations(pos) => (

@@ -9,7 +9,9 @@ mod convert;
 mod effects;
 mod engine;
 mod host;
+mod memory;
 mod resolver;
+mod thread;
 mod time;
 
 pub use convert::{from_json, to_json};

@@ -39,7 +39,8 @@ fn refuse(path: &str, why: &str, pos: Position) -> Box<EvalAltResult> {
 /// Read a file of the scripts directory named relative to it.
 ///
 /// Fails when the name is absolute, climbs out with `..`, leads outside the
-/// directory through a symlink, is missing, too large or not UTF-8.
+/// directory through a symlink, is missing, too large, not UTF-8 or holds a
+/// NUL byte (see [`crate::text::decode`]).
 pub fn read_script(root: &Path, name: &str) -> Result<(String, String), String> {
     if name.is_empty() || name.starts_with('/') || name.starts_with('\\') || name.contains(':') {
         return Err("paths are relative to the scripts directory".into());
@@ -76,8 +77,8 @@ pub fn read_script(root: &Path, name: &str) -> Result<(String, String), String> 
         return Err(format!("{} is larger than 1 MiB", full.display()));
     }
     let bytes = std::fs::read(&canon).map_err(|e| format!("{}: {e}", full.display()))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", full.display()))?;
+    let text = crate::text::decode(bytes, "scripts")
+        .map_err(|e| format!("{}:{}:{}: {}", full.display(), e.line, e.col, e.message))?;
     Ok((file, text))
 }
 

@@ -113,8 +113,13 @@ impl Deployment {
             sandbox,
             scripts_dir: self.scripts(),
             default_tz: chrono_tz::Tz::UTC,
-            secret_is_set: Box::new(move |n| secrets.contains(&n)),
             settings: None,
+            allow_insecure_permissions: false,
+            secret_value: Box::new(move |n| {
+                secrets
+                    .contains(&n)
+                    .then(|| "test-secret-of-32-bytes-or-more!".to_string())
+            }),
         }
         .load(&[self.runbooks()])
     }
