@@ -57,7 +57,7 @@ fn replace_cancels_the_active_run_on_every_path() {
             waits_on(&host)
         ),
     );
-    let daemon = Daemon::start(&d, &[("HOOK_TOKEN", "hook-token-1")]);
+    let daemon = Daemon::start(&d, &[("HOOK_TOKEN", "hook-token-long-enough-1")]);
     let api = |what: &str| {
         let reply = send(client().post(format!("{}/api/v1/runbooks/slow/runs", daemon.url)));
         assert_eq!(reply.status, 202, "{what}: {}", reply.text);
@@ -74,7 +74,7 @@ fn replace_cancels_the_active_run_on_every_path() {
     let hook = send(
         client()
             .post(format!("{}/hooks/slow", daemon.url))
-            .bearer_auth("hook-token-1")
+            .bearer_auth("hook-token-long-enough-1")
             .header("content-type", "application/json")
             .body("{}"),
     );

@@ -250,9 +250,9 @@ fn the_documented_settings_of_the_shipped_runbooks_load() {
         copy_tree(&root.join(dir), &d.path().join(dir));
     }
     let secrets = [
-        ("ZENDESK_TOKEN", "z"),
-        ("ALERTMANAGER_TOKEN", "a"),
-        ("REMEDIATION_TOKEN", "r"),
+        ("ZENDESK_TOKEN", "zendesk-token-of-the-deployment"),
+        ("ALERTMANAGER_TOKEN", "alertmanager-token-of-the-deployment"),
+        ("REMEDIATION_TOKEN", "remediation-token-of-the-deployment"),
     ];
     let checked = d.cli_env(&["check"], &secrets);
     assert_eq!(

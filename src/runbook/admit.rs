@@ -20,6 +20,8 @@ use super::{LoadError, Loaded, Trigger};
 pub struct Candidates {
     pub(super) files: Vec<(PathBuf, FileResult)>,
     pub(super) errors: Vec<LoadError>,
+    /// Errors reported after the files' own (settings naming no runbook).
+    pub(super) trailing: Vec<LoadError>,
 }
 
 impl Candidates {
@@ -52,6 +54,7 @@ impl Candidates {
                 .get(name)
                 .and_then(|a| present.iter().find(|p| same_file(p, a)))
         };
+        let trailing = self.trailing;
         let mut files = self.files;
         // Active files first, so they win names and webhook paths alike.
         files.sort_by_key(|(p, r)| {
@@ -117,6 +120,7 @@ impl Candidates {
             names.insert(rb.name.clone(), file);
             out.runbooks.push(Arc::new(rb));
         }
+        out.errors.extend(trailing);
         out
     }
 }

@@ -137,7 +137,7 @@ impl Loader {
                 })
                 .collect();
             let known: Vec<&str> = known.iter().map(String::as_str).collect();
-            out.errors.extend(settings.unknown_names(&known));
+            out.trailing.extend(settings.unknown_names(&known));
         }
         out
     }
