@@ -15,7 +15,7 @@ use runbookd::http::hex_hmac;
 use runbookd::store::{Access, RunFilter, RunStatus};
 use serde_json::{Value, json};
 
-const SECRET: &str = "bench-secret";
+const SECRET: &str = "bench-secret-of-32-bytes-or-more";
 
 struct Daemon {
     child: Child,

@@ -15,10 +15,14 @@ fn main() {
         _ => "warn",
     };
     init_tracing(cli.global.log_format, default);
-    // 3. A runtime whose blocking threads have room for deep script call stacks.
+    // 3. A runtime whose threads have room for the deepest script values
+    //    (address space, touched only as deep as a script goes), so scripts
+    //    run on its blocking threads without a thread of their own.
+    let stack = runbookd::script::script_stack_bytes();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_stack_size(8 * 1024 * 1024)
+        .thread_stack_size(stack)
+        .on_thread_start(move || runbookd::script::started_with_stack(stack))
         .build()
         .expect("the async runtime starts");
     // 4. Run the command; report a failure as one sentence and a hint.

@@ -21,6 +21,14 @@ pub use engine::{
 };
 pub use host::{Host, HostHandle, HttpBody, HttpCall, LogLevel};
 pub use resolver::read_script;
+pub use thread::started_with_stack;
+
+/// The stack a thread needs to run scripts under the default limits
+/// (see `thread.rs`): give the runtime's threads this much, and mark them
+/// with [`started_with_stack`], and scripts run on them directly.
+pub fn script_stack_bytes() -> usize {
+    thread::stack_bytes(&Limits::default())
+}
 pub use time::{Span, Timestamp};
 
 /// The names a script can read without declaring them.

@@ -8,7 +8,22 @@
 //! that bound and an overflow cannot happen; the stack is address space,
 //! touched only as deep as a script's values go, and unmapped when it ends.
 
+use std::cell::Cell;
+
 use super::Limits;
+
+thread_local! {
+    /// The stack the current thread was started with, when it is known to
+    /// be roomy (the daemon's runtime threads); 0 when unknown.
+    static STACK: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Record that the current thread has a stack of `bytes`: scripts whose
+/// limits need no more run on it directly, without a thread of their own
+/// (called when the runtime starts each of its threads).
+pub fn started_with_stack(bytes: usize) {
+    STACK.with(|s| s.set(bytes));
+}
 
 /// Stack bytes one level of nesting may need, measured with margin (about
 /// 1.5 KiB in a debug build for `"" + a`, `a == a` and `print(a)`).
@@ -21,11 +36,15 @@ pub fn stack_bytes(limits: &Limits) -> usize {
     BASE_STACK + (limits.max_array_size + limits.max_map_size) * BYTES_PER_LEVEL
 }
 
-/// Run `f` on a new thread with a stack of `stack` bytes and wait for it; a
-/// panic in `f` resumes on the caller.
+/// Run `f` with a stack of at least `stack` bytes: here, when this thread
+/// has one (starting a thread per script costs more than most scripts), else
+/// on a new thread, and wait for it; a panic in `f` resumes on the caller.
 ///
 /// Fails when the thread cannot be started (no address space left).
 pub fn run_on_own_stack<T: Send>(stack: usize, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    if STACK.with(Cell::get) >= stack {
+        return Ok(f());
+    }
     std::thread::scope(|s| {
         let thread = std::thread::Builder::new()
             .name("script".into())
