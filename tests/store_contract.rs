@@ -82,6 +82,15 @@ async fn queued(store: &dyn Store, runbook: &str) -> RunId {
     id
 }
 
+/// Start `run`'s next attempt as `owner` at `at`, with a 30 s lease; it must start.
+async fn started(store: &dyn Store, run: RunId, owner: &str, at: DateTime<Utc>) -> Lease {
+    store
+        .start_attempt(run, owner, at, at + secs(30))
+        .await
+        .expect("the store answers")
+        .expect("the attempt starts")
+}
+
 async fn status_of(store: &dyn Store, run: RunId) -> RunStatus {
     store.run_detail(run).await.unwrap().unwrap().run.status
 }
@@ -184,11 +193,7 @@ fn a_queued_run_is_started_by_one_owner_only() {
 fn a_lease_expires_unless_renewed_and_recovery_takes_back_only_expired_runs() {
     each_store(|store| async move {
         let run = queued(store.as_ref(), "job").await;
-        let lease = store
-            .start_attempt(run, "node-a", t0(), t0() + secs(30))
-            .await
-            .unwrap()
-            .unwrap();
+        let lease = started(store.as_ref(), run, "node-a", t0()).await;
         assert!(
             store
                 .recover(t0() + secs(29), t0())
@@ -225,21 +230,13 @@ fn a_lease_expires_unless_renewed_and_recovery_takes_back_only_expired_runs() {
 fn an_owner_that_lost_its_lease_changes_nothing() {
     each_store(|store| async move {
         let run = queued(store.as_ref(), "job").await;
-        let stale = store
-            .start_attempt(run, "node-a", t0(), t0() + secs(30))
-            .await
-            .unwrap()
-            .unwrap();
+        let stale = started(store.as_ref(), run, "node-a", t0()).await;
         store
             .recover(t0() + secs(31), t0() + secs(31))
             .await
             .unwrap();
         store.requeue(run, None).await.unwrap();
-        let fresh = store
-            .start_attempt(run, "node-b", t0() + secs(32), t0() + secs(62))
-            .await
-            .unwrap()
-            .unwrap();
+        let fresh = started(store.as_ref(), run, "node-b", t0() + secs(32)).await;
         let fenced = |r: Result<()>| assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}");
         let line = LogRow {
             run_id: run,
@@ -506,11 +503,7 @@ fn a_state_value_lives_until_its_expiry() {
 fn retention_deletes_only_finished_runs_older_than_the_cutoff() {
     each_store(|store| async move {
         let old_done = queued(store.as_ref(), "job").await;
-        let lease = store
-            .start_attempt(old_done, "n", t0(), t0() + secs(30))
-            .await
-            .unwrap()
-            .unwrap();
+        let lease = started(store.as_ref(), old_done, "n", t0()).await;
         let end = RunEnd {
             status: RunStatus::Succeeded,
             output: None,

@@ -410,11 +410,7 @@ async fn issue_state(app: &AppState, key: &str) -> Problem {
 /// A query parameter naming a stored status or kind; unknown text is a 400
 /// that lists the names.
 fn named<T: StoredName>(param: &str, given: Option<&str>) -> Result<Option<T>, Problem> {
-    let Some(s) = given else { return Ok(None) };
-    T::parse(s).map(Some).ok_or_else(|| {
-        Problem::bad_request(format!(
-            "unknown {param} \"{s}\"; it is one of {}",
-            T::names().join(", ")
-        ))
-    })
+    given
+        .map(|s| T::named(param, s).map_err(Problem::bad_request))
+        .transpose()
 }

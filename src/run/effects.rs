@@ -75,13 +75,8 @@ fn named<T: StoredName>(
     field: &str,
     text: Option<String>,
 ) -> Result<Option<T>, String> {
-    let Some(text) = text else { return Ok(None) };
-    T::parse(&text).map(Some).ok_or_else(|| {
-        format!(
-            "{call}: {field} \"{text}\" is not one of {}",
-            T::names().join(", ")
-        )
-    })
+    text.map(|t| T::named(&format!("{call}: {field}"), &t))
+        .transpose()
 }
 
 fn issue_json(i: &IssueRow) -> serde_json::Value {

@@ -25,7 +25,9 @@ use crate::run::{Clock, Effects, Executor, Intake, RunRequest, TriggerInfo, bind
 use crate::runbook::Runbook;
 use crate::script::Sandbox;
 use crate::secrets::Secrets;
-use crate::store::{Access, DeliveryOutcome, IssueOpen, Severity, Store, TriggerKind};
+use crate::store::{
+    Access, DeliveryOutcome, IssueOpen, IssueStatus, Severity, Store, StoredName, TriggerKind,
+};
 use expect::Actual;
 use format::{Case, SeedIssue, TestFile};
 use replay::Replay;
@@ -336,10 +338,7 @@ fn trigger(case: &Case, now: DateTime<Utc>, dir: &Path) -> Result<TriggerInfo, S
     let Some(t) = &case.trigger else {
         return Ok(TriggerInfo::manual());
     };
-    let named = t.kind.as_deref().unwrap_or("manual");
-    let kind = TriggerKind::parse(named).ok_or_else(|| {
-        format!("trigger.kind \"{named}\" is not one of manual, cron, every, webhook")
-    })?;
+    let kind = TriggerKind::named("trigger.kind", t.kind.as_deref().unwrap_or("manual"))?;
     match kind {
         TriggerKind::Manual => Ok(TriggerInfo::manual()),
         TriggerKind::Cron | TriggerKind::Every => {
@@ -428,13 +427,7 @@ async fn seed_issue(
         runbook: i.runbook.clone().unwrap_or_else(|| runbook.to_string()),
         key: i.key.clone(),
         title: i.title.clone(),
-        severity: Severity::parse(&i.severity).ok_or_else(|| {
-            format!(
-                "issues: severity \"{}\" is not one of {}",
-                i.severity,
-                Severity::names().join(", ")
-            )
-        })?,
+        severity: Severity::named("issues: severity", &i.severity)?,
         details: i.details.clone(),
         link: i.link.clone(),
         at: first,
@@ -445,22 +438,17 @@ async fn seed_issue(
     for _ in 1..i.occurrences.unwrap_or(1).max(1) {
         store.open_issue(None, &open).await.map_err(err)?;
     }
-    match i.status.as_deref().unwrap_or("open") {
-        "open" => {}
-        "acknowledged" => {
+    let status = i.status.as_deref().unwrap_or("open");
+    match IssueStatus::named(&format!("issue {}: status", i.key), status)? {
+        IssueStatus::Open => {}
+        IssueStatus::Acknowledged => {
             store.ack_issue(&i.key, last).await.map_err(err)?;
         }
-        "resolved" => {
+        IssueStatus::Resolved => {
             store
                 .resolve_issue(None, &i.key, None, last)
                 .await
                 .map_err(err)?;
-        }
-        other => {
-            return Err(format!(
-                "issue {}: status \"{other}\" is not one of open, acknowledged, resolved",
-                i.key
-            ));
         }
     }
     Ok(())

@@ -11,6 +11,17 @@ pub trait StoredName: Sized + Copy {
     const WHAT: &'static str;
     fn parse(s: &str) -> Option<Self>;
     fn names() -> &'static [&'static str];
+
+    /// The value `given` names, or the sentence every caller reports:
+    /// `{what} "given" is not one of a, b, c`.
+    fn named(what: &str, given: &str) -> Result<Self, String> {
+        Self::parse(given).ok_or_else(|| {
+            format!(
+                "{what} \"{given}\" is not one of {}",
+                Self::names().join(", ")
+            )
+        })
+    }
 }
 
 /// The derives every stored name shares; `$t` is its name in snake_case.

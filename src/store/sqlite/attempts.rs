@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 
 use super::rows::insert_logs_in;
-use super::{SqliteStore, run_row};
+use super::{SqliteStore, is_active_conflict, run_row};
 use crate::store::*;
 
 /// Why a run in recovery is interrupted.
@@ -107,7 +107,7 @@ impl RunStore for SqliteStore {
             .bind(RunStatus::Queued)
             .execute(&mut *tx)
             .await;
-        super::schedule::keep_unless_active(tx, done).await
+        keep_unless_active(tx, done).await
     }
 
     async fn start_attempt(
@@ -261,7 +261,7 @@ impl RunStore for SqliteStore {
         .bind(run)
         .execute(&mut *tx)
         .await;
-        super::schedule::keep_unless_active(tx, done).await
+        keep_unless_active(tx, done).await
     }
 
     async fn recover(&self, expired_by: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<RunRow>> {
@@ -368,4 +368,20 @@ pub(super) async fn end_run_in(
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Commit an update that the one-active-run index may refuse: true when it
+/// changed a row, false when it changed none or was refused (and undone).
+async fn keep_unless_active(
+    tx: super::writer::Lease<'_>,
+    done: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+) -> Result<bool> {
+    match done {
+        Ok(d) => {
+            tx.commit().await?;
+            Ok(d.rows_affected() == 1)
+        }
+        Err(e) if is_active_conflict(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }

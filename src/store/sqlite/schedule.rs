@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, is_active_conflict, runs, time_col};
+use super::{SqliteStore, runs, time_col};
 use crate::store::*;
 
 #[async_trait]
@@ -83,20 +83,4 @@ pub(super) async fn record_slots(store: &SqliteStore, b: &SlotBatch) -> Result<V
     }
     tx.commit().await?;
     Ok(out)
-}
-
-/// Commit an update that the one-active-run index may refuse: true when it
-/// changed a row, false when it changed none or was refused (and undone).
-pub(super) async fn keep_unless_active(
-    tx: super::writer::Lease<'_>,
-    done: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
-) -> Result<bool> {
-    match done {
-        Ok(d) => {
-            tx.commit().await?;
-            Ok(d.rows_affected() == 1)
-        }
-        Err(e) if is_active_conflict(&e) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
 }
