@@ -557,3 +557,41 @@ fn a_script_holding_more_than_its_memory_budget_is_stopped() {
     let ran = d.cli(&["run", "hog", "--json"]);
     assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
 }
+
+#[test]
+fn calls_into_the_daemon_do_not_count_against_a_scripts_memory_but_what_it_keeps_does() {
+    let d = Deployment::new();
+    std::fs::write(d.path().join("runbookd.yaml"), "script_memory_mib: 1\n").unwrap();
+    // Thousands of calls that hand buffers to the database's thread: a loop
+    // polling for hours makes as many.
+    d.runbook(
+        "poller.yaml",
+        "run: |\n  state::set(\"k\", \"value\");\n  let n = 0;\n  for i in 0..20000 { n += state::get(\"k\").len(); }\n  n\n",
+    );
+    // What the daemon answers counts once the script keeps it.
+    d.runbook(
+        "hoarder.yaml",
+        "run: |\n  let big = \"\";\n  big.pad(300000, 'x');\n  state::set(\"big\", big);\n  big = ();\n  let kept = [];\n  for i in 0..8 { kept.push(state::get(\"big\")); }\n  kept.len()\n",
+    );
+    let ran = d.cli(&["run", "poller", "--json"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        (&v["run"]["status"], &v["run"]["output"]),
+        (&serde_json::json!("succeeded"), &serde_json::json!(100000)),
+        "{v}"
+    );
+    let ran = d.cli(&["run", "hoarder", "--json"]);
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        (&v["run"]["status"], &v["run"]["error"]),
+        (
+            &serde_json::json!("failed"),
+            &serde_json::json!(
+                "step main: script held more than 1 MiB of memory (script_memory_mib)"
+            )
+        ),
+        "{v}"
+    );
+}

@@ -326,7 +326,7 @@ async fn eval(
 ) -> Result<Dynamic, ScriptFailure> {
     let sandbox = ex.sandbox.clone();
     let script = script.clone();
-    let handle = HostHandle(host.clone());
+    let handle = HostHandle::new(host.clone());
     let stop = cancel.child_token();
     let inner = stop.clone();
     let task = tokio::task::spawn_blocking(move || {

@@ -60,7 +60,7 @@ fn log_with(level: LogLevel) -> impl Fn(NativeCallContext, Dynamic) -> Res<()> +
         } else {
             msg.to_string()
         };
-        host(&ctx)?.0.log(level, &text);
+        host(&ctx)?.ask(|h| h.log(level, &text));
         Ok(())
     }
 }
@@ -89,7 +89,7 @@ pub fn globals() -> Module {
     reg!(&mut m, "secret", |ctx: NativeCallContext,
                             name: &str|
      -> Res<String> {
-        host(&ctx)?.0.secret(name).map_err(Into::into)
+        host(&ctx)?.ask(|h| h.secret(name)).map_err(Into::into)
     });
     reg!(&mut m, "fail", |msg: Dynamic| -> Res<()> {
         Err(EvalAltResult::ErrorTerminated(
@@ -140,9 +140,7 @@ pub fn state_module() -> Module {
                          key: &str|
      -> Res<Dynamic> {
         Ok(host(&ctx)?
-            .0
-            .state_get(key)?
-            .map(|v| from_json(&v))
+            .ask_json(|h| h.state_get(key))?
             .unwrap_or(Dynamic::UNIT))
     });
     reg!(&mut m, "get", |ctx: NativeCallContext,
@@ -150,9 +148,7 @@ pub fn state_module() -> Module {
                          default: Dynamic|
      -> Res<Dynamic> {
         Ok(host(&ctx)?
-            .0
-            .state_get(key)?
-            .map(|v| from_json(&v))
+            .ask_json(|h| h.state_get(key))?
             .unwrap_or(default))
     });
     reg!(&mut m, "set", |ctx: NativeCallContext,
@@ -160,8 +156,7 @@ pub fn state_module() -> Module {
                          value: Dynamic|
      -> Res<()> {
         host(&ctx)?
-            .0
-            .state_set(key, to_json(&value)?, None)
+            .ask(|h| h.state_set(key, to_json(&value)?, None))
             .map_err(Into::into)
     });
     reg!(&mut m, "set", |ctx: NativeCallContext,
@@ -171,14 +166,13 @@ pub fn state_module() -> Module {
      -> Res<()> {
         let ttl = ttl_of(&ttl)?;
         host(&ctx)?
-            .0
-            .state_set(key, to_json(&value)?, Some(ttl))
+            .ask(|h| h.state_set(key, to_json(&value)?, Some(ttl)))
             .map_err(Into::into)
     });
     reg!(&mut m, "delete", |ctx: NativeCallContext,
                             key: &str|
      -> Res<bool> {
-        host(&ctx)?.0.state_delete(key).map_err(Into::into)
+        host(&ctx)?.ask(|h| h.state_delete(key)).map_err(Into::into)
     });
     m
 }

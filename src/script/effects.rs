@@ -7,14 +7,19 @@ use std::time::Duration;
 use rhai::{Dynamic, EvalAltResult, Map, Module, NativeCallContext};
 
 use super::api::{host, reg};
-use super::convert::{from_json, to_json};
-use super::host::{HttpBody, HttpCall};
+use super::convert::to_json;
+use super::host::{Host, HttpBody, HttpCall};
 use super::time::Span;
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
-fn json(v: &Dynamic) -> Res<serde_json::Value> {
-    to_json(v).map_err(Into::into)
+/// A host's JSON answer, as the script value it becomes.
+fn answer(
+    ctx: &NativeCallContext,
+    f: impl FnOnce(&dyn Host) -> Result<serde_json::Value, String>,
+) -> Res<Dynamic> {
+    let value = host(ctx)?.ask_json(|h| f(h).map(Some))?;
+    Ok(value.unwrap_or(Dynamic::UNIT))
 }
 
 /// `issues::open/resolve/get/list`.
@@ -24,45 +29,41 @@ pub fn issues_module() -> Module {
                           key: &str,
                           fields: Map|
      -> Res<Dynamic> {
-        let v = host(&ctx)?
-            .0
-            .issue_open(key, json(&Dynamic::from_map(fields))?)?;
-        Ok(from_json(&v))
+        // Script values are converted inside the call but dropped outside it,
+        // where freeing them counts.
+        let fields = Dynamic::from_map(fields);
+        answer(&ctx, |h| h.issue_open(key, to_json(&fields)?))
     });
     reg!(&mut m, "resolve", |ctx: NativeCallContext,
                              key: &str|
      -> Res<bool> {
-        host(&ctx)?.0.issue_resolve(key, None).map_err(Into::into)
+        host(&ctx)?
+            .ask(|h| h.issue_resolve(key, None))
+            .map_err(Into::into)
     });
     reg!(&mut m, "resolve", |ctx: NativeCallContext,
                              key: &str,
                              note: &str|
      -> Res<bool> {
         host(&ctx)?
-            .0
-            .issue_resolve(key, Some(note.to_string()))
+            .ask(|h| h.issue_resolve(key, Some(note.to_string())))
             .map_err(Into::into)
     });
     reg!(&mut m, "get", |ctx: NativeCallContext,
                          key: &str|
      -> Res<Dynamic> {
         Ok(host(&ctx)?
-            .0
-            .issue_get(key)?
-            .map(|v| from_json(&v))
+            .ask_json(|h| h.issue_get(key))?
             .unwrap_or(Dynamic::UNIT))
     });
     reg!(&mut m, "list", |ctx: NativeCallContext| -> Res<Dynamic> {
-        Ok(from_json(&host(&ctx)?.0.issue_list(serde_json::json!({}))?))
+        answer(&ctx, |h| h.issue_list(serde_json::json!({})))
     });
     reg!(&mut m, "list", |ctx: NativeCallContext,
                           filter: Map|
      -> Res<Dynamic> {
-        Ok(from_json(
-            &host(&ctx)?
-                .0
-                .issue_list(json(&Dynamic::from_map(filter))?)?,
-        ))
+        let filter = Dynamic::from_map(filter);
+        answer(&ctx, |h| h.issue_list(to_json(&filter)?))
     });
     m
 }
@@ -73,9 +74,9 @@ pub fn email_module() -> Module {
     reg!(&mut m, "send", |ctx: NativeCallContext,
                           message: Map|
      -> Res<i64> {
+        let message = Dynamic::from_map(message);
         host(&ctx)?
-            .0
-            .email_send(json(&Dynamic::from_map(message))?)
+            .ask(|h| h.email_send(to_json(&message)?))
             .map_err(Into::into)
     });
     m
@@ -87,7 +88,7 @@ pub fn data_module() -> Module {
     reg!(&mut m, "read", |ctx: NativeCallContext,
                           name: &str|
      -> Res<Dynamic> {
-        Ok(from_json(&host(&ctx)?.0.data_read(name)?))
+        answer(&ctx, |h| h.data_read(name))
     });
     m
 }
@@ -133,8 +134,8 @@ fn call(method: &str, url: &str, body: Option<Dynamic>, opts: Map) -> Res<HttpCa
     c.query = pairs(opts.get("query"), "query")?;
     c.body = match (body, opts.get("json"), opts.get("form"), opts.get("body")) {
         (Some(b), ..) if b.is_string() => HttpBody::Text(b.into_string().unwrap_or_default()),
-        (Some(b), ..) if !b.is_unit() => HttpBody::Json(json(&b)?),
-        (_, Some(j), ..) => HttpBody::Json(json(j)?),
+        (Some(b), ..) if !b.is_unit() => HttpBody::Json(to_json(&b)?),
+        (_, Some(j), ..) => HttpBody::Json(to_json(j)?),
         (_, _, Some(f), _) => HttpBody::Form(pairs(Some(f), "form")?),
         (_, _, _, Some(b)) => HttpBody::Text(b.to_string()),
         _ => HttpBody::None,
@@ -177,8 +178,10 @@ fn call(method: &str, url: &str, body: Option<Dynamic>, opts: Map) -> Res<HttpCa
     Ok(c)
 }
 
+/// Make the call. The host takes a copy: `c` was built by the script and is
+/// freed here, where that counts.
 fn run(ctx: &NativeCallContext, c: HttpCall) -> Res<Dynamic> {
-    Ok(from_json(&host(ctx)?.0.http(c)?))
+    answer(ctx, |h| h.http(c.clone()))
 }
 
 /// `http::get/post/put/patch/delete/request`.

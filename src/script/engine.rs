@@ -188,9 +188,9 @@ impl Sandbox {
         let mut engine = self.engine();
         let host = req.host.clone();
         let print_host = host.clone();
-        engine.on_print(move |s| print_host.0.log(LogLevel::Info, s));
+        engine.on_print(move |s| print_host.ask(|h| h.log(LogLevel::Info, s)));
         let debug_host = host.clone();
-        engine.on_debug(move |s, _, _| debug_host.0.log(LogLevel::Debug, s));
+        engine.on_debug(move |s, _, _| debug_host.ask(|h| h.log(LogLevel::Debug, s)));
         let (deadline, cancel) = (req.deadline, req.cancel.clone());
         // Counted from here, on this thread: what the script holds.
         let (base, budget) = (super::memory::held(), self.limits.max_memory as isize);

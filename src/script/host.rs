@@ -132,6 +132,35 @@ pub enum HttpBody {
     Text(String),
 }
 
-/// The host as the engine carries it (in its tag), cheap to clone.
+/// The host as the engine carries it (in its tag), cheap to clone. Scripts
+/// reach the host only through [`HostHandle::ask`] and
+/// [`HostHandle::ask_json`], so what the daemon allocates to answer is never
+/// counted against the script's memory budget (see `super::memory`).
 #[derive(Clone)]
-pub struct HostHandle(pub Arc<dyn Host>);
+pub struct HostHandle(Arc<dyn Host>);
+
+impl HostHandle {
+    pub fn new(host: Arc<dyn Host>) -> Self {
+        HostHandle(host)
+    }
+
+    /// Ask the host for something. What it allocates meanwhile (a query
+    /// handed to the database's thread, buffers another thread frees) is the
+    /// daemon's, not the script's: it is not counted. Arguments converted from
+    /// script values belong inside `f`, since the host keeps or frees them.
+    pub fn ask<R>(&self, f: impl FnOnce(&dyn Host) -> R) -> R {
+        super::memory::uncounted(|| f(&*self.0))
+    }
+
+    /// Ask the host for JSON and turn it into a script value: the value the
+    /// script then holds counts, the JSON the host answered with does not.
+    pub fn ask_json(
+        &self,
+        f: impl FnOnce(&dyn Host) -> Result<Option<serde_json::Value>, String>,
+    ) -> Result<Option<rhai::Dynamic>, String> {
+        let answer = self.ask(f)?;
+        let value = answer.as_ref().map(super::convert::from_json);
+        super::memory::uncounted(|| drop(answer));
+        Ok(value)
+    }
+}

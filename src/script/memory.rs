@@ -1,7 +1,13 @@
 //! How much memory a script holds: the process's allocator counts, per thread,
 //! the bytes allocated and not yet freed, and a script's engine stops it once
-//! the thread it runs on (its own, see [`super::thread`]) holds more than its
+//! the thread it runs on holds more than its
 //! budget.
+//!
+//! Calls into the daemon are not counted ([`uncounted`], used by
+//! `HostHandle`): the daemon hands what it allocates to other threads (the
+//! database's, the runtime's), and a count that never saw those frees would
+//! grow with every call until a long-running script was stopped for memory it
+//! does not hold. What a call returns counts once the script holds it.
 //!
 //! Per-value limits (16 MiB strings, 100,000-item arrays) let a script hold
 //! many large values at once; this bound is on all of them together. Counting
@@ -50,6 +56,16 @@ fn count(delta: isize) {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
+
+/// Run `f` without counting what it allocates and frees on this thread: a
+/// call into the daemon, whose allocations may be freed by another thread
+/// (and would otherwise look held by the script forever).
+pub fn uncounted<T>(f: impl FnOnce() -> T) -> T {
+    let before = held();
+    let out = f();
+    let _ = HELD.try_with(|h| h.set(before));
+    out
+}
 
 /// Bytes the calling thread holds now, relative to an earlier [`held`].
 pub fn held() -> isize {

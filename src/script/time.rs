@@ -144,7 +144,7 @@ pub fn business_hours(t: Timestamp, tz: &str, hours: &str, days: &str) -> Result
 
 pub fn register(m: &mut Module) {
     reg!(m, "now", |ctx: NativeCallContext| -> Res<Timestamp> {
-        Ok(Timestamp(host(&ctx)?.0.now()))
+        Ok(Timestamp(host(&ctx)?.ask(|h| h.now())))
     });
     reg!(m, "duration", |s: &str| -> Res<Span> {
         to_span(crate::duration::parse(s).map_err(Box::<EvalAltResult>::from)?)
@@ -210,7 +210,7 @@ pub fn register(m: &mut Module) {
                        t: Timestamp,
                        fmt: &str|
      -> Res<String> {
-        let tz = host(&ctx)?.0.timezone();
+        let tz = host(&ctx)?.ask(|h| h.timezone());
         Ok(t.0.with_timezone(&tz).format(fmt).to_string())
     });
     reg!(m, "format", |t: Timestamp,

@@ -60,7 +60,7 @@ pub async fn eval(
         sandbox
             .eval(EvalRequest {
                 script: &script,
-                host: HostHandle(Arc::new(ExprHost(tz))),
+                host: HostHandle::new(Arc::new(ExprHost(tz))),
                 deadline: Instant::now() + EXPR_TIMEOUT,
                 cancel: CancellationToken::new(),
                 context: vec![
