@@ -2,8 +2,9 @@
 //! one backend: every backend must pass these unchanged. Times are given to
 //! the store explicitly, so lease expiry is tested without waiting.
 //!
-//! Each test runs against a fresh SQLite file. (The PostgreSQL backend will
-//! run the same tests when `RUNBOOKD_TEST_POSTGRES_URL` names a server.)
+//! Each test runs against a fresh SQLite file, then against a fresh
+//! PostgreSQL database when `RUNBOOKD_TEST_POSTGRES_URL` names a server (CI
+//! sets it; without it the PostgreSQL half says it was skipped).
 
 mod common;
 
@@ -13,11 +14,25 @@ use chrono::{DateTime, TimeDelta, Utc};
 use runbookd::store::*;
 use serde_json::json;
 
-/// A fresh store of each backend, with what keeps it alive.
-async fn stores() -> Vec<(Arc<dyn Store>, tempfile::TempDir)> {
+/// What keeps a fresh store alive: its file, or its database (dropped
+/// after the test).
+type Keep = Box<dyn std::any::Any>;
+
+/// A fresh store of each backend: SQLite always, PostgreSQL when
+/// `RUNBOOKD_TEST_POSTGRES_URL` names a server.
+async fn stores(test: &str) -> Vec<(Arc<dyn Store>, Keep)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("contract.db").display());
-    let store = open(&url, Access::Exclusive).await.expect("store opens");
+    let mut out = vec![(
+        open(&url, Access::Exclusive).await.expect("store opens"),
+        Box::new(dir) as Keep,
+    )];
+    if let Some(db) = common::postgres::TestDb::create(test) {
+        let store = open(&db.url, Access::Exclusive)
+            .await
+            .expect("PostgreSQL store opens");
+        out.push((store, Box::new(db) as Keep));
+    }
     // Every run refers to the version of its runbook that it runs.
     let version = VersionRow {
         hash: "v1".into(),
@@ -27,8 +42,10 @@ async fn stores() -> Vec<(Arc<dyn Store>, tempfile::TempDir)> {
         scripts: Default::default(),
         created_at: t0(),
     };
-    store.save_version(&version).await.expect("version kept");
-    vec![(store, dir)]
+    for (store, _) in &out {
+        store.save_version(&version).await.expect("version kept");
+    }
+    out
 }
 
 /// Run `test` against every backend.
@@ -38,14 +55,17 @@ where
     Fut: Future<Output = ()>,
 {
     common::init();
+    let name = std::thread::current().name().unwrap_or("test").to_string();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        for (store, _dir) in stores().await {
+        for (store, keep) in stores(&name).await {
             test(store).await;
+            // The store's connections close before its database is dropped.
+            drop(keep);
         }
     });
 }

@@ -30,8 +30,6 @@ macro_rules! stored_name {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[derive(Serialize, Deserialize, Display, EnumString, IntoStaticStr, VariantNames, VariantArray)]
-        #[derive(sqlx::Type)]
-        #[sqlx(type_name = "TEXT", rename_all = "snake_case")]
         #[serde(rename_all = "snake_case")]
         #[strum(serialize_all = "snake_case")]
         pub enum $name { $($(#[$vm])* $v),+ }
@@ -50,6 +48,43 @@ macro_rules! stored_name {
             /// Every stored name, in declaration order (for messages that list them).
             pub fn names() -> &'static [&'static str] {
                 <Self as VariantNames>::VARIANTS
+            }
+        }
+
+        // A text column on every backend: stored as its name, read back by it.
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            str: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            &'q str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&'q str as sqlx::Encode<'q, DB>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let name = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
+                Ok(<Self as StoredName>::named(<Self as StoredName>::WHAT, name)?)
             }
         }
 

@@ -1,12 +1,14 @@
 //! The database: run history, runbook versions and script state, behind the
 //! store contract ([`Store`], the sum of the role traits in `contract.rs`).
-//! SQLite is the first implementation; guarantees live in constraints (see
+//! SQLite serves one daemon; PostgreSQL serves several sharing the work.
+//! Guarantees live in constraints (see
 //! `migrations/`) and in single statements, not in code that checks and then
 //! writes. [`open`] is the one place a database URL is interpreted.
 
 mod contract;
 mod kinds;
 mod lock;
+mod postgres;
 mod rows;
 mod sqlite;
 
@@ -19,6 +21,7 @@ use serde::Serialize;
 pub use contract::*;
 pub use kinds::*;
 pub use lock::DatabaseLock;
+pub use postgres::PostgresStore;
 pub use rows::*;
 pub use sqlite::SqliteStore;
 
@@ -54,6 +57,11 @@ pub enum StoreError {
         attempt: u32,
         owner: String,
     },
+    /// The database aborted the transaction for a deadlock or a
+    /// serialization failure with another process's: nothing was written,
+    /// and the same transaction may be tried again.
+    #[error("database error (contention with another daemon): {0}")]
+    Contention(String),
     #[error("database error: {0}")]
     Database(String),
     #[error("stored data is not readable: {0}")]
@@ -62,6 +70,11 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        // 40001 serialization_failure, 40P01 deadlock_detected (PostgreSQL).
+        let code = e.as_database_error().and_then(|d| d.code());
+        if matches!(code.as_deref(), Some("40001" | "40P01")) {
+            return StoreError::Contention(e.to_string());
+        }
         StoreError::from_database_text(e.to_string())
     }
 }
@@ -91,8 +104,9 @@ pub enum Access {
     Shared,
 }
 
-/// Open the store a URL names: `sqlite://path` or a plain file path. This is
-/// the one place a database URL is interpreted.
+/// Open the store a URL names: `sqlite://path` or a plain file path, or
+/// `postgres://USER@HOST:PORT/DB` (`postgresql://`). This is the one place a
+/// database URL is interpreted.
 ///
 /// Fails when the URL names an unsupported backend, when a command that does
 /// not write ([`Access::Read`], [`Access::Shared`]) finds no database, when
@@ -104,9 +118,7 @@ pub async fn open(url: &str, access: Access) -> Result<Arc<dyn Store>> {
         cause: cause.into(),
     };
     match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("postgres" | "postgresql") => Err(unsupported(
-            "PostgreSQL support is not part of this build yet; use sqlite://FILE",
-        )),
+        Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::open(url, access).await?)),
         Some("sqlite") | None => {
             let path = sqlite_path(url);
             if access != Access::Exclusive && !path.exists() {
@@ -115,8 +127,20 @@ pub async fn open(url: &str, access: Access) -> Result<Arc<dyn Store>> {
             Ok(Arc::new(SqliteStore::open(&path, access).await?))
         }
         Some(other) => Err(unsupported(&format!(
-            "\"{other}://\" is not a database this build knows; use sqlite://FILE"
+            "\"{other}://\" is not a database this build knows; use sqlite://FILE or postgres://USER@HOST/DB"
         ))),
+    }
+}
+
+/// A database URL as it may be shown (banner, messages): its password, if
+/// any, replaced by `***`.
+pub fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 

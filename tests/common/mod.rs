@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod fakes;
 pub mod http;
+pub mod postgres;
 pub mod shipped;
 pub mod smtp;
 
