@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Options, Parts, housekeeping, reload, watch};
+use super::{Options, Parts, housekeeping, reload, shared, watch};
 use crate::http::{AppState, DEFAULT_MAX_BODY};
 use crate::notify::Mailer;
 use crate::run::{Dispatcher, Executor, Intake};
@@ -168,5 +168,6 @@ pub(super) fn background(d: Assembled) -> TaskTracker {
         parts.closing.clone(),
     ));
     tasks.spawn(housekeeping::run(parts.clone(), parts.closing.clone()));
+    tasks.spawn(shared::run(parts.clone(), parts.closing.clone()));
     tasks
 }

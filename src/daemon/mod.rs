@@ -10,6 +10,7 @@ mod assemble;
 mod banner;
 mod housekeeping;
 mod reload;
+mod shared;
 mod summary;
 mod watch;
 

@@ -7,9 +7,10 @@ use super::{Parts, banner};
 
 /// Print the banner; `recovered` is (runs interrupted, runs queued again).
 pub(super) fn print(p: &Parts, addr: &std::net::SocketAddr, recovered: (usize, usize)) {
+    let database = crate::store::shown_url(&p.config.database);
     let facts = banner::Facts {
         addr,
-        database: &p.config.database,
+        database: &database,
         runbooks_dir: &p.config.runbooks,
         recovered,
     };

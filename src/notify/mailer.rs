@@ -124,8 +124,7 @@ impl Mailer {
         due.len()
     }
 
-    /// Deliver until `stop`: at once when woken, and every few seconds for retries.
-    pub async fn run(self, stop: CancellationToken) {
+    async fn requeue_abandoned(&self) {
         if let Ok(n) = self.store.requeue_sending_emails().await
             && n > 0
         {
@@ -134,7 +133,19 @@ impl Mailer {
                 "emails left sending by a stopped process are queued again"
             );
         }
+    }
+
+    /// Deliver until `stop`: at once when woken, and every few seconds for
+    /// retries. Emails a stopped process left `sending` are queued again at
+    /// start, and every minute when other daemons share the store.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut requeued_at = std::time::Instant::now();
+        self.requeue_abandoned().await;
         loop {
+            if !self.store.sole_writer() && requeued_at.elapsed() >= Duration::from_secs(60) {
+                requeued_at = std::time::Instant::now();
+                self.requeue_abandoned().await;
+            }
             while self.pass().await > 0 {}
             tokio::select! {
                 _ = stop.cancelled() => return,

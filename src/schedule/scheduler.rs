@@ -271,7 +271,10 @@ impl Scheduler {
                     metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => "skipped").increment(1);
                     tracing::warn!(run.id = run, runbook = %rb.name, slot = %slot, "slot skipped: the previous run is still active (concurrency: forbid)");
                 }
-                SlotResult::Duplicate(_) => {}
+                SlotResult::Duplicate(slot) => {
+                    // Another daemon sharing the store recorded it first.
+                    tracing::debug!(runbook = %rb.name, slot = %slot, "slot already taken by another daemon");
+                }
             }
         }
     }

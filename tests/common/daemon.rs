@@ -26,6 +26,14 @@ impl Daemon {
         Self::spawn(d, cmd, env, format!("sqlite://{}", d.db().display()))
     }
 
+    /// Start `runbookd serve` in the deployment on the database `url` (a
+    /// PostgreSQL database several daemons share).
+    pub fn start_on(d: &Deployment, url: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbookd"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", url]);
+        Self::spawn(d, cmd, env, url.to_string())
+    }
+
     /// Start a prepared command that ends up running `runbookd serve` in the
     /// same process (through `exec`), with its database at `db`.
     pub fn spawn(d: &Deployment, mut cmd: Command, env: &[(&str, &str)], db: String) -> Daemon {
@@ -192,15 +200,11 @@ impl Drop for Daemon {
 
 /// Read every run of a database, oldest first (empty while it does not exist).
 pub fn read_runs(db: &str) -> Vec<RunRow> {
-    let path = runbookd::store::sqlite_path(db);
-    if !path.exists() {
+    let on_file = !db.starts_with("postgres");
+    if on_file && !runbookd::store::sqlite_path(db).exists() {
         return Vec::new();
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    reading(async {
         let Ok(store) = runbookd::store::open(db, Access::Read).await else {
             return Vec::new();
         };
@@ -214,4 +218,27 @@ pub fn read_runs(db: &str) -> Vec<RunRow> {
         runs.reverse();
         runs
     })
+}
+
+/// A run with its attempts, steps and logs, read from the database `db`.
+pub fn read_detail(db: &str, run: i64) -> runbookd::store::RunDetail {
+    reading(async {
+        let store = runbookd::store::open(db, Access::Read)
+            .await
+            .expect("the database opens");
+        store
+            .run_detail(run)
+            .await
+            .expect("the database answers")
+            .expect("the run exists")
+    })
+}
+
+/// Read from a database on a runtime of its own.
+fn reading<T>(f: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }

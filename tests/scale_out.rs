@@ -1,0 +1,178 @@
+//! Several `runbookd serve` processes on one PostgreSQL database share the
+//! work: each schedule slot runs once, a delivery posted to both daemons
+//! makes one run, and the runs of a daemon killed mid-run are taken back by
+//! the other once their lease expires. Skipped (saying so) when
+//! `RUNBOOKD_TEST_POSTGRES_URL` is not set.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::Deployment;
+use common::daemon::Daemon;
+use common::http::{client, send};
+use common::postgres::TestDb;
+use runbookd::http::hex_hmac;
+use runbookd::store::{RunStatus, TriggerKind};
+
+const SECRET: &str = "It's a Secret to Everybody";
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn post(daemon: &Daemon, id: &str) -> common::http::Reply {
+    let body = format!(r#"{{"delivery":"{id}"}}"#);
+    send(
+        client()
+            .post(format!("{}/hooks/hook", daemon.url))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", id)
+            .header(
+                "x-hub-signature-256",
+                format!("sha256={}", hex_hmac(SECRET.as_bytes(), &[body.as_bytes()])),
+            )
+            .body(body),
+    )
+}
+
+#[test]
+fn two_daemons_run_each_slot_and_each_delivery_once() {
+    let Some(db) = TestDb::create("two_daemons_run_each_slot_and_each_delivery_once") else {
+        return;
+    };
+    let d = Deployment::new();
+    d.runbook(
+        "tick.yaml",
+        "triggers:\n  - every: 1s\nrun: trigger.scheduled_at\n",
+    );
+    d.runbook(
+        "hook.yaml",
+        "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: { auth: github, secret: HOOK_SECRET }\nconcurrency: allow\nrun: trigger.body.delivery\n",
+    );
+    let env = [("HOOK_SECRET", SECRET)];
+    let a = Daemon::start_on(&d, &db.url, &env);
+    let b = Daemon::start_on(&d, &db.url, &env);
+    // The same delivery, posted to both daemons at once, five times over.
+    let answers: Vec<(serde_json::Value, serde_json::Value)> = std::thread::scope(|s| {
+        let posts: Vec<_> = (0..5)
+            .map(|i| {
+                let id = format!("delivery-{i}");
+                let (a, b) = (&a, &b);
+                let id2 = id.clone();
+                (
+                    s.spawn(move || post(a, &id)),
+                    s.spawn(move || post(b, &id2)),
+                )
+            })
+            .collect();
+        posts
+            .into_iter()
+            .map(|(x, y)| {
+                let (x, y) = (x.join().unwrap(), y.join().unwrap());
+                // One daemon accepts it, the other answers that it is a duplicate.
+                let mut statuses = [x.status, y.status];
+                statuses.sort();
+                assert_eq!(statuses, [200, 202], "{} / {}", x.text, y.text);
+                (x.body["run_id"].clone(), y.body["run_id"].clone())
+            })
+            .collect()
+    });
+    for (x, y) in &answers {
+        assert!(
+            x.is_i64() && x == y,
+            "both daemons answer with the one run: {answers:?}"
+        );
+    }
+    let runs = a.wait_runs("ten slots and five deliveries ran", LIMIT, |runs| {
+        let ticks = runs
+            .iter()
+            .filter(|r| r.runbook == "tick" && r.status == RunStatus::Succeeded)
+            .count();
+        let hooks = runs
+            .iter()
+            .filter(|r| r.runbook == "hook" && r.status == RunStatus::Succeeded)
+            .count();
+        ticks >= 10 && hooks == 5
+    });
+    // Each slot ran once, and every second from the first slot on has its run.
+    let mut slots: BTreeMap<i64, Vec<RunStatus>> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.runbook == "tick") {
+        assert_eq!(r.trigger_kind, TriggerKind::Every);
+        slots
+            .entry(r.scheduled_at.expect("a slot").timestamp())
+            .or_default()
+            .push(r.status);
+    }
+    let (first, last) = (*slots.keys().next().unwrap(), *slots.keys().last().unwrap());
+    assert_eq!(
+        slots.keys().copied().collect::<Vec<_>>(),
+        (first..=last).collect::<Vec<_>>(),
+        "no slot is missing"
+    );
+    for (slot, statuses) in &slots {
+        assert_eq!(statuses.len(), 1, "slot {slot} has one run: {statuses:?}");
+    }
+    let mut hooks: Vec<_> = runs
+        .iter()
+        .filter(|r| r.runbook == "hook")
+        .map(|r| (r.status, r.output.clone()))
+        .collect();
+    hooks.sort_by_key(|h| h.1.as_ref().map(|o| o.to_string()));
+    assert_eq!(
+        hooks,
+        (0..5)
+            .map(|i| (
+                RunStatus::Succeeded,
+                Some(serde_json::json!(format!("delivery-{i}")))
+            ))
+            .collect::<Vec<_>>()
+    );
+    // A slot or a delivery the other daemon took is not an error.
+    for daemon in [&a, &b] {
+        let text = daemon.text();
+        assert!(!text.contains(" ERROR "), "{text}");
+    }
+}
+
+#[test]
+fn a_run_of_a_killed_daemon_is_taken_back_by_the_other_after_its_lease() {
+    let Some(db) = TestDb::create("a_run_of_a_killed_daemon_is_taken_back") else {
+        return;
+    };
+    let d = Deployment::new();
+    // The first attempt waits on a provider that never answers (connections
+    // are accepted by the kernel); the second, on the other daemon, does not call it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    d.runbook(
+        "hook.yaml",
+        &format!(
+            "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: {{ auth: github, secret: HOOK_SECRET }}\nhttp: {{ allow: [\"{host}\"] }}\ntimeout: 5m\nrun: |\n  if run.attempt == 1 {{ http::get(\"http://{host}/never\", #{{ timeout: \"4m\" }}); }}\n  run.attempt\n"
+        ),
+    );
+    let env = [("HOOK_SECRET", SECRET)];
+    let mut a = Daemon::start_on(&d, &db.url, &env);
+    let reply = post(&a, "once");
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    a.wait_runs("the run is going on daemon A", LIMIT, |r| {
+        r.iter().any(|r| r.status == RunStatus::Running)
+    });
+    let b = Daemon::start_on(&d, &db.url, &env);
+    a.signal("KILL");
+    a.wait_exit(LIMIT);
+    // The lease (30 s) expires, then B takes the run back within a few seconds.
+    let runs = b.wait_runs("daemon B finished the run", Duration::from_secs(90), |r| {
+        r.iter().any(|r| r.status == RunStatus::Succeeded)
+    });
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].output, Some(serde_json::json!(2)));
+    assert_eq!(runs[0].attempts, 2);
+    let detail = common::daemon::read_detail(&db.url, runs[0].id);
+    assert_eq!(
+        detail
+            .attempts
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect::<Vec<_>>(),
+        vec![(1, RunStatus::Interrupted), (2, RunStatus::Succeeded)]
+    );
+}
