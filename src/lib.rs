@@ -9,7 +9,8 @@
 //! - [`script`]: the hardened Rhai sandbox and the script API behind a `Host` trait.
 //! - [`runbook`]: the runbook format, its validation and the directory loader.
 //! - [`store`]: the database behind a contract of role traits (runs, intake,
-//!   schedule, webhooks, issues, outbox, state, history), SQLite first.
+//!   schedule, webhooks, issues, outbox, state, history): SQLite for one daemon,
+//!   PostgreSQL for several sharing the work.
 //! - [`run`]: the only code that creates runs (the intake, whatever fired
 //!   them), starts them (the dispatcher) and performs them (the executor).
 //! - [`runbook_tests`]: `runbookd test`, runs against recorded HTTP replies and a fixed clock.

@@ -176,3 +176,109 @@ fn a_run_of_a_killed_daemon_is_taken_back_by_the_other_after_its_lease() {
         vec![(1, RunStatus::Interrupted), (2, RunStatus::Succeeded)]
     );
 }
+
+/// A provider the test answers by hand: it accepts one request and replies
+/// when told to.
+fn gate() -> (
+    String,
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let (open, opened) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        opened.recv().unwrap();
+        let _ =
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+    });
+    (host, open, server)
+}
+
+#[test]
+fn a_daemon_paused_past_its_lease_writes_nothing_when_it_resumes() {
+    let Some(db) = TestDb::create("a_daemon_paused_past_its_lease_writes_nothing") else {
+        return;
+    };
+    let d = Deployment::new();
+    let (host, open, server) = gate();
+    // Attempt 1 waits on the gate, then tries every kind of write a run makes.
+    d.runbook(
+        "hook.yaml",
+        &format!(
+            "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: {{ auth: github, secret: HOOK_SECRET }}\nhttp: {{ allow: [\"{host}\"] }}\ntimeout: 5m\nrun: |\n  if run.attempt == 1 {{ http::get(\"http://{host}/gate\", #{{ timeout: \"4m\" }}); }}\n  let n = run.attempt;\n  state::set(`done-${{n}}`, n);\n  issues::open(`issue-${{n}}`, #{{ title: `attempt ${{n}}` }});\n  email::send(#{{ to: \"oncall@example.com\", subject: `attempt ${{n}}`, text: \"x\", key: `mail-${{n}}` }});\n  n\n"
+        ),
+    );
+    let env = [("HOOK_SECRET", SECRET)];
+    let a = Daemon::start_on(&d, &db.url, &env);
+    assert_eq!(post(&a, "paused").status, 202);
+    a.wait_runs("attempt 1 waits on the gate", LIMIT, |r| {
+        r.iter().any(|r| r.status == RunStatus::Running)
+    });
+    a.signal("STOP");
+    let b = Daemon::start_on(&d, &db.url, &env);
+    let runs = b.wait_runs("daemon B finished the run", Duration::from_secs(90), |r| {
+        r.iter().any(|r| r.status == RunStatus::Succeeded)
+    });
+    // A wakes up; its call returns, and every write it tries is refused.
+    open.send(()).unwrap();
+    a.signal("CONT");
+    a.wait_for_line("this process no longer holds the run", LIMIT);
+    server.join().unwrap();
+    let (issues, emails, state) = reading_store(&db.url, |store| async move {
+        let issues = store
+            .list_issues(&runbookd::store::IssueFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let emails = store.list_emails(None, 100).await.unwrap();
+        let now = chrono::Utc::now();
+        let state = (
+            store.state_get("hook", "done-1", now).await.unwrap(),
+            store.state_get("hook", "done-2", now).await.unwrap(),
+        );
+        (issues, emails, state)
+    });
+    assert_eq!(
+        issues.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+        vec!["issue-2"]
+    );
+    assert_eq!(
+        emails
+            .iter()
+            .map(|e| e.subject.as_str())
+            .collect::<Vec<_>>(),
+        vec!["attempt 2"]
+    );
+    assert_eq!(state, (None, Some(serde_json::json!(2))));
+    let after = b.runs();
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        (after[0].id, after[0].status, after[0].output.clone()),
+        (runs[0].id, RunStatus::Succeeded, Some(serde_json::json!(2)))
+    );
+}
+
+/// Read the shared database with the library, on a runtime of its own.
+fn reading_store<T, F, Fut>(url: &str, read: F) -> T
+where
+    F: FnOnce(std::sync::Arc<dyn runbookd::store::Store>) -> Fut,
+    Fut: Future<Output = T>,
+{
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = runbookd::store::open(url, runbookd::store::Access::Read)
+                .await
+                .expect("the database opens");
+            read(store).await
+        })
+}

@@ -91,6 +91,15 @@ impl From<crate::store::StoreError> for Problem {
                 )
                 .retry(30)
             }
+            crate::store::StoreError::Unreachable(cause) => {
+                tracing::error!(error = %cause, "request refused: the database cannot be reached");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Unavailable",
+                    "the database cannot be reached; nothing was recorded; retry shortly",
+                )
+                .retry(5)
+            }
             other => Problem::internal(other),
         }
     }

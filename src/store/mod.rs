@@ -62,6 +62,10 @@ pub enum StoreError {
     /// and the same transaction may be tried again.
     #[error("database error (contention with another daemon): {0}")]
     Contention(String),
+    /// The database server cannot be reached (connection refused or
+    /// dropped, no free connection in time): nothing was written.
+    #[error("the database cannot be reached: {0}")]
+    Unreachable(String),
     #[error("database error: {0}")]
     Database(String),
     #[error("stored data is not readable: {0}")]
@@ -74,6 +78,12 @@ impl From<sqlx::Error> for StoreError {
         let code = e.as_database_error().and_then(|d| d.code());
         if matches!(code.as_deref(), Some("40001" | "40P01")) {
             return StoreError::Contention(e.to_string());
+        }
+        if matches!(
+            e,
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
+        ) {
+            return StoreError::Unreachable(e.to_string());
         }
         StoreError::from_database_text(e.to_string())
     }
