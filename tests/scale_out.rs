@@ -282,3 +282,50 @@ where
             read(store).await
         })
 }
+
+#[test]
+fn queued_runs_are_each_started_once_and_queue_holds_across_daemons() {
+    let Some(db) = TestDb::create("queued_runs_are_each_started_once") else {
+        return;
+    };
+    let d = Deployment::new();
+    d.runbook("many.yaml", "concurrency: allow\nrun: run.attempt\n");
+    d.runbook("serial.yaml", "concurrency: queue\nrun: run.attempt\n");
+    let a = Daemon::start_on(&d, &db.url, &[]);
+    let b = Daemon::start_on(&d, &db.url, &[]);
+    let ask = |daemon: &Daemon, runbook: &str| {
+        client()
+            .post(format!("{}/api/v1/runbooks/{runbook}/runs", daemon.url))
+            .json(&serde_json::json!({}))
+    };
+    // 1,000 runs asked of both daemons at once, and 20 of a runbook that
+    // runs one at a time.
+    let mut asks: Vec<_> = (0..1000)
+        .map(|i| ask(if i % 2 == 0 { &a } else { &b }, "many"))
+        .collect();
+    asks.extend((0..20).map(|i| ask(if i % 2 == 0 { &a } else { &b }, "serial")));
+    for reply in common::http::send_all(asks) {
+        assert!(reply.status == 201 || reply.status == 202, "{}", reply.text);
+    }
+    let runs = a.wait_runs("every run finished", Duration::from_secs(120), |r| {
+        r.len() == 1020 && r.iter().all(|r| r.status == RunStatus::Succeeded)
+    });
+    // Each was started once: one attempt, the first.
+    assert!(
+        runs.iter()
+            .all(|r| r.attempts == 1 && r.output == Some(serde_json::json!(1))),
+        "{:?}",
+        runs.iter().filter(|r| r.attempts != 1).collect::<Vec<_>>()
+    );
+    // `queue`: never two at once, whichever daemon ran them.
+    let mut serial: Vec<_> = runs.iter().filter(|r| r.runbook == "serial").collect();
+    serial.sort_by_key(|r| r.started_at);
+    for pair in serial.windows(2) {
+        assert!(
+            pair[1].started_at >= pair[0].finished_at,
+            "run {} started before run {} ended",
+            pair[1].id,
+            pair[0].id
+        );
+    }
+}
