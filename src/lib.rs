@@ -23,6 +23,7 @@
 //! - [`commands`]: one file per CLI command.
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;

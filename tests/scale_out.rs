@@ -329,3 +329,77 @@ fn queued_runs_are_each_started_once_and_queue_holds_across_daemons() {
         );
     }
 }
+
+/// libfaketime, from Debian's `faketime` package (`.ci/run` installs it).
+fn libfaketime() -> &'static str {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        std::path::Path::new(lib).exists(),
+        "{lib} is missing: install Debian's faketime package (`apt-get install faketime`; .ci/run does)"
+    );
+    lib
+}
+
+#[test]
+fn a_daemon_whose_clock_runs_ahead_neither_fires_early_nor_takes_back_runs_early() {
+    let Some(db) = TestDb::create("a_daemon_whose_clock_runs_ahead") else {
+        return;
+    };
+    let d = Deployment::new();
+    d.runbook(
+        "tick.yaml",
+        "triggers:\n  - every: 1s\nrun: trigger.scheduled_at\n",
+    );
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    d.runbook(
+        "hook.yaml",
+        &format!(
+            "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: {{ auth: github, secret: HOOK_SECRET }}\nhttp: {{ allow: [\"{host}\"] }}\ntimeout: 5m\nrun: |\n  http::get(\"http://{host}/never\", #{{ timeout: \"4m\" }})\n"
+        ),
+    );
+    let a = Daemon::start_on(&d, &db.url, &[("HOOK_SECRET", SECRET)]);
+    assert_eq!(post(&a, "long").status, 202);
+    a.wait_runs("A runs the long run", LIMIT, |r| {
+        r.iter()
+            .any(|r| r.runbook == "hook" && r.status == RunStatus::Running)
+    });
+    // B's wall clock is two minutes ahead (its timers are not).
+    let b = Daemon::start_on(
+        &d,
+        &db.url,
+        &[
+            ("HOOK_SECRET", SECRET),
+            ("LD_PRELOAD", libfaketime()),
+            ("FAKETIME", "+120s"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    // Three of B's looks at expired leases, and a dozen slots.
+    b.wait_for_line("listening", LIMIT);
+    let started = std::time::Instant::now();
+    let runs = a.wait_runs("a dozen slots ran", LIMIT, |r| {
+        started.elapsed() > Duration::from_secs(16)
+            && r.iter()
+                .filter(|r| r.runbook == "tick" && r.status == RunStatus::Succeeded)
+                .count()
+                >= 12
+    });
+    let read_at = chrono::Utc::now();
+    let early: Vec<_> = runs
+        .iter()
+        .filter(|r| r.runbook == "tick" && r.scheduled_at.unwrap() > read_at)
+        .map(|r| r.scheduled_at)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "slots recorded before they were due: {early:?}"
+    );
+    let long = runs.iter().find(|r| r.runbook == "hook").unwrap();
+    assert_eq!(
+        (long.status, long.attempts),
+        (RunStatus::Running, 1),
+        "the run of a live daemon was not taken back"
+    );
+    drop(silent);
+}

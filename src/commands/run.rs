@@ -26,6 +26,7 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
     })?;
     let clock = clock(args.now.as_deref())?;
     let store = crate::store::open(&env.config.database, Access::Exclusive).await?;
+    crate::clock::align(store.as_ref()).await;
     let (effects, mailer) = crate::run::build_effects(&env.config, &store, &env.secrets)
         .map_err(|e| Failure::new(Exit::Unavailable, format!("{e:#}")))?;
     let executor = Executor::new(store, sandbox, env.secrets.clone(), env.config.timezone, 1)

@@ -34,6 +34,7 @@ pub(super) struct Assembled {
 pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
     let Options { config, secrets } = opts;
     let store = crate::store::open(&config.database, Access::Exclusive).await?;
+    crate::clock::align(store.as_ref()).await;
     let sandbox = Sandbox::new(config.script_limits());
     let secret_source = secrets.clone();
     let loader = Loader {

@@ -2,7 +2,8 @@
 //! one takes back the runs whose owner's lease expired (a daemon that died,
 //! or was paused past its lease), queues them again, and looks at the whole
 //! queue: another daemon may have queued runs, or freed a runbook that a
-//! queued run waits for. With SQLite this process is the only writer, and
+//! queued run waits for. It also measures the database's clock again
+//! ([`crate::clock`]), which decides due-ness and lease expiry. With SQLite this process is the only writer, and
 //! recovery at start is enough.
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub(super) async fn run(p: Arc<Parts>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        crate::clock::align(p.store.as_ref()).await;
         if let Err(e) = crate::run::recover(p.store.as_ref(), &lookup).await {
             tracing::error!(error = %e, "could not look for runs whose daemon stopped");
         }

@@ -351,7 +351,7 @@ pub async fn recover(
     store: &dyn crate::store::Store,
     lookup: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Send + Sync),
 ) -> crate::store::Result<(usize, usize)> {
-    let now = chrono::Utc::now();
+    let now = crate::clock::now();
     let expired_by = if store.sole_writer() {
         // 9999-12-31T23:59:59Z: every lease has expired by then.
         chrono::DateTime::from_timestamp(253_402_300_799, 0).expect("a valid time")

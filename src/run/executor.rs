@@ -123,7 +123,7 @@ impl Executor {
 
     /// Start the run's next attempt, held by this process.
     async fn start_attempt(&self, run_id: RunId) -> Result<Option<Lease>, StoreError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let until = now + TimeDelta::from_std(LEASE).unwrap_or_default();
         self.store
             .start_attempt(run_id, &self.owner, now, until)
@@ -138,7 +138,7 @@ impl Executor {
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
                 let Some(lease) = host.lease() else { continue };
-                let until = Utc::now() + TimeDelta::from_std(LEASE).unwrap_or_default();
+                let until = crate::clock::now() + TimeDelta::from_std(LEASE).unwrap_or_default();
                 match store.heartbeat(&lease, until).await {
                     Ok(()) => {}
                     Err(e @ StoreError::Fenced { .. }) => {

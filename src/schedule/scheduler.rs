@@ -73,7 +73,7 @@ impl Scheduler {
     /// runbooks change.
     pub async fn run(mut self, stop: CancellationToken) {
         loop {
-            let wait = self.timers.wait(Utc::now());
+            let wait = self.timers.wait(crate::clock::now());
             tokio::select! {
                 _ = stop.cancelled() => break,
                 Some(mut list) = self.rx.recv() => {
@@ -86,7 +86,7 @@ impl Scheduler {
                 _ = tokio::time::sleep(wait) => {
                     // Triggers due together are recorded together (their
                     // slots share one commit).
-                    let due = self.timers.take_due(Utc::now());
+                    let due = self.timers.take_due(crate::clock::now());
                     if !due.is_empty() {
                         self.fire_all(due).await;
                     }
@@ -144,7 +144,7 @@ impl Scheduler {
     /// wait for a thousand commits in a row, making their first slot late.
     /// A mark that cannot be read is read again when the trigger fires.
     async fn read_marks(&mut self, ids: &[TriggerId]) {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut reads = tokio::task::JoinSet::new();
         for id in ids {
             let (store, id) = (self.store.clone(), id.clone());
@@ -166,7 +166,7 @@ impl Scheduler {
     /// Their slots are recorded at the same time, so the store commits them
     /// together.
     async fn fire_all(&mut self, ids: Vec<TriggerId>) {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut planned = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(a) = self.armed.get(&id) else {

@@ -300,6 +300,15 @@ impl RunStore for PostgresStore {
         Ok(runs)
     }
 
+    async fn clock(&self) -> Result<Option<DateTime<Utc>>> {
+        // The time of the statement itself, not of its transaction.
+        Ok(Some(
+            sqlx::query_scalar("SELECT clock_timestamp()")
+                .fetch_one(&self.pool)
+                .await?,
+        ))
+    }
+
     fn sole_writer(&self) -> bool {
         false
     }

@@ -294,6 +294,10 @@ impl RunStore for SqliteStore {
         rows.iter().map(run_row).collect()
     }
 
+    async fn clock(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(None)
+    }
+
     fn sole_writer(&self) -> bool {
         self._lock.is_some()
     }
