@@ -2,7 +2,12 @@
 //! driven over loopback, measured, and checked for correctness. Prints a table
 //! and writes `target/bench/results.json`. Every scenario is bounded in time.
 //!
-//! Scenarios: webhook, webhook-latency, runs, schedule, footprint, history.
+//! Scenarios: webhook, webhook-latency, runs, schedule, footprint, history;
+//! and on PostgreSQL (`RUNBOOKD_TEST_POSTGRES_URL`, default the local
+//! server), with one and with two daemons: pg-webhook, pg-runs.
+
+#[path = "load/pg.rs"]
+mod pg;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -33,9 +38,15 @@ impl Drop for Daemon {
 
 /// Start the daemon on `dir` and wait until it listens.
 fn start(dir: &Path, workers: usize) -> Daemon {
+    start_with(dir, workers, &[])
+}
+
+/// Start the daemon on `dir` with more arguments to `serve`.
+fn start_with(dir: &Path, workers: usize, args: &[&str]) -> Daemon {
     let t = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_runbookd"))
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .current_dir(dir)
         .env("HOOK_SECRET", SECRET)
         .env("RUNBOOKD_WORKERS", workers.to_string())
@@ -502,6 +513,8 @@ async fn main() {
         "schedule",
         "footprint",
         "history",
+        "pg-webhook",
+        "pg-runs",
     ];
     let mut results = serde_json::Map::new();
     for name in all
@@ -516,6 +529,8 @@ async fn main() {
             "runs" => runs().await,
             "schedule" => schedule().await,
             "footprint" => footprint().await,
+            "pg-webhook" => pg::webhook().await,
+            "pg-runs" => pg::runs().await,
             _ => history().await,
         };
         println!("{name:<16} {}  ({:.0}s)", r, t.elapsed().as_secs_f64());
