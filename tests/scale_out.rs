@@ -20,7 +20,10 @@ const SECRET: &str = "It's a Secret to Everybody";
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn post(daemon: &Daemon, id: &str) -> common::http::Reply {
-    let body = format!(r#"{{"delivery":"{id}"}}"#);
+    post_body(daemon, id, format!(r#"{{"delivery":"{id}"}}"#))
+}
+
+fn post_body(daemon: &Daemon, id: &str, body: String) -> common::http::Reply {
     send(
         client()
             .post(format!("{}/hooks/hook", daemon.url))
@@ -402,4 +405,46 @@ fn a_daemon_whose_clock_runs_ahead_neither_fires_early_nor_takes_back_runs_early
         "the run of a live daemon was not taken back"
     );
     drop(silent);
+}
+
+#[test]
+fn replace_stops_the_older_run_on_the_other_daemon() {
+    let Some(db) = TestDb::create("replace_stops_the_older_run_on_the_other_daemon") else {
+        return;
+    };
+    let d = Deployment::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    d.runbook(
+        "hook.yaml",
+        &format!(
+            "secrets: [HOOK_SECRET]\nconcurrency: replace\ntriggers:\n  - webhook: {{ auth: github, secret: HOOK_SECRET }}\nhttp: {{ allow: [\"{host}\"] }}\ntimeout: 5m\nrun: |\n  if trigger.body.wait {{ http::get(\"http://{host}/never\", #{{ timeout: \"4m\" }}); }}\n  trigger.body.n\n"
+        ),
+    );
+    let env = [("HOOK_SECRET", SECRET)];
+    let a = Daemon::start_on(&d, &db.url, &env);
+    let b = Daemon::start_on(&d, &db.url, &env);
+    let first = post_body(&a, "first", r#"{"wait":true,"n":1}"#.into());
+    assert_eq!(first.status, 202, "{}", first.text);
+    let first = first.body["run_id"].as_i64().unwrap();
+    a.wait_runs("the first run is going on A", LIMIT, |r| {
+        r.iter()
+            .any(|r| r.id == first && r.status == RunStatus::Running)
+    });
+    let second = post_body(&b, "second", r#"{"wait":false,"n":2}"#.into());
+    assert_eq!(second.status, 202, "{}", second.text);
+    let second = second.body["run_id"].as_i64().unwrap();
+    // A sees B's request at its next heartbeat (every 10 s).
+    let runs = b.wait_runs("the first run was replaced", LIMIT, |r| {
+        r.iter()
+            .any(|r| r.id == second && r.status == RunStatus::Succeeded)
+    });
+    let (old, new) = (
+        runs.iter().find(|r| r.id == first).unwrap(),
+        runs.iter().find(|r| r.id == second).unwrap(),
+    );
+    assert_eq!(old.status, RunStatus::Cancelled);
+    assert_eq!(new.output, Some(serde_json::json!(2)));
+    assert!(new.started_at >= old.finished_at, "{old:?}\n{new:?}");
+    a.wait_for_line("the run was asked to stop through another process", LIMIT);
 }

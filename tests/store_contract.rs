@@ -221,7 +221,7 @@ fn a_lease_expires_unless_renewed_and_recovery_takes_back_only_expired_runs() {
                 .unwrap()
                 .is_empty()
         );
-        store.heartbeat(&lease, t0() + secs(60)).await.unwrap();
+        assert!(!store.heartbeat(&lease, t0() + secs(60)).await.unwrap());
         assert!(
             store
                 .recover(t0() + secs(45), t0())
@@ -284,7 +284,7 @@ fn an_owner_that_lost_its_lease_changes_nothing() {
         };
         fenced(store.insert_logs(&stale, std::slice::from_ref(&line)).await);
         fenced(store.insert_step(&stale, &step, &[]).await);
-        fenced(store.heartbeat(&stale, t0() + secs(90)).await);
+        fenced(store.heartbeat(&stale, t0() + secs(90)).await.map(|_| ()));
         fenced(store.finish(&stale, &[], &end).await);
         fenced(
             store
@@ -548,5 +548,25 @@ fn retention_deletes_only_finished_runs_older_than_the_cutoff() {
             .map(|r| r.id)
             .collect();
         assert_eq!(left, vec![recent, old_waiting]);
+    });
+}
+
+#[test]
+fn a_request_to_cancel_reaches_the_owner_at_its_heartbeat() {
+    each_store(|store| async move {
+        let older = queued(store.as_ref(), "job").await;
+        let lease = started(store.as_ref(), older, "node-a", t0()).await;
+        let other = queued(store.as_ref(), "other").await;
+        let newer = queued(store.as_ref(), "job").await;
+        // Only running runs of the runbook older than the newer one are asked.
+        assert_eq!(store.request_cancel(Some("job"), newer).await.unwrap(), 1);
+        assert_eq!(store.request_cancel(Some("job"), older).await.unwrap(), 0);
+        assert_eq!(store.request_cancel(None, other).await.unwrap(), 0);
+        assert!(store.heartbeat(&lease, t0() + secs(40)).await.unwrap());
+        // A person's request names the run.
+        let lease2 = started(store.as_ref(), other, "node-b", t0()).await;
+        assert!(!store.heartbeat(&lease2, t0() + secs(40)).await.unwrap());
+        assert_eq!(store.request_cancel(None, other).await.unwrap(), 1);
+        assert!(store.heartbeat(&lease2, t0() + secs(50)).await.unwrap());
     });
 }

@@ -35,6 +35,9 @@ CREATE TABLE runs (
     -- The runbook's name while the run is its one active run (forbid, queue,
     -- replace); the unique index refuses a second, whichever daemon asks.
     active_key    TEXT,
+    -- Asked to stop (a person, or a newer run under `replace`), through any
+    -- daemon; the daemon running it sees it at its next heartbeat.
+    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
     -- A slot becomes a run at most once, across every daemon.
     UNIQUE (runbook, trigger_key, scheduled_at)
 );

@@ -273,6 +273,10 @@ async fn cancel_run(
         RunStatus::Running if app.dispatcher.cancel(id) => Ok(Json(
             serde_json::json!({ "run_id": id, "cancelling": true }),
         )),
+        // Another process runs it: it sees the request at its next heartbeat.
+        RunStatus::Running if app.store.request_cancel(None, id).await? == 1 => Ok(Json(
+            serde_json::json!({ "run_id": id, "cancelling": true }),
+        )),
         RunStatus::Queued => {
             let end = RunEnd {
                 status: RunStatus::Cancelled,

@@ -131,7 +131,8 @@ impl Executor {
     }
 
     /// Renew the run's lease until the returned guard drops; a lost lease
-    /// stops the run.
+    /// stops the run, and so does a request to cancel it made through
+    /// another process (seen within a heartbeat).
     fn heartbeat(&self, host: &Arc<RunHost>) -> Heartbeat {
         let (store, host) = (self.store.clone(), host.clone());
         Heartbeat(tokio::spawn(async move {
@@ -140,7 +141,13 @@ impl Executor {
                 let Some(lease) = host.lease() else { continue };
                 let until = crate::clock::now() + TimeDelta::from_std(LEASE).unwrap_or_default();
                 match store.heartbeat(&lease, until).await {
-                    Ok(()) => {}
+                    Ok(false) => {}
+                    Ok(true) => {
+                        if !host.cancel.is_cancelled() {
+                            tracing::info!(run.id = lease.run, runbook = %host.runbook, "the run was asked to stop through another process; cancelling it");
+                            host.cancel.cancel();
+                        }
+                    }
                     Err(e @ StoreError::Fenced { .. }) => {
                         lost_if_fenced(&host, &e);
                         return;

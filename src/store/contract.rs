@@ -73,8 +73,13 @@ pub trait RunStore: Send + Sync {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Lease>>;
-    /// Renew a lease. Fails with `Fenced` when it was lost.
-    async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()>;
+    /// Renew a lease; returns whether the run was asked to stop
+    /// ([`RunStore::request_cancel`]). Fails with `Fenced` when it was lost.
+    async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<bool>;
+    /// Ask whichever process runs them to stop running runs: run `run`, or
+    /// (with `runbook`) every running run of `runbook` older than `run`.
+    /// Returns how many were asked.
+    async fn request_cancel(&self, runbook: Option<&str>, run: RunId) -> Result<u64>;
     /// A step and the log lines written during it, in one transaction (fenced).
     async fn insert_step(&self, lease: &Lease, step: &StepRow, lines: &[LogRow]) -> Result<()>;
     /// Log lines of a running attempt (fenced).

@@ -206,8 +206,10 @@ impl Intake {
     }
 
     /// `replace`: a newer run was recorded and waits, so the runbook's older
-    /// active runs in this process are asked to stop; it starts once they
-    /// have ended (it claims the runbook after them).
+    /// active runs are asked to stop: at once in this process, and through
+    /// the store in any other (it sees the request at its next heartbeat).
+    /// The newer run starts once they have ended (it claims the runbook
+    /// after them).
     fn replaced(&self, rb: &Runbook, run: RunId, status: RunStatus) {
         if rb.concurrency != Concurrency::Replace || status != RunStatus::Queued {
             return;
@@ -216,6 +218,14 @@ impl Intake {
         let n = d.cancel_older(&rb.name, run);
         if n > 0 {
             tracing::info!(run.id = run, runbook = %rb.name, cancelled = n, "cancelling the active run to replace it (concurrency: replace)");
+        }
+        if !self.store.sole_writer() {
+            let (store, name) = (self.store.clone(), rb.name.clone());
+            tokio::spawn(async move {
+                if let Err(e) = store.request_cancel(Some(&name), run).await {
+                    tracing::error!(run.id = run, runbook = %name, error = %e, "could not ask other daemons to stop the run it replaces");
+                }
+            });
         }
     }
 

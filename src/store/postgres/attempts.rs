@@ -42,18 +42,20 @@ macro_rules! bind_held {
 }
 
 /// Fail with `Fenced` unless `lease` still holds its run; the run's row
-/// stays locked (shared) until the transaction ends.
-pub(super) async fn fence_in(tx: &mut PgConnection, lease: &Lease) -> Result<()> {
-    let held = bind_held!(
-        sqlx::query(concat!("SELECT 1 FROM runs WHERE ", held!(), " FOR SHARE")),
+/// stays locked (shared) until the transaction ends. Returns whether the run
+/// was asked to stop.
+pub(super) async fn fence_in(tx: &mut PgConnection, lease: &Lease) -> Result<bool> {
+    let held: Option<bool> = bind_held!(
+        sqlx::query_scalar(concat!(
+            "SELECT cancel_requested FROM runs WHERE ",
+            held!(),
+            " FOR SHARE"
+        )),
         lease
     )
     .fetch_optional(&mut *tx)
     .await?;
-    match held {
-        Some(_) => Ok(()),
-        None => Err(fenced(lease)),
-    }
+    held.ok_or_else(|| fenced(lease))
 }
 
 fn fenced(lease: &Lease) -> StoreError {
@@ -67,7 +69,7 @@ fn fenced(lease: &Lease) -> StoreError {
 /// The fence for a write a run may make (issues, email, state); none for a person's.
 pub(super) async fn fence_opt(tx: &mut PgConnection, fence: Option<&Lease>) -> Result<()> {
     match fence {
-        Some(lease) => fence_in(tx, lease).await,
+        Some(lease) => fence_in(tx, lease).await.map(|_| ()),
         None => Ok(()),
     }
 }
@@ -163,15 +165,29 @@ impl RunStore for PostgresStore {
         }))
     }
 
-    async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()> {
+    async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<bool> {
         let mut tx = self.begin().await?;
-        fence_in(&mut tx, lease).await?;
+        let asked = fence_in(&mut tx, lease).await?;
         sqlx::query("UPDATE attempts SET lease_until = $1 WHERE id = $2")
             .bind(until)
             .bind(lease.attempt)
             .execute(&mut *tx)
             .await?;
-        Ok(tx.commit().await?)
+        tx.commit().await?;
+        Ok(asked)
+    }
+
+    async fn request_cancel(&self, runbook: Option<&str>, run: RunId) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE runs SET cancel_requested = TRUE WHERE status = $1
+             AND CASE WHEN $2::text IS NULL THEN id = $3 ELSE runbook = $2 AND id < $3 END",
+        )
+        .bind(RunStatus::Running)
+        .bind(runbook)
+        .bind(run)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_step(&self, lease: &Lease, s: &StepRow, lines: &[LogRow]) -> Result<()> {

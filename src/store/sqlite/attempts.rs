@@ -159,24 +159,41 @@ impl RunStore for SqliteStore {
         }))
     }
 
-    async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<()> {
+    async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<bool> {
         // Renewed on the latest attempt while the run is the owner's, also
         // while it waits to retry (the attempt has ended, the run has not).
         let mut tx = self.write_one().await?;
-        let done = sqlx::query(concat!(
+        let asked: Option<bool> = sqlx::query_scalar(concat!(
             "UPDATE attempts SET lease_until = ?4 WHERE ",
-            held!()
+            held!(),
+            " RETURNING (SELECT cancel_requested FROM runs WHERE id = attempts.run_id)"
         ))
         .bind(lease.attempt)
         .bind(&lease.owner)
         .bind(RunStatus::Running)
         .bind(ts(until))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(asked) = asked else {
+            return Err(fenced(lease));
+        };
+        tx.commit().await?;
+        Ok(asked)
+    }
+
+    async fn request_cancel(&self, runbook: Option<&str>, run: RunId) -> Result<u64> {
+        let mut tx = self.write_one().await?;
+        let done = sqlx::query(
+            "UPDATE runs SET cancel_requested = 1 WHERE status = ?1
+             AND CASE WHEN ?2 IS NULL THEN id = ?3 ELSE runbook = ?2 AND id < ?3 END",
+        )
+        .bind(RunStatus::Running)
+        .bind(runbook)
+        .bind(run)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() != 1 {
-            return Err(fenced(lease));
-        }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_step(&self, lease: &Lease, s: &StepRow, lines: &[LogRow]) -> Result<()> {
