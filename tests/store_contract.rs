@@ -570,3 +570,26 @@ fn a_request_to_cancel_reaches_the_owner_at_its_heartbeat() {
         assert!(store.heartbeat(&lease2, t0() + secs(50)).await.unwrap());
     });
 }
+
+#[test]
+fn one_owner_leads_housekeeping_until_its_hold_expires() {
+    each_store(|store| async move {
+        let now = Utc::now();
+        let lead = |owner: &'static str, until| {
+            let store = store.clone();
+            async move { store.lead_housekeeping(owner, until).await.unwrap() }
+        };
+        assert!(lead("node-a", now + secs(60)).await);
+        // One writing process always leads; with several, one at a time.
+        let shared = !store.sole_writer();
+        assert_eq!(lead("node-b", now + secs(60)).await, !shared);
+        if shared {
+            assert!(lead("node-a", now - secs(1)).await, "renewed by its holder");
+            assert!(
+                lead("node-b", now + secs(60)).await,
+                "taken over once expired"
+            );
+            assert!(!lead("node-a", now + secs(60)).await);
+        }
+    });
+}

@@ -175,6 +175,14 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
 
+-- Which daemon does the work one daemon should do (retention, the dead-man
+-- switch), until when: taken over by another once it expires.
+CREATE TABLE leaders (
+    task   TEXT PRIMARY KEY,
+    owner  TEXT NOT NULL,
+    until  TIMESTAMPTZ NOT NULL
+);
+
 -- A run's record and its attempts' records move together, as in SQLite.
 CREATE FUNCTION attempt_starts_run() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -1,5 +1,6 @@
-//! Housekeeping, once a minute: retention (every 6 hours), the dead-man
-//! switch of `expect: { success_within }`, and a look at the whole queue.
+//! Housekeeping, once a minute: retention (every 6 hours) and the dead-man
+//! switch of `expect: { success_within }` (by one daemon when several share
+//! the database), and a look at the whole queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,13 +57,31 @@ pub(super) async fn run(p: Arc<Parts>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        p.dispatcher.pump_all().await;
+        if !leads(&p).await {
+            continue;
+        }
         let now = Utc::now();
         if last_prune.is_none_or(|t| now - t > TimeDelta::hours(6)) {
             last_prune = Some(now);
             prune(&p, now).await;
         }
         dead_men(&p, started, &mut warned).await;
-        p.dispatcher.pump_all().await;
+    }
+}
+
+/// Whether this daemon does the housekeeping now: with several daemons on
+/// one database, one of them does (the others take over within a few
+/// minutes of its stopping); alone, it always does.
+async fn leads(p: &Parts) -> bool {
+    let owner = p.dispatcher.executor().owner();
+    let until = crate::clock::now() + TimeDelta::seconds(150);
+    match p.store.lead_housekeeping(owner, until).await {
+        Ok(leads) => leads,
+        Err(e) => {
+            tracing::error!(error = %e, "could not tell which daemon does the housekeeping");
+            false
+        }
     }
 }
 

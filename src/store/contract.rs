@@ -217,6 +217,10 @@ pub trait HistoryStore: Send + Sync {
     async fn queue_depth(&self) -> Result<i64>;
     /// Delete finished runs (with their attempts, steps and logs) created before `before`.
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// Whether `owner` leads housekeeping (retention, the dead-man switch)
+    /// until `until`: true when it already did or no other owner's hold is
+    /// still valid. With one writing process, always true.
+    async fn lead_housekeeping(&self, owner: &str, until: DateTime<Utc>) -> Result<bool>;
     /// A cheap query that proves the database answers.
     async fn ping(&self) -> Result<()>;
 }

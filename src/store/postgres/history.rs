@@ -186,6 +186,22 @@ impl HistoryStore for PostgresStore {
         )
     }
 
+    async fn lead_housekeeping(&self, owner: &str, until: DateTime<Utc>) -> Result<bool> {
+        // Taken, or renewed by its holder, or taken over once it expired (by
+        // the database's clock); otherwise nothing comes back.
+        let led: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leaders (task, owner, until) VALUES ('housekeeping', $1, $2)
+             ON CONFLICT (task) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                 WHERE leaders.owner = excluded.owner OR leaders.until < now()
+             RETURNING owner",
+        )
+        .bind(owner)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(led.is_some())
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -172,6 +172,11 @@ impl HistoryStore for SqliteStore {
         )
     }
 
+    async fn lead_housekeeping(&self, _owner: &str, _until: DateTime<Utc>) -> Result<bool> {
+        // One process writes the file: it leads.
+        Ok(true)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
