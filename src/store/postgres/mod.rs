@@ -57,6 +57,15 @@ impl PostgresStore {
         };
         let opts: PgConnectOptions = url.parse().map_err(|e| open_err(&e))?;
         let opts = opts.application_name("runbookd");
+        // One connection first: its error names the cause (refused, no such
+        // database, authentication), where the pool would only time out.
+        sqlx::Connection::close(
+            sqlx::ConnectOptions::connect(&opts)
+                .await
+                .map_err(|e| open_err(&e))?,
+        )
+        .await
+        .map_err(|e| open_err(&e))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
