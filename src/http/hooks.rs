@@ -86,8 +86,14 @@ pub async fn receive(
     let path = format!("/hooks/{rest}");
     let found = app.registry.read().expect("registry lock").webhook(&path);
     let Some((rb, idx)) = found else {
+        // Answered as a request that failed authentication, after the same
+        // size check, so a scanner cannot tell which runbooks exist; the
+        // operator finds the reason in the log and the counter.
+        read_body("unknown", &headers, body, app.max_body).await?;
         count("unknown", "not_found");
-        return Err(Problem::not_found(format!("no webhook answers at {path}")));
+        app.auth_failures
+            .note("(none)", "no runbook answers at this path");
+        return Err(Problem::unauthorized());
     };
     let Trigger::Webhook(w) = &rb.triggers[idx] else {
         unreachable!("the index holds webhook triggers")

@@ -65,7 +65,8 @@ pub struct AppState {
     pub auth_failures: AuthFailures,
 }
 
-/// Failed authentications are logged at most once a minute per runbook,
+/// Refused webhook requests (failed authentication, or a path no runbook
+/// answers at) are logged at most once a minute per runbook,
 /// with how many there were, so a flood cannot fill the log.
 #[derive(Default)]
 pub struct AuthFailures {
@@ -84,7 +85,7 @@ impl AuthFailures {
                 runbook,
                 reason,
                 failures = entry.1,
-                "webhook authentication failed"
+                "webhook requests refused"
             );
             *entry = (Instant::now(), 0);
         }
