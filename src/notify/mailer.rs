@@ -87,7 +87,10 @@ impl Mailer {
 
     /// Deliver every due email once. Returns how many were attempted.
     pub async fn pass(&self) -> usize {
-        let due = match self.store.take_due_emails(Utc::now(), 50).await {
+        // Shared with other daemons, each taken email is held for 10 minutes:
+        // take no more than can be sent within that at one SMTP timeout each.
+        let batch = if self.store.sole_writer() { 50 } else { 5 };
+        let due = match self.store.take_due_emails(Utc::now(), batch).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "could not read the outbox");
@@ -113,12 +116,14 @@ impl Mailer {
                     tracing::error!(email.id = email.id, error = %error, "email failed")
                 }
             }
-            if let Err(e) = self
-                .store
-                .finish_email(email.id, &attempt, Utc::now())
-                .await
-            {
-                tracing::error!(email.id = email.id, error = %e, "could not record an email's delivery");
+            match self.store.finish_email(email, &attempt, Utc::now()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(email.id = email.id, "this email's hold expired while it was being sent; another daemon may send it again")
+                }
+                Err(e) => {
+                    tracing::error!(email.id = email.id, error = %e, "could not record an email's delivery")
+                }
             }
         }
         due.len()

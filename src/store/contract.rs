@@ -177,7 +177,15 @@ pub trait OutboxStore: Send + Sync {
     async fn queue_email(&self, fence: Option<&Lease>, email: &NewEmail) -> Result<(i64, bool)>;
     /// Take up to `limit` emails due at `now` for delivery (they become `sending`).
     async fn take_due_emails(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<EmailRow>>;
-    async fn finish_email(&self, id: i64, attempt: &EmailAttempt, at: DateTime<Utc>) -> Result<()>;
+    /// Record what became of an email taken by [`OutboxStore::take_due_emails`];
+    /// false (nothing written) when it is no longer this taker's: it was
+    /// queued again (its taker's hold expired) and taken since.
+    async fn finish_email(
+        &self,
+        email: &EmailRow,
+        attempt: &EmailAttempt,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
     async fn list_emails(&self, status: Option<EmailStatus>, limit: u32) -> Result<Vec<EmailRow>>;
     /// Emails left `sending` by a process that stopped go back to the queue.
     async fn requeue_sending_emails(&self) -> Result<u64>;

@@ -30,7 +30,7 @@ pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// A log line or an error longer than this is cut, with a marker.
 pub const MAX_TEXT_BYTES: usize = 8 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another process holds the database.
     #[error("{0}")]

@@ -81,16 +81,10 @@ async fn commit(intake: &Intake, batch: Vec<Job>) {
             }
         }
         Err(e) => {
-            // Each waiting request hears the same cause (a full disk is told
-            // apart: it gets its own answer).
-            let full = matches!(e, StoreError::Full);
-            let text = e.to_string();
+            // Each waiting request hears the same cause, and answers by it
+            // (a full disk or an unreachable database: 503, retry later).
             for (_, reply) in waiting {
-                let _ = reply.send(Err(if full {
-                    StoreError::Full
-                } else {
-                    StoreError::Database(text.clone())
-                }));
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

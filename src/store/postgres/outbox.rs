@@ -106,29 +106,42 @@ impl OutboxStore for PostgresStore {
         Ok(emails)
     }
 
-    async fn finish_email(&self, id: i64, a: &EmailAttempt, at: DateTime<Utc>) -> Result<()> {
+    async fn finish_email(
+        &self,
+        email: &EmailRow,
+        a: &EmailAttempt,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
         let q = match a {
             EmailAttempt::Sent { results } => sqlx::query(
-                "UPDATE outbox SET status = $1, sent_at = $2, results = $3, last_error = NULL WHERE id = $4",
+                "UPDATE outbox SET status = $1, sent_at = $2, results = $3, last_error = NULL
+             WHERE id = $4 AND status = $5 AND attempts = $6",
             )
             .bind(EmailStatus::Sent)
             .bind(at)
             .bind(results.to_string()),
             EmailAttempt::Retry { error, at: next } => sqlx::query(
-                "UPDATE outbox SET status = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4",
+                "UPDATE outbox SET status = $1, next_attempt_at = $2, last_error = $3
+             WHERE id = $4 AND status = $5 AND attempts = $6",
             )
             .bind(EmailStatus::Queued)
             .bind(*next)
             .bind(cap_text(error)),
             EmailAttempt::Failed { error } => sqlx::query(
-                "UPDATE outbox SET status = $1, last_error = $2, results = $3 WHERE id = $4",
+                "UPDATE outbox SET status = $1, last_error = $2, results = $3
+             WHERE id = $4 AND status = $5 AND attempts = $6",
             )
             .bind(EmailStatus::Failed)
             .bind(cap_text(error))
             .bind(serde_json::json!({"error": error}).to_string()),
         };
-        q.bind(id).execute(&self.pool).await?;
-        Ok(())
+        let done = q
+            .bind(email.id)
+            .bind(EmailStatus::Sending)
+            .bind(email.attempts as i32)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn list_emails(&self, status: Option<EmailStatus>, limit: u32) -> Result<Vec<EmailRow>> {

@@ -101,30 +101,44 @@ impl OutboxStore for SqliteStore {
         rows.iter().map(email_row).collect()
     }
 
-    async fn finish_email(&self, id: i64, a: &EmailAttempt, at: DateTime<Utc>) -> Result<()> {
+    async fn finish_email(
+        &self,
+        email: &EmailRow,
+        a: &EmailAttempt,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
         let q = match a {
             EmailAttempt::Sent { results } => sqlx::query(
-                "UPDATE outbox SET status = ?, sent_at = ?, results = ?, last_error = NULL WHERE id = ?",
+                "UPDATE outbox SET status = ?, sent_at = ?, results = ?, last_error = NULL
+             WHERE id = ? AND status = ? AND attempts = ?",
             )
             .bind(EmailStatus::Sent)
             .bind(ts(at))
             .bind(results.to_string()),
             EmailAttempt::Retry { error, at: next } => sqlx::query(
-                "UPDATE outbox SET status = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+                "UPDATE outbox SET status = ?, next_attempt_at = ?, last_error = ?
+             WHERE id = ? AND status = ? AND attempts = ?",
             )
             .bind(EmailStatus::Queued)
             .bind(ts(*next))
             .bind(cap_text(error)),
             EmailAttempt::Failed { error } => sqlx::query(
-                "UPDATE outbox SET status = ?, last_error = ?, results = ? WHERE id = ?",
+                "UPDATE outbox SET status = ?, last_error = ?, results = ?
+             WHERE id = ? AND status = ? AND attempts = ?",
             )
             .bind(EmailStatus::Failed)
             .bind(cap_text(error))
             .bind(serde_json::json!({"error": error}).to_string()),
         };
         let mut tx = self.write_one().await?;
-        q.bind(id).execute(&mut *tx).await?;
-        tx.commit().await
+        let done = q
+            .bind(email.id)
+            .bind(EmailStatus::Sending)
+            .bind(email.attempts)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn list_emails(&self, status: Option<EmailStatus>, limit: u32) -> Result<Vec<EmailRow>> {
