@@ -593,3 +593,39 @@ fn one_owner_leads_housekeeping_until_its_hold_expires() {
         }
     });
 }
+
+#[test]
+fn free_text_with_a_nul_byte_is_recorded_not_refused() {
+    each_store(|store| async move {
+        // A NUL in a webhook body fails no batch (PostgreSQL stores U+FFFD).
+        let plain = delivery("plain", t0());
+        let odd = Delivery {
+            body: "{\"a\":\"x\u{0}y\"}".into(),
+            ..delivery("odd\u{0}key", t0())
+        };
+        let accepted = store.accept_deliveries(&[plain, odd]).await.unwrap();
+        assert!(
+            accepted.iter().all(|a| matches!(a, Accepted::Run { .. })),
+            "{accepted:?}"
+        );
+        let listed = store.list_deliveries(Some("hook"), None, 10).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed[0].body.starts_with("{\"a\":\"x"));
+        let (issue, _) = store
+            .open_issue(
+                None,
+                &IssueOpen {
+                    runbook: "job".into(),
+                    key: "nul".into(),
+                    title: "a\u{0}b".into(),
+                    severity: Severity::Low,
+                    details: Some("d\u{0}".into()),
+                    link: None,
+                    at: t0(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(issue.title.starts_with('a') && issue.title.ends_with('b'));
+    });
+}

@@ -119,7 +119,10 @@ impl Mailer {
             match self.store.finish_email(email, &attempt, Utc::now()).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::warn!(email.id = email.id, "this email's hold expired while it was being sent; another daemon may send it again")
+                    tracing::warn!(
+                        email.id = email.id,
+                        "this email's hold expired while it was being sent; another daemon may send it again"
+                    )
                 }
                 Err(e) => {
                     tracing::error!(email.id = email.id, error = %e, "could not record an email's delivery")

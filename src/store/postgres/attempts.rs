@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
-use super::rows::insert_logs_in;
+use super::rows::{capped, insert_logs_in};
 use super::{PostgresStore, is_active_conflict, run_row};
 use crate::store::*;
 
@@ -204,7 +204,7 @@ impl RunStore for PostgresStore {
         .bind(s.started_at)
         .bind(s.finished_at)
         .bind(s.output.as_ref().map(cap_json))
-        .bind(s.error.as_deref().map(cap_text))
+        .bind(s.error.as_deref().map(capped))
         .execute(&mut *tx)
         .await?;
         insert_logs_in(&mut tx, lines).await?;
@@ -234,7 +234,7 @@ impl RunStore for PostgresStore {
             "UPDATE attempts SET status = $1, error = $2, finished_at = $3 WHERE id = $4 AND status = $5",
         )
         .bind(status)
-        .bind(error.map(cap_text))
+        .bind(error.map(capped))
         .bind(at)
         .bind(lease.attempt)
         .bind(RunStatus::Running)
@@ -259,7 +259,7 @@ impl RunStore for PostgresStore {
         )
         .bind(end.status)
         .bind(end.output.as_ref().map(cap_json))
-        .bind(end.error.as_deref().map(cap_text))
+        .bind(end.error.as_deref().map(capped))
         .bind(end.at)
         .execute(&mut *tx)
         .await?;
@@ -344,7 +344,7 @@ pub(super) async fn end_run_in(
     )
     .bind(end.status)
     .bind(end.output.as_ref().map(cap_json))
-    .bind(end.error.as_deref().map(cap_text))
+    .bind(end.error.as_deref().map(capped))
     .bind(end.at)
     .bind(run)
     .bind(from)

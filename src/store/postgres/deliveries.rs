@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
+use super::rows::{opt_text, text};
 use super::{PostgresStore, runs};
 use crate::store::*;
 
@@ -83,13 +84,13 @@ async fn insert_delivery(
     .bind(&d.runbook)
     .bind(&d.trigger_key)
     .bind(d.received_at)
-    .bind(&d.dedup_key)
+    .bind(opt_text(&d.dedup_key))
     .bind(outcome)
     .bind(run)
     .bind(duplicate_of)
     .bind(d.headers.to_string())
-    .bind(&d.body)
-    .bind(detail)
+    .bind(text(&d.body))
+    .bind(detail.map(text))
     .fetch_one(&mut *tx)
     .await?)
 }
@@ -117,7 +118,7 @@ async fn dedup(
     )
     .bind(&d.runbook)
     .bind(&d.trigger_key)
-    .bind(key)
+    .bind(text(key))
     .bind(d.dedup_until)
     .bind(d.received_at)
     .fetch_optional(&mut *tx)
@@ -130,7 +131,7 @@ async fn dedup(
     )
     .bind(&d.runbook)
     .bind(&d.trigger_key)
-    .bind(key)
+    .bind(text(key))
     .fetch_one(&mut *tx)
     .await?;
     Ok(Some((row.try_get("delivery_id")?, row.try_get("run_id")?)))
@@ -167,7 +168,7 @@ async fn accept_one(tx: &mut PgConnection, d: &Delivery) -> Result<Accepted> {
         .bind(run.map(|r| r.0))
         .bind(&d.runbook)
         .bind(&d.trigger_key)
-        .bind(key)
+        .bind(text(key))
         .execute(&mut *tx)
         .await?;
     }

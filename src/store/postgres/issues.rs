@@ -9,6 +9,7 @@ use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
 use super::attempts::fence_opt;
+use super::rows::{opt_text, text};
 use crate::store::*;
 
 fn issue_row(r: &PgRow) -> Result<IssueRow> {
@@ -49,10 +50,10 @@ impl IssueStore for PostgresStore {
         )
         .bind(&i.key)
         .bind(&i.runbook)
-        .bind(&i.title)
+        .bind(text(&i.title))
         .bind(i.severity)
-        .bind(&i.details)
-        .bind(&i.link)
+        .bind(opt_text(&i.details))
+        .bind(opt_text(&i.link))
         .bind(i.at)
         .bind(IssueStatus::Open)
         .bind(IssueStatus::Resolved)
@@ -80,7 +81,7 @@ impl IssueStore for PostgresStore {
         )
         .bind(IssueStatus::Resolved)
         .bind(at)
-        .bind(note)
+        .bind(note.map(text))
         .bind(key)
         .bind(open)
         .bind(acked)

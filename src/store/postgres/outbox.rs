@@ -8,6 +8,7 @@ use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
 use super::attempts::fence_opt;
+use super::rows::{capped, opt_text, text};
 use crate::store::*;
 
 fn email_row(r: &PgRow) -> Result<EmailRow> {
@@ -62,9 +63,9 @@ impl OutboxStore for PostgresStore {
         .bind(e.run_id)
         .bind(&e.sender)
         .bind(serde_json::json!({"to": e.to, "cc": e.cc}).to_string())
-        .bind(&e.subject)
-        .bind(&e.text)
-        .bind(&e.html)
+        .bind(text(&e.subject))
+        .bind(opt_text(&e.text))
+        .bind(opt_text(&e.html))
         .bind(EmailStatus::Queued)
         .bind(e.at)
         .fetch_optional(&mut *tx)
@@ -126,13 +127,13 @@ impl OutboxStore for PostgresStore {
             )
             .bind(EmailStatus::Queued)
             .bind(*next)
-            .bind(cap_text(error)),
+            .bind(capped(error)),
             EmailAttempt::Failed { error } => sqlx::query(
                 "UPDATE outbox SET status = $1, last_error = $2, results = $3
              WHERE id = $4 AND status = $5 AND attempts = $6",
             )
             .bind(EmailStatus::Failed)
-            .bind(cap_text(error))
+            .bind(capped(error))
             .bind(serde_json::json!({"error": error}).to_string()),
         };
         let done = q

@@ -6,6 +6,27 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::store::*;
 
+/// Free text as PostgreSQL stores it: a text value cannot hold NUL, so each
+/// is replaced by U+FFFD (SQLite keeps it). Without this one stray byte in a
+/// webhook body would fail the whole batch it arrived in.
+pub(super) fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// [`cap_text`], then [`text`]: log lines and errors.
+pub(super) fn capped(s: &str) -> String {
+    text(&cap_text(s)).into_owned()
+}
+
+/// [`text`] of an optional value.
+pub(super) fn opt_text(s: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
+    s.as_deref().map(text)
+}
+
 pub(super) fn json_col(row: &PgRow, col: &str) -> Result<Option<serde_json::Value>> {
     let text: Option<String> = row.try_get(col)?;
     text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
@@ -45,7 +66,7 @@ pub(super) async fn insert_logs_in(tx: &mut PgConnection, lines: &[LogRow]) -> R
                 .push_bind(l.step.clone())
                 .push_bind(l.at)
                 .push_bind(l.level.clone())
-                .push_bind(cap_text(&l.message));
+                .push_bind(capped(&l.message));
         });
         q.build().execute(&mut *tx).await?;
     }
