@@ -629,3 +629,35 @@ fn free_text_with_a_nul_byte_is_recorded_not_refused() {
         assert!(issue.title.starts_with('a') && issue.title.ends_with('b'));
     });
 }
+
+#[test]
+fn only_an_interrupted_run_is_queued_again_even_when_its_runbook_is_taken() {
+    each_store(|store| async move {
+        let run = queued(store.as_ref(), "job").await;
+        started(store.as_ref(), run, "node-a", t0()).await;
+        // Still running: not queued again.
+        assert!(!store.requeue(run, Some("job")).await.unwrap());
+        store
+            .recover(t0() + secs(31), t0() + secs(31))
+            .await
+            .unwrap();
+        // Another run holds the runbook meanwhile: queued without its key.
+        let other = queued(store.as_ref(), "job").await;
+        assert!(store.claim(other, "job").await.unwrap());
+        assert!(store.requeue(run, Some("job")).await.unwrap());
+        assert_eq!(status_of(store.as_ref(), run).await, RunStatus::Queued);
+        // Asked to stop before it was interrupted: it stays interrupted.
+        let asked = queued(store.as_ref(), "solo").await;
+        started(store.as_ref(), asked, "node-a", t0()).await;
+        assert_eq!(store.request_cancel(None, asked).await.unwrap(), 1);
+        store
+            .recover(t0() + secs(31), t0() + secs(31))
+            .await
+            .unwrap();
+        assert!(!store.requeue(asked, None).await.unwrap());
+        assert_eq!(
+            status_of(store.as_ref(), asked).await,
+            RunStatus::Interrupted
+        );
+    });
+}

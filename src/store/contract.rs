@@ -98,7 +98,10 @@ pub trait RunStore: Send + Sync {
     /// End a run that is still queued (cancelled, or its runbook is gone);
     /// false when it is no longer queued.
     async fn end_queued(&self, run: RunId, end: &RunEnd) -> Result<bool>;
-    /// Put an interrupted run back in the queue.
+    /// Put an interrupted run back in the queue, holding its runbook's
+    /// `active_key` when given and free (otherwise it claims the runbook
+    /// later, like any queued run). False, and nothing changed, when the run
+    /// is not `interrupted`, or was asked to stop ([`RunStore::request_cancel`]).
     async fn requeue(&self, run: RunId, active_key: Option<&str>) -> Result<bool>;
     /// Runs whose latest attempt's lease expired by `expired_by` (their
     /// owner stopped) become `interrupted` at `at`, with that attempt;

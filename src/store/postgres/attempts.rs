@@ -278,15 +278,24 @@ impl RunStore for PostgresStore {
     }
 
     async fn requeue(&self, run: RunId, active_key: Option<&str>) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE runs SET status = $1, finished_at = NULL, error = NULL, active_key = $2 WHERE id = $3",
-        )
-        .bind(RunStatus::Queued)
-        .bind(active_key)
-        .bind(run)
-        .execute(&self.pool)
-        .await;
-        unless_active(done)
+        // With the runbook's key, then (when another run holds it) without.
+        for key in [active_key, None] {
+            let done = sqlx::query(
+                "UPDATE runs SET status = $1, finished_at = NULL, error = NULL, active_key = $2
+                 WHERE id = $3 AND status = $4 AND NOT cancel_requested",
+            )
+            .bind(RunStatus::Queued)
+            .bind(key)
+            .bind(run)
+            .bind(RunStatus::Interrupted)
+            .execute(&self.pool)
+            .await;
+            match done {
+                Err(e) if key.is_some() && is_active_conflict(&e) => continue,
+                done => return unless_active(done),
+            }
+        }
+        Ok(false)
     }
 
     async fn recover(&self, expired_by: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<RunRow>> {

@@ -269,16 +269,25 @@ impl RunStore for SqliteStore {
     }
 
     async fn requeue(&self, run: RunId, active_key: Option<&str>) -> Result<bool> {
-        let mut tx = self.write_one().await?;
-        let done = sqlx::query(
-            "UPDATE runs SET status = ?, finished_at = NULL, error = NULL, active_key = ? WHERE id = ?",
-        )
-        .bind(RunStatus::Queued)
-        .bind(active_key)
-        .bind(run)
-        .execute(&mut *tx)
-        .await;
-        keep_unless_active(tx, done).await
+        // With the runbook's key, then (when another run holds it) without.
+        for key in [active_key, None] {
+            let mut tx = self.write_one().await?;
+            let done = sqlx::query(
+                "UPDATE runs SET status = ?, finished_at = NULL, error = NULL, active_key = ?
+                 WHERE id = ? AND status = ? AND cancel_requested = 0",
+            )
+            .bind(RunStatus::Queued)
+            .bind(key)
+            .bind(run)
+            .bind(RunStatus::Interrupted)
+            .execute(&mut *tx)
+            .await;
+            match done {
+                Err(e) if key.is_some() && is_active_conflict(&e) => continue,
+                done => return keep_unless_active(tx, done).await,
+            }
+        }
+        Ok(false)
     }
 
     async fn recover(&self, expired_by: DateTime<Utc>, now: DateTime<Utc>) -> Result<Vec<RunRow>> {
