@@ -26,19 +26,14 @@ pub fn now() -> DateTime<Utc> {
 /// Measure the store's clock, when it has one that decides, and correct by
 /// it. A store that cannot answer leaves the last correction in place.
 pub async fn align(store: &dyn Store) {
-    let sent = Utc::now();
-    let server = match store.clock().await {
-        Ok(Some(t)) => t,
+    let offset = match store.clock_offset().await {
+        Ok(Some(offset)) => offset.num_milliseconds(),
         Ok(None) => return,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the database's clock");
             return;
         }
     };
-    let received = Utc::now();
-    // The server read its clock about halfway through the round trip.
-    let here = sent + (received - sent) / 2;
-    let offset = (server - here).num_milliseconds();
     let before = OFFSET_MS.swap(offset, Ordering::Relaxed);
     if (offset - before).abs() >= NOTEWORTHY_MS {
         tracing::info!(

@@ -227,7 +227,10 @@ fn a_daemon_paused_past_its_lease_writes_nothing_when_it_resumes() {
     let runs = b.wait_runs("daemon B finished the run", Duration::from_secs(90), |r| {
         r.iter().any(|r| r.status == RunStatus::Succeeded)
     });
-    // A wakes up; its call returns, and every write it tries is refused.
+    // A wakes up and its call returns. Whichever notices first, its
+    // heartbeat or its next write, finds the run no longer its own (the
+    // store's contract tests show each write is refused): A stops the run,
+    // and nothing of what it did after its lease expired is recorded.
     open.send(()).unwrap();
     a.signal("CONT");
     a.wait_for_line("this process no longer holds the run", LIMIT);

@@ -193,7 +193,11 @@ fn webhook_runs_use_the_settings_and_reload_rereads_them() {
     // Without the settings, the runbook is disabled again, as it ships.
     std::fs::write(d.path().join("runbookd.yaml"), "timezone: UTC\n").unwrap();
     send(client().post(format!("{}/api/v1/reload", daemon.url)));
-    assert_eq!(hook().status, 404);
+    assert_eq!(
+        hook().status,
+        401,
+        "a disabled runbook answers as an unknown path"
+    );
 }
 
 /// `runbookd test` pins the runbook as shipped: the deployment's settings do

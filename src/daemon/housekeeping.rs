@@ -17,7 +17,7 @@ use crate::store::Severity;
 async fn dead_man(p: &Parts, rb: &crate::runbook::Runbook, overdue: bool, announce: bool) {
     let key = format!("expect:{}", rb.name);
     let within = crate::duration::spec(rb.success_within.unwrap_or_default());
-    let now = Utc::now();
+    let now = crate::clock::now();
     if overdue {
         if announce {
             tracing::error!(runbook = %rb.name, within = %within, "no successful run within the expected time (expect.success_within)");
@@ -51,7 +51,7 @@ pub(super) async fn run(p: Arc<Parts>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut last_prune: Option<DateTime<Utc>> = None;
     let mut warned: HashMap<String, DateTime<Utc>> = HashMap::new();
-    let started = Utc::now();
+    let started = crate::clock::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -61,7 +61,7 @@ pub(super) async fn run(p: Arc<Parts>, stop: CancellationToken) {
         if !leads(&p).await {
             continue;
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         if last_prune.is_none_or(|t| now - t > TimeDelta::hours(6)) {
             last_prune = Some(now);
             prune(&p, now).await;
@@ -119,7 +119,7 @@ async fn dead_men(p: &Parts, started: DateTime<Utc>, warned: &mut HashMap<String
         Ok(last) => last,
         Err(e) => return tracing::error!(error = %e, "could not read the last runs"),
     };
-    let now = Utc::now();
+    let now = crate::clock::now();
     for (rb, within) in watched {
         let since = last
             .get(&rb.name)

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -71,7 +71,7 @@ fn runbook_json(
         last_success,
     }: crate::store::LastRun,
 ) -> serde_json::Value {
-    let next = next_fire(rb, Utc::now());
+    let next = next_fire(rb, crate::clock::now());
     serde_json::json!({
         "name": rb.name,
         "description": rb.description,
@@ -282,7 +282,7 @@ async fn cancel_run(
                 status: RunStatus::Cancelled,
                 output: None,
                 error: Some("cancelled before it started".into()),
-                at: Utc::now(),
+                at: crate::clock::now(),
             };
             if app.store.end_queued(id, &end).await? {
                 Ok(Json(serde_json::json!({ "run_id": id, "cancelled": true })))
@@ -373,7 +373,7 @@ async fn ack_issue(
     State(app): State<Arc<AppState>>,
     Path(key): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    if app.store.ack_issue(&key, Utc::now()).await? {
+    if app.store.ack_issue(&key, crate::clock::now()).await? {
         return Ok(Json(
             serde_json::json!({ "key": key, "status": "acknowledged" }),
         ));
@@ -389,7 +389,7 @@ async fn resolve_issue(
     let note = body.and_then(|b| b.0.note);
     if app
         .store
-        .resolve_issue(None, &key, note.as_deref(), Utc::now())
+        .resolve_issue(None, &key, note.as_deref(), crate::clock::now())
         .await?
     {
         return Ok(Json(

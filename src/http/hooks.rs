@@ -10,7 +10,6 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 
 use super::problem::Problem;
 use super::{AppState, auth};
@@ -101,8 +100,13 @@ pub async fn receive(
     let raw = read_body(&rb.name, &headers, body, app.max_body).await?;
     let kind = media_type(&headers);
     let secret = w.secret.as_deref().and_then(|n| app.secrets.get(n));
-    if let Err(reason) = auth::verify(w, secret.as_deref(), &headers, &raw, Utc::now().timestamp())
-    {
+    if let Err(reason) = auth::verify(
+        w,
+        secret.as_deref(),
+        &headers,
+        &raw,
+        crate::clock::now().timestamp(),
+    ) {
         count(&rb.name, "unauthorized");
         app.auth_failures.note(&rb.name, reason);
         return Err(Problem::unauthorized());
@@ -147,7 +151,7 @@ async fn commit(
         verdict,
         arrival.headers,
         arrival.raw,
-        Utc::now(),
+        crate::clock::now(),
     );
     let outcome = app.intake.accept(rb.clone(), d).await?;
     if let Some(detail) = rejected {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -90,7 +90,7 @@ impl Mailer {
         // Shared with other daemons, each taken email is held for 10 minutes:
         // take no more than can be sent within that at one SMTP timeout each.
         let batch = if self.store.sole_writer() { 50 } else { 5 };
-        let due = match self.store.take_due_emails(Utc::now(), batch).await {
+        let due = match self.store.take_due_emails(crate::clock::now(), batch).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "could not read the outbox");
@@ -116,7 +116,11 @@ impl Mailer {
                     tracing::error!(email.id = email.id, error = %error, "email failed")
                 }
             }
-            match self.store.finish_email(email, &attempt, Utc::now()).await {
+            match self
+                .store
+                .finish_email(email, &attempt, crate::clock::now())
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(
@@ -181,7 +185,7 @@ impl Mailer {
                 .min(Duration::from_secs(3600));
             EmailAttempt::Retry {
                 error,
-                at: Utc::now() + TimeDelta::from_std(wait).unwrap_or_default(),
+                at: crate::clock::now() + TimeDelta::from_std(wait).unwrap_or_default(),
             }
         };
         match sent {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use rhai::{Dynamic, Map};
 use tokio_util::sync::CancellationToken;
 
@@ -104,7 +103,7 @@ pub async fn run(
     let mut output = None;
     for (position, step) in rb.steps.iter().enumerate() {
         host.set_step(Some(&step.name));
-        let started = Utc::now();
+        let started = crate::clock::now();
         let clock = Instant::now();
         let step_deadline = step
             .timeout
@@ -125,7 +124,7 @@ pub async fn run(
                 ended.status
             },
             started_at: started,
-            finished_at: Utc::now(),
+            finished_at: crate::clock::now(),
             output: ended.json.clone(),
             error: ended.error.clone(),
         };

@@ -250,7 +250,7 @@ impl Dispatcher {
             status: RunStatus::Failed,
             output: None,
             error: Some(format!("runbook {} no longer exists", row.runbook)),
-            at: chrono::Utc::now(),
+            at: crate::clock::now(),
         };
         if let Err(e) = self.executor.store().end_queued(row.id, &end).await {
             tracing::error!(run.id = row.id, error = %e, "could not record an abandoned run");

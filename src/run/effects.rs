@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use tokio::sync::Notify;
 
 use super::host::RunHost;
@@ -252,7 +251,7 @@ pub fn email_send(host: &RunHost, message: serde_json::Value) -> Result<i64, Str
         subject: host.redactor.redact(&composed.subject),
         text: composed.text.as_deref().map(|t| host.redactor.redact(t)),
         html: composed.html.as_deref().map(|t| host.redactor.redact(t)),
-        at: Utc::now(),
+        at: crate::clock::now(),
     };
     if host.planned(format!(
         "email \"{}\" to {}",

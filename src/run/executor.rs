@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
 use chrono_tz::Tz;
 use tokio::sync::Semaphore;
 
@@ -250,7 +250,7 @@ impl Executor {
         let error = result.error.as_deref();
         keep(
             self.store
-                .finish_attempt(lease, result.status, error, Utc::now())
+                .finish_attempt(lease, result.status, error, crate::clock::now())
                 .await,
         );
         let next = lease.number + 1;
@@ -303,7 +303,7 @@ impl Executor {
             status: result.status,
             output: result.output.clone(),
             error: result.error.clone(),
-            at: Utc::now(),
+            at: crate::clock::now(),
         };
         let lines = host.take_pending();
         let mut wait = Duration::from_secs(1);

@@ -67,7 +67,7 @@ impl Clock {
 
     pub fn now(&self) -> DateTime<Utc> {
         match self.kind {
-            ClockKind::Real => Utc::now(),
+            ClockKind::Real => crate::clock::now(),
             ClockKind::From(start, at) => {
                 start + chrono::TimeDelta::from_std(at.elapsed()).unwrap_or_default()
             }
@@ -203,7 +203,7 @@ impl RunHost {
             run_id: self.run_id,
             attempt: self.attempt(),
             step: self.step.lock().expect("step lock").clone(),
-            at: Utc::now(),
+            at: crate::clock::now(),
             level: if n == MAX_LOG_LINES {
                 "warn".into()
             } else {
@@ -342,7 +342,8 @@ impl Host for RunHost {
         Self::check_key(key)?;
         self.store_call(
             "state::get",
-            self.store.state_get(&self.runbook, key, Utc::now()),
+            self.store
+                .state_get(&self.runbook, key, crate::clock::now()),
         )
     }
 
@@ -362,7 +363,7 @@ impl Host for RunHost {
                 "state value for \"{key}\" is {size} bytes; the limit is 1 MiB"
             ));
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         let expires = match ttl {
             None => None,
             Some(t) => Some(

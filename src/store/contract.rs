@@ -107,10 +107,11 @@ pub trait RunStore: Send + Sync {
     /// owner stopped) become `interrupted` at `at`, with that attempt;
     /// returns them as they were.
     async fn recover(&self, expired_by: DateTime<Utc>, at: DateTime<Utc>) -> Result<Vec<RunRow>>;
-    /// The database server's clock, when several processes share the store
-    /// and it decides due-ness and lease expiry; `None` when this process is
-    /// the only writer (its own clock decides).
-    async fn clock(&self) -> Result<Option<DateTime<Utc>>>;
+    /// How far the database server's clock is ahead of this host's, when
+    /// several processes share the store and the server's clock decides
+    /// due-ness and lease expiry; `None` when this process is the only
+    /// writer (its own clock decides).
+    async fn clock_offset(&self) -> Result<Option<chrono::TimeDelta>>;
     /// True when this process is the only one that can write (SQLite's file
     /// lock): every lease it does not hold is dead, whatever its expiry.
     fn sole_writer(&self) -> bool;

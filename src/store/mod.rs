@@ -79,10 +79,20 @@ impl From<sqlx::Error> for StoreError {
         if matches!(code.as_deref(), Some("40001" | "40P01")) {
             return StoreError::Contention(e.to_string());
         }
-        if matches!(
-            e,
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
-        ) {
+        // Class 08 (connection exception), 57P01-57P03 (the server is
+        // shutting down or starting), or no connection at all.
+        let server_gone = code
+            .as_deref()
+            .is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"));
+        if server_gone
+            || matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+            )
+        {
             return StoreError::Unreachable(e.to_string());
         }
         StoreError::from_database_text(e.to_string())
@@ -123,10 +133,6 @@ pub enum Access {
 /// the file cannot be opened or migrated, or (with [`Access::Exclusive`])
 /// when another process holds it.
 pub async fn open(url: &str, access: Access) -> Result<Arc<dyn Store>> {
-    let unsupported = |cause: &str| StoreError::Open {
-        path: url.into(),
-        cause: cause.into(),
-    };
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::open(url, access).await?)),
         Some("sqlite") | None => {
@@ -136,22 +142,40 @@ pub async fn open(url: &str, access: Access) -> Result<Arc<dyn Store>> {
             }
             Ok(Arc::new(SqliteStore::open(&path, access).await?))
         }
-        Some(other) => Err(unsupported(&format!(
-            "\"{other}://\" is not a database this build knows; use sqlite://FILE or postgres://USER@HOST/DB"
-        ))),
+        Some(other) => Err(StoreError::Open {
+            path: shown_url(url),
+            cause: format!(
+                "\"{other}://\" is not a database this build knows; use sqlite://FILE or postgres://USER@HOST/DB"
+            ),
+        }),
     }
 }
 
 /// A database URL as it may be shown (banner, messages): its password, if
 /// any, replaced by `***`.
 pub fn shown_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
     }
+    // `?password=` is another way to give it.
+    if u.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 /// The file a SQLite URL names: `sqlite://runbookd.db`, `sqlite:///abs.db`, `x.db`.
@@ -231,5 +255,18 @@ mod tests {
             sqlite_path("sqlite:///var/lib/r.db?mode=rwc"),
             std::path::PathBuf::from("/var/lib/r.db")
         );
+    }
+
+    #[test]
+    fn a_database_password_is_never_shown() {
+        assert_eq!(
+            shown_url("postgres://rb:s3cret@db:5432/rb?sslmode=require"),
+            "postgres://rb:***@db:5432/rb?sslmode=require"
+        );
+        assert_eq!(
+            shown_url("postgres://rb@db/rb?password=s3cret&sslmode=require"),
+            "postgres://rb@db/rb?password=***&sslmode=require"
+        );
+        assert_eq!(shown_url("sqlite://runbookd.db"), "sqlite://runbookd.db");
     }
 }

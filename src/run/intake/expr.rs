@@ -24,7 +24,7 @@ impl Host for ExprHost {
         tracing::debug!(level = level.as_str(), message, "webhook expression log");
     }
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        crate::clock::now()
     }
     fn timezone(&self) -> Tz {
         self.0

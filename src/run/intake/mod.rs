@@ -129,7 +129,7 @@ impl Intake {
                 path: rb.path.display().to_string(),
                 yaml: rb.version.yaml.clone(),
                 scripts: rb.version.scripts.clone(),
-                created_at: Utc::now(),
+                created_at: crate::clock::now(),
             })
             .await?;
         self.saved
@@ -151,7 +151,7 @@ impl Intake {
             &req.trigger,
             req.params.clone(),
             req.dry_run,
-            Utc::now(),
+            crate::clock::now(),
         );
         let (id, status) = self.store.insert_run(&run).await?;
         self.replaced(rb, id, status);

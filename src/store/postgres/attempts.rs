@@ -325,13 +325,25 @@ impl RunStore for PostgresStore {
         Ok(runs)
     }
 
-    async fn clock(&self) -> Result<Option<DateTime<Utc>>> {
-        // The time of the statement itself, not of its transaction.
-        Ok(Some(
-            sqlx::query_scalar("SELECT clock_timestamp()")
-                .fetch_one(&self.pool)
-                .await?,
-        ))
+    async fn clock_offset(&self) -> Result<Option<chrono::TimeDelta>> {
+        // Timed on a connection already in hand, so waiting for one does not
+        // count; the server read its clock about halfway through the round
+        // trip, and of three samples the shortest round trip is the surest.
+        let mut conn = self.pool.acquire().await?;
+        let mut best: Option<(chrono::TimeDelta, chrono::TimeDelta)> = None;
+        for _ in 0..3 {
+            let sent = Utc::now();
+            let server: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+                .fetch_one(&mut *conn)
+                .await?;
+            let received = Utc::now();
+            let round_trip = received - sent;
+            let offset = server - (sent + round_trip / 2);
+            if best.is_none_or(|(rt, _)| round_trip < rt) {
+                best = Some((round_trip, offset));
+            }
+        }
+        Ok(best.map(|(_, offset)| offset))
     }
 
     fn sole_writer(&self) -> bool {

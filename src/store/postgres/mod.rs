@@ -34,8 +34,6 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
 /// Whether an error is the one-active-run index refusing a write.
 pub(super) fn is_active_conflict(e: &sqlx::Error) -> bool {
     e.as_database_error()
@@ -56,7 +54,11 @@ impl PostgresStore {
             cause: masked(&e.to_string(), url),
         };
         let opts: PgConnectOptions = url.parse().map_err(|e| open_err(&e))?;
-        let opts = opts.application_name("runbookd");
+        // A daemon stopped inside a transaction (SIGSTOP, a frozen VM) must
+        // not hold its row locks for ever: the server ends its session.
+        let opts = opts
+            .application_name("runbookd")
+            .options([("idle_in_transaction_session_timeout", "15s")]);
         // One connection first: its error names the cause (refused, no such
         // database, authentication), where the pool would only time out.
         sqlx::Connection::close(
@@ -73,7 +75,11 @@ impl PostgresStore {
             .await
             .map_err(|e| open_err(&e))?;
         if access == Access::Exclusive {
-            MIGRATOR
+            // During a rolling upgrade a newer daemon may have applied
+            // migrations this one does not know: they only add, so it starts.
+            let mut migrator = sqlx::migrate!("migrations/postgres");
+            migrator.set_ignore_missing(true);
+            migrator
                 .run(&pool)
                 .await
                 .map_err(|e| StoreError::Migrate(masked(&e.to_string(), url)))?;

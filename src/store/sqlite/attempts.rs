@@ -320,7 +320,7 @@ impl RunStore for SqliteStore {
         rows.iter().map(run_row).collect()
     }
 
-    async fn clock(&self) -> Result<Option<DateTime<Utc>>> {
+    async fn clock_offset(&self) -> Result<Option<chrono::TimeDelta>> {
         Ok(None)
     }
 
