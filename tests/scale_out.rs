@@ -451,3 +451,132 @@ fn replace_stops_the_older_run_on_the_other_daemon() {
     assert!(new.started_at >= old.finished_at, "{old:?}\n{new:?}");
     a.wait_for_line("the run was asked to stop through another process", LIMIT);
 }
+
+/// A TCP proxy to the PostgreSQL server that the test can cut: while cut,
+/// every connection through it is closed at once.
+struct Cable {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Cable {
+    fn to(server: &str) -> Cable {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, open2, server) = (up.clone(), open.clone(), server.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(upstream) = std::net::TcpStream::connect(&server) else {
+                    continue;
+                };
+                let mut conns = open2.lock().unwrap();
+                conns.push(client.try_clone().unwrap());
+                conns.push(upstream.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Cable { port, up, open }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.open.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn mend(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn while_the_database_is_unreachable_webhooks_are_told_to_retry_and_then_accepted() {
+    let Some(db) = TestDb::create("while_the_database_is_unreachable") else {
+        return;
+    };
+    let d = Deployment::new();
+    d.runbook(
+        "hook.yaml",
+        "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: { auth: github, secret: HOOK_SECRET }\nconcurrency: allow\nrun: trigger.body.delivery\n",
+    );
+    let mut url = url::Url::parse(&db.url).unwrap();
+    let server = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let cable = Cable::to(&server);
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(cable.port)).unwrap();
+    let a = Daemon::start_on(&d, url.as_str(), &[("HOOK_SECRET", SECRET)]);
+    assert_eq!(post(&a, "before").status, 202);
+    cable.cut();
+    let refused = common::http::send_with_headers(
+        client()
+            .post(format!("{}/hooks/hook", a.url))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", "during")
+            .header(
+                "x-hub-signature-256",
+                format!(
+                    "sha256={}",
+                    hex_hmac(SECRET.as_bytes(), &[br#"{"delivery":"during"}"#])
+                ),
+            )
+            .body(r#"{"delivery":"during"}"#),
+    );
+    assert_eq!(
+        (
+            refused.0.status,
+            refused.1.as_deref(),
+            &refused.0.body["detail"]
+        ),
+        (
+            503,
+            Some("5"),
+            &serde_json::json!(
+                "the database cannot be reached; nothing was recorded; retry shortly"
+            )
+        ),
+        "{}\n{}",
+        refused.0.text,
+        a.text()
+    );
+    assert_eq!(
+        send(client().get(format!("{}/readyz", a.url))).status,
+        503,
+        "{}",
+        a.text()
+    );
+    // Back: the provider's retry is accepted, and both deliveries run once.
+    cable.mend();
+    let retried = post(&a, "during");
+    assert_eq!(retried.status, 202, "{}\n{}", retried.text, a.text());
+    assert_eq!(
+        send(client().get(format!("{}/readyz", a.url))).status,
+        200,
+        "{}",
+        a.text()
+    );
+    let runs = a.wait_runs("both ran", LIMIT, |r| {
+        r.len() == 2 && r.iter().all(|r| r.status == RunStatus::Succeeded)
+    });
+    let mut outputs: Vec<_> = runs.iter().map(|r| r.output.clone().unwrap()).collect();
+    outputs.sort_by_key(|o| o.to_string());
+    assert_eq!(
+        outputs,
+        vec![serde_json::json!("before"), serde_json::json!("during")]
+    );
+}

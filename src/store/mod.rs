@@ -80,7 +80,8 @@ impl From<sqlx::Error> for StoreError {
             return StoreError::Contention(e.to_string());
         }
         // Class 08 (connection exception), 57P01-57P03 (the server is
-        // shutting down or starting), or no connection at all.
+        // shutting down or starting), no connection at all, or one cut in
+        // the middle of the protocol (a proxy with no server behind it).
         let server_gone = code
             .as_deref()
             .is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"));
@@ -88,6 +89,7 @@ impl From<sqlx::Error> for StoreError {
             || matches!(
                 e,
                 sqlx::Error::Io(_)
+                    | sqlx::Error::Protocol(_)
                     | sqlx::Error::PoolTimedOut
                     | sqlx::Error::PoolClosed
                     | sqlx::Error::Tls(_)
