@@ -1,6 +1,7 @@
 //! The HTTP side of the daemon: webhooks, the `/api/v1` API, health and
 //! metrics. Runs are handed to the dispatcher; nothing here executes them.
 
+mod actions;
 mod api;
 mod auth;
 mod hooks;
