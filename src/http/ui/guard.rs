@@ -1,0 +1,366 @@
+//! Who may use the UI, and which form posts are honoured.
+//!
+//! The UI follows the API's rule: with no `api.token` configured (loopback
+//! only) it is open; with one, a person signs in by pasting the token once,
+//! and gets a session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` behind
+//! `X-Forwarded-Proto: https`) that ends after [`SESSION_TTL`] or at sign out.
+//! The token itself is never put in a page, a URL or the cookie.
+//!
+//! Every form post must come from a page of this origin (`Origin` and
+//! `Sec-Fetch-Site`, when the browser sends them) and carry the CSRF token of
+//! the session (a random value per session, or per process when the UI is
+//! open), compared in constant time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Form;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Page, PageError, Ui, view};
+use crate::http::problem::Problem;
+
+/// How long a sign-in lasts, whatever the activity.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// The most sessions kept at once; the oldest goes first.
+const MAX_SESSIONS: usize = 1000;
+/// The cookie holding the session id.
+pub const COOKIE: &str = "runbookd_session";
+/// The form field carrying the CSRF token.
+pub const CSRF_FIELD: &str = "csrf";
+/// The largest form body read to find the CSRF token.
+const MAX_FORM: usize = 64 * 1024;
+
+/// Who is looking at a page: the CSRF token its forms carry, and whether
+/// there is a session to sign out of.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Viewer {
+    pub csrf: String,
+    pub signed_in: bool,
+}
+
+struct Session {
+    expires: Instant,
+    csrf: String,
+}
+
+/// The sessions of signed-in people, keyed by the SHA-256 of their id (so a
+/// lookup's timing says nothing about the ids).
+pub struct Sessions {
+    live: Mutex<HashMap<[u8; 32], Session>>,
+    /// The CSRF token of every form when no API token is set.
+    open_csrf: String,
+}
+
+fn random_token() -> String {
+    // Two v4 UUIDs: 244 bits from the operating system's generator.
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn digest(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+impl Sessions {
+    pub fn new() -> Self {
+        Sessions {
+            live: Mutex::new(HashMap::new()),
+            open_csrf: random_token(),
+        }
+    }
+
+    /// Start a session; returns its id (for the cookie).
+    fn start(&self) -> String {
+        let id = random_token();
+        let now = Instant::now();
+        let mut live = self.live.lock().expect("sessions lock");
+        live.retain(|_, s| s.expires > now);
+        if live.len() >= MAX_SESSIONS
+            && let Some(oldest) = live.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k)
+        {
+            live.remove(&oldest);
+        }
+        live.insert(
+            digest(&id),
+            Session {
+                expires: now + SESSION_TTL,
+                csrf: random_token(),
+            },
+        );
+        id
+    }
+
+    /// The CSRF token of a live session.
+    fn csrf(&self, id: &str) -> Option<String> {
+        let live = self.live.lock().expect("sessions lock");
+        live.get(&digest(id))
+            .filter(|s| s.expires > Instant::now())
+            .map(|s| s.csrf.clone())
+    }
+
+    fn end(&self, id: &str) {
+        self.live.lock().expect("sessions lock").remove(&digest(id));
+    }
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Pages need a session when an API token is set: without one, a GET goes
+/// to the sign-in page and comes back after it; a post is refused.
+pub async fn require(State(ui): State<Arc<Ui>>, mut req: Request, next: Next) -> Response {
+    let viewer = if ui.app.api_token.is_none() {
+        Viewer {
+            csrf: ui.sessions.open_csrf.clone(),
+            signed_in: false,
+        }
+    } else {
+        match session_cookie(req.headers()).and_then(|id| ui.sessions.csrf(&id)) {
+            Some(csrf) => Viewer {
+                csrf,
+                signed_in: true,
+            },
+            None if req.method() == Method::GET => {
+                let here = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
+                return Redirect::to(&format!("/login?next={next}")).into_response();
+            }
+            None => return PageError(Problem::unauthorized()).into_response(),
+        }
+    };
+    req.extensions_mut().insert(viewer);
+    next.run(req).await
+}
+
+/// Whether a request's browser says it comes from a page of this origin.
+/// Clients that send neither header (scripts, old browsers) pass here and
+/// still need the CSRF token.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    if let Some(site) = get("sec-fetch-site")
+        && site != "same-origin"
+    {
+        return false;
+    }
+    match (get("origin"), get("host")) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        }
+        (Some(_), None) => false,
+    }
+}
+
+fn forbidden(why: &str) -> Response {
+    PageError(Problem::new(StatusCode::FORBIDDEN, "Forbidden", why)).into_response()
+}
+
+/// Form posts must come from this origin and carry the viewer's CSRF token.
+pub async fn check_post(req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    if !same_origin(req.headers()) {
+        return forbidden("this form was posted from another site; nothing was done");
+    }
+    let Some(expected) = req.extensions().get::<Viewer>().map(|v| v.csrf.clone()) else {
+        return forbidden("no session");
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+        return forbidden("the form is too large");
+    };
+    let given = form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        return forbidden(
+            "the form's CSRF token is missing or out of date; reload the page and try again",
+        );
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Where to go after signing in: a path of this site only.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.starts_with("/\\")
+                && !p.chars().any(char::is_control) =>
+        {
+            p.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+pub async fn login_page(State(ui): State<Arc<Ui>>, Query(q): Query<NextQuery>) -> Page {
+    let next = local_path(q.next.as_deref());
+    if ui.app.api_token.is_none() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    Ok(view::render(
+        "login.html",
+        minijinja::context! { next => next, failed => false },
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+pub async fn login(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Page {
+    let next = local_path(f.next.as_deref());
+    let Some(token) = &ui.app.api_token else {
+        return Ok(Redirect::to(&next).into_response());
+    };
+    if !same_origin(&headers) {
+        return Ok(forbidden(
+            "this form was posted from another site; nothing was done",
+        ));
+    }
+    if !bool::from(f.token.trim().as_bytes().ct_eq(token.as_bytes())) {
+        let mut resp = view::render(
+            "login.html",
+            minijinja::context! { next => next, failed => true },
+        );
+        *resp.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(resp);
+    }
+    let id = ui.sessions.start();
+    let secure = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        if secure { "; Secure" } else { "" }
+    );
+    let mut resp = Redirect::to(&next).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(Problem::internal)?,
+    );
+    Ok(resp)
+}
+
+pub async fn logout(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_cookie(&headers) {
+        ui.sessions.end(&id);
+    }
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+        ))
+        .expect("a fixed cookie"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_this_origin_may_post() {
+        let host = ("host", "127.0.0.1:8686");
+        assert!(same_origin(&headers(&[host])));
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "http://127.0.0.1:8686"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("origin", "http://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[host, ("origin", "null")])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
+    }
+
+    #[test]
+    fn sign_in_returns_to_local_paths_only() {
+        assert_eq!(
+            local_path(Some("/runs?status=failed")),
+            "/runs?status=failed"
+        );
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "x",
+            "/a\nb",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn sessions_end_and_are_unguessable() {
+        let s = Sessions::new();
+        let id = s.start();
+        assert_eq!(id.len(), 64);
+        let csrf = s.csrf(&id).expect("live");
+        assert_ne!(csrf, id);
+        assert!(s.csrf("0".repeat(64).as_str()).is_none());
+        s.end(&id);
+        assert!(s.csrf(&id).is_none());
+    }
+}
