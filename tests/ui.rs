@@ -375,3 +375,85 @@ fn pages_carry_strict_headers_and_the_api_keeps_its_token() {
         assert_eq!(posted.status().as_u16(), 401, "a post without a session");
     });
 }
+
+/// The hidden CSRF field of a page's first form.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+#[test]
+fn every_page_answers_with_its_data_escaped() {
+    let d = deployment();
+    let daemon = Daemon::start(&d, &[]);
+    let url = daemon.url.clone();
+    runtime().block_on(async {
+        let run = read(
+            client()
+                .post(format!("{url}/api/v1/runbooks/greet/runs?wait=true"))
+                .json(&serde_json::json!({ "params": { "who": HOSTILE, "raise": true } })),
+        )
+        .await;
+        assert_eq!(run.body["run"]["status"], "succeeded", "{}", run.text);
+        let hook = read(
+            client()
+                .post(format!("{url}/hooks/hook"))
+                .json(&serde_json::json!({ "note": HOSTILE })),
+        )
+        .await;
+        assert_eq!(hook.status, 202);
+        let escaped = "&lt;script&gt;window.pwned=1&lt;&#x2f;script&gt;&quot;&gt;&lt;img src=x onerror=&quot;window.pwned=2&quot;&gt;";
+        for (path, must_show) in [
+            ("/", "greet"),
+            ("/runbooks/greet", "Greets someone, and raises an issue when asked to."),
+            ("/runs", "/runs/1"),
+            ("/runs?runbook=greet&status=succeeded&trigger=manual", "/runs/1"),
+            ("/runs/1", escaped),
+            ("/issues", escaped),
+            ("/issues?status=all&severity=high", escaped),
+            ("/deliveries", "&quot;note&quot;"),
+            ("/emails", "No emails."),
+        ] {
+            let page = read(client().get(format!("{url}{path}"))).await;
+            assert_eq!(page.status, 200, "{path}: {}", page.text);
+            assert_eq!(page.content_type, "text/html; charset=utf-8", "{path}");
+            assert!(page.text.contains(must_show), "{path} lacks {must_show}:\n{}", page.text);
+            assert!(!page.text.contains("<script>window"), "{path} shows markup");
+            assert!(!page.text.contains("<img"), "{path} shows markup");
+        }
+        let webhook_runs = read(client().get(format!("{url}/runs?trigger=webhook"))).await;
+        assert!(webhook_runs.text.contains("href=\"/runs/2\""));
+        assert!(!webhook_runs.text.contains("href=\"/runs/1\""));
+
+        let missing = read(client().get(format!("{url}/runs/999"))).await;
+        assert_eq!(missing.status, 404);
+        assert!(missing.text.contains("<p class=\"problem\" id=\"problem\">there is no run 999</p>"));
+        let bogus = read(client().get(format!("{url}/runs?status=bogus"))).await;
+        assert_eq!(bogus.status, 400);
+
+        // Open (no token): forms still need the page's CSRF token.
+        let issues = read(client().get(format!("{url}/issues"))).await;
+        let csrf = csrf_of(&issues.text);
+        let no_redirect = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let ack = |token: &str| {
+            no_redirect
+                .post(format!("{url}/issues/ack"))
+                .form(&[("csrf", token), ("key", "greet")])
+                .send()
+        };
+        assert_eq!(ack("").await.unwrap().status().as_u16(), 403);
+        assert_eq!(ack("forged").await.unwrap().status().as_u16(), 403);
+        let done = ack(&csrf).await.unwrap();
+        assert_eq!(done.status().as_u16(), 303);
+        let again = ack(&csrf).await.unwrap();
+        assert_eq!(again.status().as_u16(), 409, "the API's refusal, as a page");
+        let text = again.text().await.unwrap();
+        assert!(text.contains("issue greet is acknowledged"), "{text}");
+    });
+}

@@ -52,7 +52,7 @@ pub async fn list(
             limit: 500,
         })
         .await?;
-    issues.sort_by(|a, b| (a.severity, a.first_seen).cmp(&(b.severity, b.first_seen)));
+    issues.sort_by_key(|i| (i.severity, i.first_seen));
     Ok(view::render(
         "issues.html",
         minijinja::context! {

@@ -12,7 +12,9 @@ function follow(live) {
       const fresh = doc.getElementById("live");
       if (!fresh) return;
       const current = document.getElementById("live");
-      current.replaceWith(document.importNode(fresh, true));
+      const next = document.importNode(fresh, true);
+      localize(next);
+      current.replaceWith(next);
       if (fresh.dataset.live) setTimeout(tick, every);
     } catch (e) {
       setTimeout(tick, every * 2);
@@ -20,7 +22,16 @@ function follow(live) {
   }, every);
 }
 
+// Times: the page says "3 min ago" with UTC on hover; add the viewer's own clock.
+function localize(root) {
+  for (const t of root.querySelectorAll("time[datetime]")) {
+    const local = new Date(t.dateTime).toLocaleString();
+    if (!t.title.includes(" / ")) t.title = t.title + " / " + local + " here";
+  }
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  localize(document);
   const live = document.getElementById("live");
   if (live && live.dataset.live) follow(live);
 });
