@@ -215,6 +215,11 @@ async fn hostile_webhook(daemon: &Daemon, b: &Browser) {
     b.screenshot("deliveries").await;
     b.click("#deliveries a[href^='/runs/']").await;
     b.wait_text("#status", "succeeded").await;
+    b.wait_text(
+        "#delivery",
+        "Made by webhook delivery #1, received just now.",
+    )
+    .await;
     assert_eq!(
         log_lines(b).await,
         [
@@ -433,6 +438,12 @@ fn every_page_answers_with_its_data_escaped() {
         assert!(missing.text.contains("<p class=\"problem\" id=\"problem\">there is no run 999</p>"));
         let bogus = read(client().get(format!("{url}/runs?status=bogus"))).await;
         assert_eq!(bogus.status, 400);
+        let since = read(client().get(format!("{url}/runs?since=2000-01-01"))).await;
+        assert!(since.text.contains("href=\"/runs/1\""), "{}", since.text);
+        let later = read(client().get(format!("{url}/runs?since=2999-01-01"))).await;
+        assert!(later.text.contains("<p id=\"no-runs\">No runs.</p>"), "{}", later.text);
+        let bad_day = read(client().get(format!("{url}/runs?since=yesterday"))).await;
+        assert_eq!(bad_day.status, 400);
 
         // Open (no token): forms still need the page's CSRF token.
         let issues = read(client().get(format!("{url}/issues"))).await;

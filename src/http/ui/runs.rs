@@ -16,7 +16,8 @@ use super::{Page, Ui, view};
 use crate::http::actions;
 use crate::http::problem::Problem;
 use crate::store::{
-    EmailRow, IssueFilter, IssueStatus, RunFilter, RunRow, RunStatus, StoredName, TriggerKind,
+    DeliveryRow, EmailRow, IssueFilter, IssueStatus, RunFilter, RunRow, RunStatus, StoredName,
+    TriggerKind,
 };
 use strum::VariantArray;
 
@@ -31,7 +32,22 @@ pub struct RunsQuery {
     runbook: Option<String>,
     status: Option<String>,
     trigger: Option<String>,
+    /// `YYYY-MM-DD`: runs created on or after that day (UTC).
+    since: Option<String>,
     cursor: Option<i64>,
+}
+
+fn since_day(given: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, Problem> {
+    given
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+                .map_err(|_| {
+                    Problem::bad_request(format!("since \"{s}\" is not a day (YYYY-MM-DD)"))
+                })
+        })
+        .transpose()
 }
 
 /// An empty select (`?status=`) means "any".
@@ -96,7 +112,7 @@ pub async fn list(
         runbook: runbook.clone(),
         status,
         before: q.cursor,
-        since: None,
+        since: since_day(q.since.as_deref())?,
         limit: PAGE,
     };
     let (runs, next) = page_of_runs(&ui, filter, trigger).await?;
@@ -119,6 +135,7 @@ pub async fn list(
             runbook => Serde(runbook.unwrap_or_default()),
             status => status.map(|s| s.as_str()).unwrap_or_default(),
             trigger => trigger.map(|t| t.as_str()).unwrap_or_default(),
+            since => q.since.unwrap_or_default(),
         },
     ))
 }
@@ -131,6 +148,20 @@ async fn emails_of(ui: &Ui, run: &RunRow) -> Result<Vec<EmailRow>, Problem> {
         .into_iter()
         .filter(|e| e.run_id == Some(run.id))
         .collect())
+}
+
+/// The webhook delivery that made a run (searched among its runbook's
+/// latest deliveries).
+async fn delivery_of(ui: &Ui, run: &RunRow) -> Result<Option<DeliveryRow>, Problem> {
+    if run.trigger_kind != TriggerKind::Webhook {
+        return Ok(None);
+    }
+    let recent = ui
+        .app
+        .store
+        .list_deliveries(Some(&run.runbook), None, 500)
+        .await?;
+    Ok(recent.into_iter().find(|d| d.run_id == Some(run.id)))
 }
 
 pub async fn detail(
@@ -153,6 +184,7 @@ pub async fn detail(
         })
         .await?;
     let emails = emails_of(&ui, &d.run).await?;
+    let delivery = delivery_of(&ui, &d.run).await?;
     let active = d.run.status.is_active();
     let trigger = (!d.run.trigger_data.as_object().is_none_or(|m| m.is_empty()))
         .then(|| serde_json::to_string_pretty(&d.run.trigger_data).unwrap_or_default());
@@ -161,7 +193,7 @@ pub async fn detail(
         minijinja::context! {
             nav => "runs", viewer => Serde(viewer), run => Serde(d.run), attempts => Serde(d.attempts),
             steps => Serde(d.steps), logs => Serde(d.logs), version => Serde(version), active => Serde(active),
-            trigger_data => Serde(trigger), issues => Serde(issues), emails => Serde(emails),
+            trigger_data => Serde(trigger), issues => Serde(issues), emails => Serde(emails), delivery => Serde(delivery),
         },
     ))
 }
