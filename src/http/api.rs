@@ -19,7 +19,7 @@ use super::actions::{self, find};
 use super::problem::Problem;
 use crate::run::bind_json_params;
 use crate::runbook::Runbook;
-use crate::schedule::slots::next_fire;
+use crate::schedule::summary::RunbookSummary;
 use crate::store::{IssueStatus, RunFilter, RunStatus, Severity, StoredName};
 use strum::VariantArray;
 
@@ -65,24 +65,20 @@ async fn require_token(State(app): State<Arc<AppState>>, req: Request, next: Nex
     next.run(req).await
 }
 
-fn runbook_json(
-    rb: &Runbook,
-    crate::store::LastRun {
-        run: last,
-        last_success,
-    }: crate::store::LastRun,
-) -> serde_json::Value {
-    let next = next_fire(rb, Utc::now());
+fn runbook_json(rb: &Runbook, last: crate::store::LastRun) -> serde_json::Value {
+    let s = RunbookSummary::new(rb, last, Utc::now());
     serde_json::json!({
-        "name": rb.name,
-        "description": rb.description,
-        "enabled": rb.enabled,
-        "triggers": rb.triggers.iter().map(|t| t.describe()).collect::<Vec<_>>(),
+        "name": s.name,
+        "description": s.description,
+        "enabled": s.enabled,
+        "triggers": s.triggers,
         "params": rb.params.iter().map(|p| serde_json::json!({"name": p.name, "type": p.kind.as_str(), "default": p.default, "required": p.required, "description": p.description})).collect::<Vec<_>>(),
         "version": rb.version.hash,
-        "next_fire": next,
-        "last_run": last.map(|r| serde_json::json!({"id": r.id, "status": r.status, "finished_at": r.finished_at, "error": r.error})),
-        "last_success": last_success,
+        "next_fire": s.next_fire,
+        "last_run": s.last.map(|r| serde_json::json!({"id": r.id, "status": r.status, "finished_at": r.finished_at, "error": r.error})),
+        "last_success": s.last_success,
+        "health": s.health,
+        "health_note": s.health_note,
     })
 }
 

@@ -16,69 +16,10 @@ use super::guard::Viewer;
 use super::{Page, Ui, view};
 use crate::http::actions;
 use crate::http::problem::Problem;
-use crate::runbook::{Runbook, Trigger};
-use crate::schedule::slots::{Schedule, next_fire, upcoming};
-use crate::store::{LastRun, RunFilter, RunStatus, RunSummary};
-
-/// A runbook as the overview lists it: what it is, when it fires next, how
-/// its last run went and whether it is healthy.
-#[derive(Serialize)]
-struct RunbookRow {
-    name: String,
-    description: Option<String>,
-    enabled: bool,
-    triggers: Vec<String>,
-    next_fire: Option<DateTime<Utc>>,
-    last: Option<RunSummary>,
-    last_success: Option<DateTime<Utc>>,
-    /// `ok`, `failing`, `overdue`, `disabled` or `never ran`.
-    health: &'static str,
-    /// Why, when it is not plainly ok.
-    health_note: Option<String>,
-}
-
-impl RunbookRow {
-    fn new(rb: &Runbook, last: LastRun, now: DateTime<Utc>) -> Self {
-        let (health, health_note) = health(rb, &last, now);
-        RunbookRow {
-            name: rb.name.clone(),
-            description: rb.description.clone(),
-            enabled: rb.enabled,
-            triggers: rb.triggers.iter().map(Trigger::describe).collect(),
-            next_fire: rb.enabled.then(|| next_fire(rb, now)).flatten(),
-            last: last.run,
-            last_success: last.last_success,
-            health,
-            health_note,
-        }
-    }
-}
-
-/// Health as the overview shows it: disabled, never ran, overdue per the
-/// runbook's `expect: success_within` (as the daemon's dead-man check and
-/// `runbookd runbooks` judge it), failing when its last run failed, else ok.
-fn health(rb: &Runbook, last: &LastRun, now: DateTime<Utc>) -> (&'static str, Option<String>) {
-    if !rb.enabled {
-        return ("disabled", None);
-    }
-    let Some(run) = &last.run else {
-        return ("never ran", None);
-    };
-    let overdue = rb
-        .success_within
-        .and_then(|w| chrono::TimeDelta::from_std(w).ok())
-        .is_some_and(|w| last.last_success.is_none_or(|ok| now - ok > w));
-    if overdue {
-        let within = crate::duration::spec(rb.success_within.unwrap_or_default());
-        return ("overdue", Some(format!("no success in {within}")));
-    }
-    match run.status {
-        RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted => {
-            ("failing", run.error.clone())
-        }
-        _ => ("ok", None),
-    }
-}
+use crate::runbook::Trigger;
+use crate::schedule::slots::{Schedule, upcoming};
+use crate::schedule::summary::RunbookSummary;
+use crate::store::RunFilter;
 
 pub async fn page(State(ui): State<Arc<Ui>>, Extension(viewer): Extension<Viewer>) -> Page {
     let app = &ui.app;
@@ -90,9 +31,9 @@ pub async fn page(State(ui): State<Arc<Ui>>, Extension(viewer): Extension<Viewer
     let names: Vec<String> = all.iter().map(|rb| rb.name.clone()).collect();
     let mut last = app.store.last_runs(&names).await?;
     let now = Utc::now();
-    let mut rows: Vec<RunbookRow> = all
+    let mut rows: Vec<RunbookSummary> = all
         .iter()
-        .map(|rb| RunbookRow::new(rb, last.remove(&rb.name).unwrap_or_default(), now))
+        .map(|rb| RunbookSummary::new(rb, last.remove(&rb.name).unwrap_or_default(), now))
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     let issues: Vec<(String, i64)> = app
@@ -197,7 +138,7 @@ pub async fn runbook(
         "runbook.html",
         minijinja::context! {
             nav => "overview", viewer => Serde(viewer),
-            runbook => Serde(RunbookRow::new(&rb, last, now)),
+            runbook => Serde(RunbookSummary::new(&rb, last, now)),
             path => rb.path.display().to_string(),
             version => Serde(rb.version.hash.clone()),
             triggers => Serde(rb.triggers.iter().map(|t| trigger_view(t, now)).collect::<Vec<_>>()),
