@@ -466,5 +466,42 @@ fn every_page_answers_with_its_data_escaped() {
         assert_eq!(again.status().as_u16(), 409, "the API's refusal, as a page");
         let text = again.text().await.unwrap();
         assert!(text.contains("issue greet is acknowledged"), "{text}");
+
+        // An edited runbook: its page lists both versions, and shows what changed.
+        let v1 = read(client().get(format!("{url}/api/v1/runs/1"))).await.body["run"]
+            ["version_hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let yaml = std::fs::read_to_string(d.runbooks().join("greet.yaml")).unwrap();
+        std::fs::write(
+            d.runbooks().join("greet.yaml"),
+            yaml.replace("Greets someone,", "Greets anyone,"),
+        )
+        .unwrap();
+        read(client().post(format!("{url}/api/v1/reload"))).await;
+        let rerun = read(
+            client()
+                .post(format!("{url}/api/v1/runbooks/greet/runs?wait=true"))
+                .json(&serde_json::json!({})),
+        )
+        .await;
+        let v2 = rerun.body["run"]["version_hash"].as_str().unwrap().to_string();
+        assert_ne!(v1, v2);
+        let page = read(client().get(format!("{url}/runbooks/greet"))).await;
+        assert!(page.text.contains("id=\"versions\""), "{}", page.text);
+        let diff = read(client().get(format!(
+            "{url}/runbooks/greet/diff?from={v1}&to={v2}"
+        )))
+        .await;
+        assert_eq!(diff.status, 200, "{}", diff.text);
+        assert!(diff.text.contains(
+            "<span class=\"d-del\">-description: Greets someone, and raises an issue when asked to.</span>\n<span class=\"d-add\">+description: Greets anyone, and raises an issue when asked to.</span>"
+        ), "{}", diff.text);
+        let foreign = read(client().get(format!(
+            "{url}/runbooks/hook/diff?from={v1}&to={v2}"
+        )))
+        .await;
+        assert_eq!(foreign.status, 404, "a version of another runbook");
     });
 }

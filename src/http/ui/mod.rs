@@ -8,6 +8,7 @@
 //!   stylesheet and script.
 //! - [`overview`]: the overview and a runbook's page with its "Run now" form.
 //! - [`runs`]: the runs list and a run in full, with cancel.
+//! - [`versions`]: the versions of a runbook that ran, and a diff of two.
 //! - [`issues`]: issues by status, acknowledge and resolve.
 //! - [`intake`]: webhook deliveries and the email outbox.
 //!
@@ -19,6 +20,7 @@ mod intake;
 mod issues;
 mod overview;
 mod runs;
+mod versions;
 mod view;
 
 use std::sync::Arc;
@@ -53,6 +55,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/", get(overview::page))
         .route("/runbooks/{name}", get(overview::runbook))
         .route("/runbooks/{name}/run", post(overview::run_now))
+        .route("/runbooks/{name}/diff", get(versions::diff))
         .route("/runs", get(runs::list))
         .route("/runs/{id}", get(runs::detail))
         .route("/runs/{id}/cancel", post(runs::cancel))

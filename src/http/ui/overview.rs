@@ -143,6 +143,7 @@ pub async fn runbook(
             version => Serde(rb.version.hash.clone()),
             triggers => Serde(rb.triggers.iter().map(|t| trigger_view(t, now)).collect::<Vec<_>>()),
             params => Serde(params), runs => Serde(runs),
+            versions => Serde(super::versions::versions_of(&ui, &rb.name).await?),
         },
     ))
 }

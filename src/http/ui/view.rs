@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("issues.html", include_str!("templates/issues.html")),
     ("deliveries.html", include_str!("templates/deliveries.html")),
     ("emails.html", include_str!("templates/emails.html")),
+    ("diff.html", include_str!("templates/diff.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
