@@ -436,6 +436,13 @@ fn every_page_answers_with_its_data_escaped() {
         let missing = read(client().get(format!("{url}/runs/999"))).await;
         assert_eq!(missing.status, 404);
         assert!(missing.text.contains("<p class=\"problem\" id=\"problem\">there is no run 999</p>"));
+        let rebound = read(
+            client()
+                .get(format!("{url}/issues"))
+                .header("host", "evil.example:8686"),
+        )
+        .await;
+        assert_eq!(rebound.status, 403, "another name for 127.0.0.1");
         let bogus = read(client().get(format!("{url}/runs?status=bogus"))).await;
         assert_eq!(bogus.status, 400);
         let since = read(client().get(format!("{url}/runs?since=2000-01-01"))).await;

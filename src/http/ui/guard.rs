@@ -130,6 +130,12 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// to the sign-in page and comes back after it; a post is refused.
 pub async fn require(State(ui): State<Arc<Ui>>, mut req: Request, next: Next) -> Response {
     let viewer = if ui.app.api_token.is_none() {
+        if !loopback_host(&req) {
+            return forbidden(
+                "without an API token this UI answers only to loopback names \
+                 (localhost, 127.0.0.1, [::1]); set api.token to open it under another name",
+            );
+        }
         Viewer {
             csrf: ui.sessions.open_csrf.clone(),
             signed_in: false,
@@ -154,6 +160,31 @@ pub async fn require(State(ui): State<Arc<Ui>>, mut req: Request, next: Next) ->
     };
     req.extensions_mut().insert(viewer);
     next.run(req).await
+}
+
+/// Whether the request names this host by a loopback name. An open UI (no
+/// token, so listening on loopback) refuses other names: a page of another
+/// site whose name was pointed at 127.0.0.1 (DNS rebinding) reads nothing
+/// and posts nothing. Requests without a host (HTTP/1.0 scripts) pass.
+fn loopback_host(req: &Request) -> bool {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let Some(host) = host else {
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether a request's browser says it comes from a page of this origin.
@@ -332,6 +363,34 @@ mod tests {
             host,
             ("sec-fetch-site", "same-site")
         ])));
+    }
+
+    #[test]
+    fn an_open_ui_answers_to_loopback_names_only() {
+        let with_host = |h: &str| {
+            Request::builder()
+                .uri("/")
+                .header("host", h)
+                .body(Body::empty())
+                .unwrap()
+        };
+        for ok in [
+            "127.0.0.1:8686",
+            "localhost:8686",
+            "[::1]:8686",
+            "LOCALHOST",
+            "app.localhost:1",
+        ] {
+            assert!(loopback_host(&with_host(ok)), "{ok}");
+        }
+        for bad in [
+            "evil.example:8686",
+            "10.0.0.1:8686",
+            "[2001:db8::1]:8686",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!loopback_host(&with_host(bad)), "{bad}");
+        }
     }
 
     #[test]
