@@ -11,9 +11,7 @@
 //! the session (a random value per session, or per process when the UI is
 //! open), compared in constant time.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::Form;
 use axum::body::Body;
@@ -22,16 +20,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::session::SESSION_TTL;
 use super::{Page, PageError, Ui, view};
 use crate::http::problem::Problem;
 
-/// How long a sign-in lasts, whatever the activity.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// The most sessions kept at once; the oldest goes first.
-const MAX_SESSIONS: usize = 1000;
 /// The cookie holding the session id.
 pub const COOKIE: &str = "runbookd_session";
 /// The form field carrying the CSRF token.
@@ -45,74 +39,6 @@ const MAX_FORM: usize = 64 * 1024;
 pub struct Viewer {
     pub csrf: String,
     pub signed_in: bool,
-}
-
-struct Session {
-    expires: Instant,
-    csrf: String,
-}
-
-/// The sessions of signed-in people, keyed by the SHA-256 of their id (so a
-/// lookup's timing says nothing about the ids).
-pub struct Sessions {
-    live: Mutex<HashMap<[u8; 32], Session>>,
-    /// The CSRF token of every form when no API token is set.
-    open_csrf: String,
-}
-
-fn random_token() -> String {
-    // Two v4 UUIDs: 244 bits from the operating system's generator.
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
-fn digest(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
-}
-
-impl Sessions {
-    pub fn new() -> Self {
-        Sessions {
-            live: Mutex::new(HashMap::new()),
-            open_csrf: random_token(),
-        }
-    }
-
-    /// Start a session; returns its id (for the cookie).
-    fn start(&self) -> String {
-        let id = random_token();
-        let now = Instant::now();
-        let mut live = self.live.lock().expect("sessions lock");
-        live.retain(|_, s| s.expires > now);
-        if live.len() >= MAX_SESSIONS
-            && let Some(oldest) = live.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k)
-        {
-            live.remove(&oldest);
-        }
-        live.insert(
-            digest(&id),
-            Session {
-                expires: now + SESSION_TTL,
-                csrf: random_token(),
-            },
-        );
-        id
-    }
-
-    /// The CSRF token of a live session.
-    fn csrf(&self, id: &str) -> Option<String> {
-        let live = self.live.lock().expect("sessions lock");
-        live.get(&digest(id))
-            .filter(|s| s.expires > Instant::now())
-            .map(|s| s.csrf.clone())
-    }
-
-    fn end(&self, id: &str) {
-        self.live.lock().expect("sessions lock").remove(&digest(id));
-    }
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
@@ -409,17 +335,5 @@ mod tests {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(local_path(None), "/");
-    }
-
-    #[test]
-    fn sessions_end_and_are_unguessable() {
-        let s = Sessions::new();
-        let id = s.start();
-        assert_eq!(id.len(), 64);
-        let csrf = s.csrf(&id).expect("live");
-        assert_ne!(csrf, id);
-        assert!(s.csrf("0".repeat(64).as_str()).is_none());
-        s.end(&id);
-        assert!(s.csrf(&id).is_none());
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`guard`]: who may see the pages (the API token, exchanged for a session
 //!   cookie) and the CSRF check every form post passes.
+//! - [`session`]: the sessions of signed-in people, in memory.
 //! - [`view`]: the templates (compiled into the binary), their filters, the
 //!   stylesheet and script.
 //! - [`overview`]: the overview and a runbook's page with its "Run now" form.
@@ -20,6 +21,7 @@ mod intake;
 mod issues;
 mod overview;
 mod runs;
+mod session;
 mod versions;
 mod view;
 
@@ -41,7 +43,7 @@ pub struct Ui {
     pub app: Arc<AppState>,
     /// When this process started serving, for the overview's uptime.
     pub started: Instant,
-    pub sessions: guard::Sessions,
+    pub sessions: session::Sessions,
 }
 
 /// The UI's routes, with their own state, ready to merge into the daemon's router.
@@ -49,7 +51,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
     let ui = Arc::new(Ui {
         app,
         started: Instant::now(),
-        sessions: guard::Sessions::new(),
+        sessions: session::Sessions::new(),
     });
     let pages = Router::new()
         .route("/", get(overview::page))
