@@ -53,6 +53,10 @@ run: |
   trigger.body
 "#,
     );
+    d.runbook(
+        "slow.yaml",
+        "description: Works until it is stopped.\nconcurrency: allow\nrun: |\n  let end = now() + duration(\"20s\");\n  while now() < end { state::get(\"x\"); }\n",
+    );
     d
 }
 
@@ -108,11 +112,11 @@ async fn open_ui_walk(daemon: &Daemon, b: &Browser) {
     b.wait_text("h1", "Overview").await;
     assert_eq!(
         b.texts("#runbooks tbody td:first-child > a").await,
-        ["greet", "hook"]
+        ["greet", "hook", "slow"]
     );
     assert_eq!(
         b.texts("#runbooks .health").await,
-        ["never ran", "never ran"]
+        ["never ran", "never ran", "never ran"]
     );
     b.screenshot("overview").await;
 
@@ -233,6 +237,30 @@ async fn hostile_webhook(daemon: &Daemon, b: &Browser) {
     nothing_ran(b).await;
 }
 
+/// A running run: its page follows it without a reload, and its Cancel
+/// button stops it.
+async fn watch_and_cancel(daemon: &Daemon, b: &Browser) {
+    let url = &daemon.url;
+    for how in ["the page's button", "the API, while the page watches"] {
+        b.goto(&format!("{url}/runbooks/slow")).await;
+        b.click("#run-now button[type=submit]").await;
+        b.wait_text("#status", "running").await;
+        if how == "the page's button" {
+            b.screenshot("run-running").await;
+            b.click("#cancel button").await;
+        } else {
+            let id = b.client.current_url().await.unwrap().path()["/runs/".len()..].to_string();
+            let r = read(client().post(format!("{url}/api/v1/runs/{id}/cancel"))).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        b.wait_text("#status", "cancelled").await;
+        assert!(
+            b.texts("#cancel").await.is_empty(),
+            "{how}: no Cancel once it ended"
+        );
+    }
+}
+
 #[test]
 fn a_person_runs_a_runbook_watches_it_and_handles_what_it_raised() {
     let d = deployment();
@@ -241,6 +269,7 @@ fn a_person_runs_a_runbook_watches_it_and_handles_what_it_raised() {
         let b = Browser::start().await;
         open_ui_walk(&daemon, &b).await;
         hostile_webhook(&daemon, &b).await;
+        watch_and_cancel(&daemon, &b).await;
         b.goto(&format!("{}/emails", daemon.url)).await;
         b.wait_text("#no-emails", "No emails.").await;
         b.goto(&format!("{}/runs?runbook=greet", daemon.url)).await;
