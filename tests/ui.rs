@@ -272,6 +272,7 @@ fn a_person_runs_a_runbook_watches_it_and_handles_what_it_raised() {
         watch_and_cancel(&daemon, &b).await;
         b.goto(&format!("{}/emails", daemon.url)).await;
         b.wait_text("#no-emails", "No emails.").await;
+        b.screenshot("emails").await;
         b.goto(&format!("{}/runs?runbook=greet", daemon.url)).await;
         assert_eq!(b.texts("#runs tbody td:first-child").await, ["2", "1"]);
         b.screenshot("runs").await;
