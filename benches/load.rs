@@ -2,8 +2,8 @@
 //! driven over loopback, measured, and checked for correctness. Prints a table
 //! and writes `target/bench/results.json`. Every scenario is bounded in time.
 //!
-//! Scenarios: webhook, webhook-latency, runs, schedule, footprint, history;
-//! and on PostgreSQL (`RUNBOOKD_TEST_POSTGRES_URL`, default the local
+//! Scenarios: webhook, webhook-latency, runs, schedule, footprint, history,
+//! ui; and on PostgreSQL (`RUNBOOKD_TEST_POSTGRES_URL`, default the local
 //! server), with one and with two daemons: pg-webhook, pg-runs.
 
 #[path = "load/pg.rs"]
@@ -419,7 +419,9 @@ async fn footprint() -> Value {
 }
 
 /// The API over 1,000,000 recorded runs and 1,000 runbooks.
-async fn history() -> Value {
+/// A daemon over 1,000 runbooks and 1,000,000 runs (one a second over the
+/// last 12 days, every 17th failed), seeded through its own schema.
+async fn seeded_history() -> (tempfile::TempDir, Daemon) {
     let rbs: Vec<(String, String)> = (0..1000)
         .map(|i| (format!("rb-{i}"), "run: '1'\n".to_string()))
         .collect();
@@ -446,28 +448,19 @@ async fn history() -> Value {
         pool.close().await;
     }
     let daemon = start(d.path(), 8);
+    (d, daemon)
+}
+
+/// p50 and p99 of `rounds` sequential GETs of each path.
+async fn latencies(
+    daemon: &Daemon,
+    paths: &[(&str, &str, usize)],
+) -> serde_json::Map<String, Value> {
     let client = reqwest::Client::new();
     let mut out = serde_json::Map::new();
-    for (label, path) in [
-        ("latest_50", "/api/v1/runs?limit=50".to_string()),
-        (
-            "per_runbook",
-            "/api/v1/runs?runbook=rb-7&limit=50".to_string(),
-        ),
-        (
-            "failed_only",
-            "/api/v1/runs?status=failed&limit=50".to_string(),
-        ),
-        (
-            "next_page",
-            "/api/v1/runs?limit=50&cursor=500000".to_string(),
-        ),
-        ("by_id", "/api/v1/runs/424242".to_string()),
-        ("runbooks_list", "/api/v1/runbooks".to_string()),
-    ] {
+    for (label, path, rounds) in paths {
         let mut lat = Vec::new();
-        let rounds = if label == "runbooks_list" { 100 } else { 200 };
-        for _ in 0..rounds {
+        for _ in 0..*rounds {
             let t = Instant::now();
             let r = client
                 .get(format!("{}{path}", daemon.url))
@@ -480,10 +473,27 @@ async fn history() -> Value {
         }
         lat.sort_by(f64::total_cmp);
         out.insert(
-            label.into(),
+            label.to_string(),
             json!({"p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99)}),
         );
     }
+    out
+}
+
+async fn history() -> Value {
+    let (d, daemon) = seeded_history().await;
+    let mut out = latencies(
+        &daemon,
+        &[
+            ("latest_50", "/api/v1/runs?limit=50", 200),
+            ("per_runbook", "/api/v1/runs?runbook=rb-7&limit=50", 200),
+            ("failed_only", "/api/v1/runs?status=failed&limit=50", 200),
+            ("next_page", "/api/v1/runs?limit=50&cursor=500000", 200),
+            ("by_id", "/api/v1/runs/424242", 200),
+            ("runbooks_list", "/api/v1/runbooks", 100),
+        ],
+    )
+    .await;
     // What was measured is still there (nothing pruned meanwhile).
     let pool = sqlx::SqlitePool::connect(&format!(
         "sqlite://{}?mode=ro",
@@ -496,6 +506,28 @@ async fn history() -> Value {
         .await
         .unwrap();
     out.insert("runs".into(), json!(kept));
+    Value::Object(out)
+}
+
+/// The web UI's pages over the same history: the overview of 1,000
+/// runbooks, the runs page and its filters, a run, a runbook.
+async fn ui() -> Value {
+    let (_d, daemon) = seeded_history().await;
+    let out = latencies(
+        &daemon,
+        &[
+            ("overview", "/", 100),
+            ("runs", "/runs", 200),
+            ("runs_per_runbook", "/runs?runbook=rb-7", 200),
+            ("runs_failed", "/runs?status=failed", 200),
+            ("runs_older", "/runs?cursor=500000", 200),
+            // No webhook runs: the trigger filter reads its whole bound.
+            ("runs_by_trigger_worst", "/runs?trigger=webhook", 50),
+            ("run", "/runs/424242", 200),
+            ("runbook", "/runbooks/rb-7", 200),
+        ],
+    )
+    .await;
     Value::Object(out)
 }
 
@@ -513,6 +545,7 @@ async fn main() {
         "schedule",
         "footprint",
         "history",
+        "ui",
         "pg-webhook",
         "pg-runs",
     ];
@@ -529,9 +562,10 @@ async fn main() {
             "runs" => runs().await,
             "schedule" => schedule().await,
             "footprint" => footprint().await,
+            "history" => history().await,
             "pg-webhook" => pg::webhook().await,
             "pg-runs" => pg::runs().await,
-            _ => history().await,
+            _ => ui().await,
         };
         println!("{name:<16} {}  ({:.0}s)", r, t.elapsed().as_secs_f64());
         results.insert(name.to_string(), r);

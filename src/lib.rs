@@ -15,7 +15,8 @@
 //!   them), starts them (the dispatcher) and performs them (the executor).
 //! - [`runbook_tests`]: `runbookd test`, runs against recorded HTTP replies and a fixed clock.
 //! - [`schedule`]: slots, catch-up and DST as pure functions, and the scheduler.
-//! - [`http`]: webhooks (HTTP only; the intake judges them), the API, health, metrics.
+//! - [`http`]: webhooks (HTTP only; the intake judges them), the API, the web UI,
+//!   health, metrics.
 //! - [`notify`]: the email outbox's mailer and the digest templates.
 //! - [`outbound`]: the one HTTP client runs use, with its egress policy.
 //! - [`daemon`]: assembly and lifecycle of `runbookd serve`.

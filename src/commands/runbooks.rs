@@ -9,7 +9,7 @@ use chrono::Utc;
 use super::{Env, Exit, Outcome};
 use crate::cli::RunbooksArgs;
 use crate::output::{Table, local_time};
-use crate::schedule::slots::next_fire;
+use crate::schedule::summary::{Health, RunbookSummary};
 use crate::script::Sandbox;
 use crate::store::{Access, StoreError};
 
@@ -34,24 +34,14 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
         None => Default::default(),
     };
     for rb in &runbooks {
-        let next = next_fire(rb, now);
-        let crate::store::LastRun {
-            run: last,
-            last_success: last_ok,
-        } = lasts.remove(&rb.name).unwrap_or_default();
-        let overdue = rb
-            .success_within
-            .and_then(|w| chrono::TimeDelta::from_std(w).ok())
-            .is_some_and(|w| last_ok.is_none_or(|ok| now - ok > w) && last.is_some());
-        let health = match (rb.enabled, overdue) {
-            (false, _) => "disabled".to_string(),
-            (true, true) => format!(
-                "overdue: no success in {}",
-                crate::duration::spec(rb.success_within.unwrap_or_default())
-            ),
-            (true, false) => "ok".to_string(),
+        let s = RunbookSummary::new(rb, lasts.remove(&rb.name).unwrap_or_default(), now);
+        // The terminal shows the last run's status beside it, so only these.
+        let health = match s.health {
+            Health::Disabled => "disabled".to_string(),
+            Health::Overdue => format!("overdue: {}", s.health_note.unwrap_or_default()),
+            _ => "ok".to_string(),
         };
-        rows.push((rb.clone(), next, last, health));
+        rows.push((rb.clone(), s.next_fire, s.last, health));
     }
     if args.json {
         let v: Vec<_> = rows

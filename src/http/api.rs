@@ -15,11 +15,12 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::actions::{self, find};
 use super::problem::Problem;
-use crate::run::{RunRequest, TriggerInfo, bind_json_params};
+use crate::run::bind_json_params;
 use crate::runbook::Runbook;
-use crate::schedule::slots::next_fire;
-use crate::store::{IssueStatus, RunEnd, RunFilter, RunStatus, Severity, StoreError, StoredName};
+use crate::schedule::summary::RunbookSummary;
+use crate::store::{IssueStatus, RunFilter, RunStatus, Severity, StoredName};
 use strum::VariantArray;
 
 /// `?wait=true` waits at most this long for the run to end.
@@ -64,24 +65,20 @@ async fn require_token(State(app): State<Arc<AppState>>, req: Request, next: Nex
     next.run(req).await
 }
 
-fn runbook_json(
-    rb: &Runbook,
-    crate::store::LastRun {
-        run: last,
-        last_success,
-    }: crate::store::LastRun,
-) -> serde_json::Value {
-    let next = next_fire(rb, crate::clock::now());
+fn runbook_json(rb: &Runbook, last: crate::store::LastRun) -> serde_json::Value {
+    let s = RunbookSummary::new(rb, last, crate::clock::now());
     serde_json::json!({
-        "name": rb.name,
-        "description": rb.description,
-        "enabled": rb.enabled,
-        "triggers": rb.triggers.iter().map(|t| t.describe()).collect::<Vec<_>>(),
+        "name": s.name,
+        "description": s.description,
+        "enabled": s.enabled,
+        "triggers": s.triggers,
         "params": rb.params.iter().map(|p| serde_json::json!({"name": p.name, "type": p.kind.as_str(), "default": p.default, "required": p.required, "description": p.description})).collect::<Vec<_>>(),
         "version": rb.version.hash,
-        "next_fire": next,
-        "last_run": last.map(|r| serde_json::json!({"id": r.id, "status": r.status, "finished_at": r.finished_at, "error": r.error})),
-        "last_success": last_success,
+        "next_fire": s.next_fire,
+        "last_run": s.last.map(|r| serde_json::json!({"id": r.id, "status": r.status, "finished_at": r.finished_at, "error": r.error})),
+        "last_success": s.last_success,
+        "health": s.health,
+        "health_note": s.health_note,
     })
 }
 
@@ -107,14 +104,6 @@ async fn list_runbooks(
     Ok(Json(
         serde_json::json!({ "runbooks": out, "errors": errors }),
     ))
-}
-
-fn find(app: &AppState, name: &str) -> Result<Arc<Runbook>, Problem> {
-    app.registry
-        .read()
-        .expect("registry lock")
-        .get(name)
-        .ok_or_else(|| Problem::not_found(format!("there is no runbook named \"{name}\"")))
 }
 
 async fn get_runbook(
@@ -150,30 +139,10 @@ async fn start_run(
     Query(q): Query<WaitQuery>,
     body: Option<Json<StartBody>>,
 ) -> Result<Response, Problem> {
-    if app.closing.is_cancelled() {
-        return Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Unavailable",
-            "runbookd is shutting down",
-        )
-        .retry(5));
-    }
     let rb = find(&app, &name)?;
-    if !rb.enabled {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "Conflict",
-            format!("runbook {name} is disabled"),
-        ));
-    }
     let given = body.map(|b| b.0.params).unwrap_or_default();
     let params = bind_json_params(&rb, &given).map_err(|p| Problem::bad_request(p.join("; ")))?;
-    let req = RunRequest::new(rb, TriggerInfo::manual(), params, &app.closing);
-    let id = app.intake.submit(&req).await.map_err(|e| match e {
-        StoreError::Conflict(m) => Problem::new(StatusCode::CONFLICT, "Conflict", m),
-        other => Problem::from(other),
-    })?;
-    app.dispatcher.pump().await;
+    let id = actions::start_manual(&app, rb, params, false).await?;
     if !q.wait {
         return Ok((
             StatusCode::ACCEPTED,
@@ -264,47 +233,10 @@ async fn cancel_run(
     State(app): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let detail = app
-        .store
-        .run_detail(id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("there is no run {id}")))?;
-    match detail.run.status {
-        RunStatus::Running if app.dispatcher.cancel(id) => Ok(Json(
-            serde_json::json!({ "run_id": id, "cancelling": true }),
-        )),
-        // Another process runs it: it sees the request at its next heartbeat.
-        RunStatus::Running if app.store.request_cancel(None, id).await? == 1 => Ok(Json(
-            serde_json::json!({ "run_id": id, "cancelling": true }),
-        )),
-        RunStatus::Queued => {
-            let end = RunEnd {
-                status: RunStatus::Cancelled,
-                output: None,
-                error: Some("cancelled before it started".into()),
-                at: crate::clock::now(),
-            };
-            if app.store.end_queued(id, &end).await? {
-                Ok(Json(serde_json::json!({ "run_id": id, "cancelled": true })))
-            } else if app.dispatcher.cancel(id) {
-                // It started meanwhile.
-                Ok(Json(
-                    serde_json::json!({ "run_id": id, "cancelling": true }),
-                ))
-            } else {
-                Err(Problem::new(
-                    StatusCode::CONFLICT,
-                    "Conflict",
-                    format!("run {id} is no longer queued"),
-                ))
-            }
-        }
-        other => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "Conflict",
-            format!("run {id} is {other}; only queued or running runs can be cancelled"),
-        )),
-    }
+    Ok(Json(match actions::cancel(&app, id).await? {
+        actions::Cancelled::Now => serde_json::json!({ "run_id": id, "cancelled": true }),
+        actions::Cancelled::Stopping => serde_json::json!({ "run_id": id, "cancelling": true }),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -373,12 +305,10 @@ async fn ack_issue(
     State(app): State<Arc<AppState>>,
     Path(key): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    if app.store.ack_issue(&key, crate::clock::now()).await? {
-        return Ok(Json(
-            serde_json::json!({ "key": key, "status": "acknowledged" }),
-        ));
-    }
-    Err(issue_state(&app, &key).await)
+    actions::ack_issue(&app, &key).await?;
+    Ok(Json(
+        serde_json::json!({ "key": key, "status": "acknowledged" }),
+    ))
 }
 
 async fn resolve_issue(
@@ -387,28 +317,10 @@ async fn resolve_issue(
     body: Option<Json<ResolveBody>>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let note = body.and_then(|b| b.0.note);
-    if app
-        .store
-        .resolve_issue(None, &key, note.as_deref(), crate::clock::now())
-        .await?
-    {
-        return Ok(Json(
-            serde_json::json!({ "key": key, "status": "resolved" }),
-        ));
-    }
-    Err(issue_state(&app, &key).await)
-}
-
-async fn issue_state(app: &AppState, key: &str) -> Problem {
-    match app.store.issue(key).await {
-        Ok(Some(i)) => Problem::new(
-            StatusCode::CONFLICT,
-            "Conflict",
-            format!("issue {key} is {}", i.status),
-        ),
-        Ok(None) => Problem::not_found(format!("there is no issue {key}")),
-        Err(e) => Problem::from(e),
-    }
+    actions::resolve_issue(&app, &key, note.as_deref()).await?;
+    Ok(Json(
+        serde_json::json!({ "key": key, "status": "resolved" }),
+    ))
 }
 
 /// A query parameter naming a stored status or kind; unknown text is a 400

@@ -1,11 +1,13 @@
-//! The HTTP side of the daemon: webhooks, the `/api/v1` API, health and
-//! metrics. Runs are handed to the dispatcher; nothing here executes them.
+//! The HTTP side of the daemon: webhooks, the `/api/v1` API, the web UI at
+//! `/`, health and metrics. Runs are handed to the dispatcher; nothing here executes them.
 
+mod actions;
 mod api;
 mod auth;
 mod hooks;
 mod problem;
 mod server;
+mod ui;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -99,6 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .merge(ui::routes(state.clone()))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::map_response(as_problem))
         .layer(DefaultBodyLimit::max(state.max_body))
