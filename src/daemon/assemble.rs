@@ -100,6 +100,7 @@ pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
         max_body: DEFAULT_MAX_BODY,
         timezone: parts.config.timezone,
         auth_failures: Default::default(),
+        database: crate::store::shown_url(&parts.config.database),
     });
     Ok(Assembled {
         parts,

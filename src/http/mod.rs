@@ -65,6 +65,8 @@ pub struct AppState {
     pub max_body: usize,
     pub timezone: Tz,
     pub auth_failures: AuthFailures,
+    /// The database, as it may be shown (its password masked).
+    pub database: String,
 }
 
 /// Refused webhook requests (failed authentication, or a path no runbook

@@ -52,7 +52,7 @@ pub async fn page(State(ui): State<Arc<Ui>>, Extension(viewer): Extension<Viewer
             nav => "overview", viewer => Serde(viewer), runbooks => Serde(rows), errors => Serde(errors),
             issues => Serde(issues), queue => app.store.queue_depth().await?,
             version => Serde(env!("CARGO_PKG_VERSION")), uptime => uptime,
-            timezone => app.timezone.name(),
+            timezone => app.timezone.name(), database => &app.database,
         },
     ))
 }

@@ -1,6 +1,9 @@
 //! Webhook deliveries committed in batches (group commit): requests queue
-//! their delivery, one task commits whatever has gathered in one
-//! transaction, then answers each, so "202" always means "on disk".
+//! their delivery, one task gathers whatever has arrived into a batch and
+//! commits it in one transaction, then answers each, so "202" always means
+//! "on disk". With one writer (SQLite) one batch is in flight at a time;
+//! with a shared database (PostgreSQL), whose server takes many
+//! transactions at once, a few are.
 
 use std::sync::{Arc, Weak};
 
@@ -12,6 +15,9 @@ use crate::store::{Accepted, Delivery, StoreError};
 
 /// At most this many deliveries share one commit.
 const MAX_BATCH: usize = 256;
+
+/// Batches in flight at once on a shared database.
+pub(super) const SHARED_IN_FLIGHT: usize = 4;
 
 struct Job {
     delivery: Delivery,
@@ -25,10 +31,15 @@ pub(super) struct Acceptor {
 }
 
 impl Acceptor {
-    pub(super) fn start(intake: Weak<Intake>) -> Self {
+    pub(super) fn start(intake: Weak<Intake>, in_flight: usize) -> Self {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
+        let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                // While every slot is busy, the next batch keeps gathering.
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -39,8 +50,11 @@ impl Acceptor {
                 let Some(intake) = intake.upgrade() else {
                     return;
                 };
-                commit(&intake, batch).await;
-                tokio::spawn(async move { intake.pump().await });
+                tokio::spawn(async move {
+                    commit(&intake, batch).await;
+                    drop(slot);
+                    intake.pump().await;
+                });
             }
         });
         Acceptor { tx }

@@ -97,11 +97,16 @@ impl Intake {
     /// An intake recording into `store`; webhook deliveries are committed in
     /// batches by a task started here.
     pub fn start(store: Arc<dyn Store>, dispatcher: Option<Arc<Dispatcher>>) -> Arc<Self> {
+        let in_flight = if store.sole_writer() {
+            1
+        } else {
+            accept::SHARED_IN_FLIGHT
+        };
         Arc::new_cyclic(|me| Intake {
             store,
             saved: Mutex::new(HashSet::new()),
             dispatcher,
-            acceptor: accept::Acceptor::start(me.clone()),
+            acceptor: accept::Acceptor::start(me.clone(), in_flight),
         })
     }
 
