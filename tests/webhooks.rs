@@ -611,3 +611,51 @@ fn a_full_disk_refuses_new_deliveries_clearly_keeps_the_accepted_ones_and_recove
         }
     }
 }
+
+#[test]
+fn a_json_body_that_repeats_a_key_is_rejected_not_run() {
+    let d = deployment();
+    let daemon = Daemon::start(&d, &env());
+    // Two parsers may keep either value: the sender's meaning is unknown.
+    let twice = send(github(
+        &daemon.url,
+        r#"{"action":"close","action":"open"}"#,
+        "twice",
+        SECRET,
+    ));
+    assert_eq!(
+        (twice.status, &twice.body),
+        (
+            422,
+            &serde_json::json!({
+                "type": "about:blank", "title": "Unprocessable delivery", "status": 422,
+                "detail": "the body is not valid JSON: the key \"action\" appears twice in one object at line 1 column 26"
+            })
+        ),
+        "{}",
+        twice.text
+    );
+    // Nested objects too; the same key in two objects is fine.
+    let nested = send(github(
+        &daemon.url,
+        r#"{"a":{"k":1,"k":2}}"#,
+        "nested",
+        SECRET,
+    ));
+    assert_eq!(nested.status, 422, "{}", nested.text);
+    let fine = send(github(
+        &daemon.url,
+        r#"{"a":{"k":1},"b":{"k":2},"n":[1.5,-2,null,true]}"#,
+        "fine",
+        SECRET,
+    ));
+    assert_eq!(fine.status, 202, "{}", fine.text);
+    let runs = daemon.wait_runs("the valid delivery ran", LIMIT, |r| {
+        r.iter().any(|r| r.status == RunStatus::Succeeded)
+    });
+    assert_eq!(runs.len(), 1, "the rejected deliveries ran nothing");
+    assert_eq!(
+        runs[0].output,
+        Some(serde_json::json!({"a": {"k": 1}, "b": {"k": 2}, "n": [1.5, -2, null, true]}))
+    );
+}

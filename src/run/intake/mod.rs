@@ -10,6 +10,7 @@
 
 mod accept;
 pub(crate) mod expr;
+mod strict_json;
 mod webhook;
 
 use std::collections::HashSet;

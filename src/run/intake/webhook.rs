@@ -43,10 +43,11 @@ pub enum Verdict {
 
 /// Read the payload as data, by its content type.
 ///
-/// Fails with a sentence when a JSON body is not valid JSON.
+/// Fails with a sentence when a JSON body is not valid JSON, or gives one
+/// key twice in an object (see `strict_json`).
 pub fn parse_body(content_type: &str, raw: &[u8]) -> Result<Value, String> {
     if content_type == "application/json" || content_type.ends_with("+json") {
-        serde_json::from_slice(raw).map_err(|e| format!("the body is not valid JSON: {e}"))
+        super::strict_json::parse(raw).map_err(|e| format!("the body is not valid JSON: {e}"))
     } else if content_type == "application/x-www-form-urlencoded" {
         let map: serde_json::Map<String, Value> = form_urlencoded::parse(raw)
             .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
