@@ -659,3 +659,34 @@ fn a_json_body_that_repeats_a_key_is_rejected_not_run() {
         Some(serde_json::json!({"a": {"k": 1}, "b": {"k": 2}, "n": [1.5, -2, null, true]}))
     );
 }
+
+#[test]
+fn credentials_in_the_query_string_are_masked_where_they_are_kept() {
+    let d = deployment();
+    let daemon = Daemon::start(&d, &env());
+    let body = r#"{"n":1}"#;
+    let sent = send(
+        client()
+            .post(format!(
+                "{}/hooks/gh?access_token=tok-live-0123456789&api_key=k-42&page=2&sig=abc",
+                daemon.url
+            ))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", "q-1")
+            .header(
+                "x-hub-signature-256",
+                format!("sha256={}", hex_hmac(SECRET.as_bytes(), &[body.as_bytes()])),
+            )
+            .body(body),
+    );
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let id = sent.body["run_id"].as_i64().unwrap();
+    let run = send(client().get(format!("{}/api/v1/runs/{id}", daemon.url)));
+    assert_eq!(
+        run.body["run"]["trigger_data"]["query"],
+        serde_json::json!({"access_token": "***", "api_key": "***", "page": "2", "sig": "***"}),
+        "{}",
+        run.text
+    );
+    assert!(!run.text.contains("tok-live-0123456789"), "{}", run.text);
+}

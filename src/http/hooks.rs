@@ -40,6 +40,25 @@ fn sensitive(name: &str, extra: Option<&str>) -> bool {
             .any(|w| name.contains(w))
 }
 
+/// The query string as kept: a parameter whose name says it is a credential
+/// (by the header rule, `_` read as `-`, and `sig`, `signature`, `key`,
+/// `auth…`) is masked, as a sender that puts a token in the URL beside its
+/// signed header would otherwise have it stored and served.
+fn masked_query(query: &HashMap<String, String>) -> serde_json::Value {
+    let credential = |name: &str| {
+        let name = name.to_ascii_lowercase().replace('_', "-");
+        sensitive(&name, None)
+            || ["sig", "key"].contains(&name.as_str())
+            || name.contains("signature")
+            || name.starts_with("auth")
+    };
+    let kept: BTreeMap<&str, &str> = query
+        .iter()
+        .map(|(k, v)| (k.as_str(), if credential(k) { "***" } else { v.as_str() }))
+        .collect();
+    serde_json::to_value(kept).unwrap_or_default()
+}
+
 fn masked(headers: &HeaderMap, extra: Option<&str>) -> serde_json::Value {
     let mut out = BTreeMap::new();
     for (name, value) in headers {
@@ -122,7 +141,7 @@ pub async fn receive(
             format!("this webhook takes {expected}"),
         ));
     }
-    let query = serde_json::to_value(&query).unwrap_or_default();
+    let query = masked_query(&query);
     let arrival = Arrival {
         trigger: w,
         content_type: &kind,
