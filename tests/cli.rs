@@ -595,3 +595,33 @@ fn calls_into_the_daemon_do_not_count_against_a_scripts_memory_but_what_it_keeps
         "{v}"
     );
 }
+
+#[test]
+fn a_damaged_database_is_refused_at_start_with_what_to_do() {
+    let d = deployment();
+    for _ in 0..3 {
+        assert_eq!(d.cli(&["run", "greet", "--param", "times=50"]).code, 0);
+    }
+    // Checkpointed into the file by a reader closing it last.
+    assert_eq!(d.cli(&["runs"]).code, 0);
+    // Damage the last page (history rows), as a failing disk would.
+    let db = d.path().join("runbookd.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 3 * 4096, "a database of several pages");
+    let last = bytes.len() - 4096;
+    bytes[last..].iter_mut().for_each(|b| *b = 0xA5);
+    std::fs::write(&db, &bytes).unwrap();
+    // And nothing left in the write-ahead log to paper over it.
+    for log in ["runbookd.db-wal", "runbookd.db-shm"] {
+        let _ = std::fs::remove_file(d.path().join(log));
+    }
+    let ran = d.cli(&["run", "greet"]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    let prefix = "error: the database runbookd.db cannot be opened: it is damaged (";
+    let suffix = "); restore it from a backup, or move it aside to start with an empty database\n";
+    assert!(
+        ran.stderr.starts_with(prefix) && ran.stderr.ends_with(suffix),
+        "{}",
+        ran.stderr
+    );
+}

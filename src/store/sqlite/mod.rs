@@ -41,6 +41,29 @@ pub(super) fn is_active_conflict(e: &sqlx::Error) -> bool {
         .is_some_and(|d| d.message().contains("runs.active_key"))
 }
 
+/// Refuse a damaged file before anything runs on it: a run whose records
+/// cannot be written would still do its work (`PRAGMA quick_check` reads
+/// every page once, so it takes a moment on a large file).
+async fn check_integrity(conn: &mut sqlx::SqliteConnection, path: &Path) -> Result<()> {
+    let damaged = |cause: String| StoreError::Open {
+        path: path.display().to_string(),
+        cause: format!(
+            "it is damaged ({cause}); restore it from a backup, or move it aside to start with an empty database"
+        ),
+    };
+    let found: Vec<String> = match sqlx::query_scalar("PRAGMA quick_check(5)")
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => return Err(damaged(e.to_string())),
+    };
+    match found.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        problems => Err(damaged(problems.join("; "))),
+    }
+}
+
 impl SqliteStore {
     /// Open (creating if needed) and migrate the database file at `path`.
     ///
@@ -73,6 +96,7 @@ impl SqliteStore {
                     .await
                     .map_err(|e| open_err(&e))?;
                 if access == Access::Exclusive {
+                    check_integrity(&mut conn, path).await?;
                     MIGRATOR
                         .run(&mut conn)
                         .await
