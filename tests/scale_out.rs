@@ -24,17 +24,36 @@ fn post(daemon: &Daemon, id: &str) -> common::http::Reply {
 }
 
 fn post_body(daemon: &Daemon, id: &str, body: String) -> common::http::Reply {
-    send(
-        client()
-            .post(format!("{}/hooks/hook", daemon.url))
-            .header("content-type", "application/json")
-            .header("x-github-delivery", id)
-            .header(
-                "x-hub-signature-256",
-                format!("sha256={}", hex_hmac(SECRET.as_bytes(), &[body.as_bytes()])),
-            )
-            .body(body),
-    )
+    send(signed(daemon, id, body))
+}
+
+/// A GitHub-signed delivery `id` of `body` to `/hooks/hook`.
+fn signed(daemon: &Daemon, id: &str, body: String) -> reqwest::RequestBuilder {
+    client()
+        .post(format!("{}/hooks/hook", daemon.url))
+        .header("content-type", "application/json")
+        .header("x-github-delivery", id)
+        .header(
+            "x-hub-signature-256",
+            format!("sha256={}", hex_hmac(SECRET.as_bytes(), &[body.as_bytes()])),
+        )
+        .body(body)
+}
+
+/// Write `hook.yaml`: a GitHub-signed webhook runbook (with the YAML lines
+/// `extra`) whose run, when `wait_if` holds, waits on a provider that never
+/// answers, then returns `output`. The provider's connections are accepted
+/// by the kernel of the listener returned: keep it while runs should wait.
+fn waiting_hook(d: &Deployment, extra: &str, wait_if: &str, output: &str) -> std::net::TcpListener {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    d.runbook(
+        "hook.yaml",
+        &format!(
+            "secrets: [HOOK_SECRET]\n{extra}triggers:\n  - webhook: {{ auth: github, secret: HOOK_SECRET }}\nhttp: {{ allow: [\"{host}\"] }}\ntimeout: 5m\nrun: |\n  if {wait_if} {{ http::get(\"http://{host}/never\", #{{ timeout: \"4m\" }}); }}\n  {output}\n"
+        ),
+    );
+    silent
 }
 
 #[test]
@@ -142,16 +161,8 @@ fn a_run_of_a_killed_daemon_is_taken_back_by_the_other_after_its_lease() {
         return;
     };
     let d = Deployment::new();
-    // The first attempt waits on a provider that never answers (connections
-    // are accepted by the kernel); the second, on the other daemon, does not call it.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = silent.local_addr().unwrap().to_string();
-    d.runbook(
-        "hook.yaml",
-        &format!(
-            "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: {{ auth: github, secret: HOOK_SECRET }}\nhttp: {{ allow: [\"{host}\"] }}\ntimeout: 5m\nrun: |\n  if run.attempt == 1 {{ http::get(\"http://{host}/never\", #{{ timeout: \"4m\" }}); }}\n  run.attempt\n"
-        ),
-    );
+    // The first attempt waits for ever; the second, on the other daemon, does not.
+    let _silent = waiting_hook(&d, "", "run.attempt == 1", "run.attempt");
     let env = [("HOOK_SECRET", SECRET)];
     let mut a = Daemon::start_on(&d, &db.url, &env);
     let reply = post(&a, "once");
@@ -356,14 +367,7 @@ fn a_daemon_whose_clock_runs_ahead_neither_fires_early_nor_takes_back_runs_early
         "tick.yaml",
         "triggers:\n  - every: 1s\nrun: trigger.scheduled_at\n",
     );
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = silent.local_addr().unwrap().to_string();
-    d.runbook(
-        "hook.yaml",
-        &format!(
-            "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: {{ auth: github, secret: HOOK_SECRET }}\nhttp: {{ allow: [\"{host}\"] }}\ntimeout: 5m\nrun: |\n  http::get(\"http://{host}/never\", #{{ timeout: \"4m\" }})\n"
-        ),
-    );
+    let silent = waiting_hook(&d, "", "true", "1");
     let a = Daemon::start_on(&d, &db.url, &[("HOOK_SECRET", SECRET)]);
     assert_eq!(post(&a, "long").status, 202);
     a.wait_runs("A runs the long run", LIMIT, |r| {
@@ -416,13 +420,11 @@ fn replace_stops_the_older_run_on_the_other_daemon() {
         return;
     };
     let d = Deployment::new();
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = silent.local_addr().unwrap().to_string();
-    d.runbook(
-        "hook.yaml",
-        &format!(
-            "secrets: [HOOK_SECRET]\nconcurrency: replace\ntriggers:\n  - webhook: {{ auth: github, secret: HOOK_SECRET }}\nhttp: {{ allow: [\"{host}\"] }}\ntimeout: 5m\nrun: |\n  if trigger.body.wait {{ http::get(\"http://{host}/never\", #{{ timeout: \"4m\" }}); }}\n  trigger.body.n\n"
-        ),
+    let _silent = waiting_hook(
+        &d,
+        "concurrency: replace\n",
+        "trigger.body.wait",
+        "trigger.body.n",
     );
     let env = [("HOOK_SECRET", SECRET)];
     let a = Daemon::start_on(&d, &db.url, &env);
@@ -523,20 +525,8 @@ fn while_the_database_is_unreachable_webhooks_are_told_to_retry_and_then_accepte
     let a = Daemon::start_on(&d, url.as_str(), &[("HOOK_SECRET", SECRET)]);
     assert_eq!(post(&a, "before").status, 202);
     cable.cut();
-    let refused = common::http::send_with_headers(
-        client()
-            .post(format!("{}/hooks/hook", a.url))
-            .header("content-type", "application/json")
-            .header("x-github-delivery", "during")
-            .header(
-                "x-hub-signature-256",
-                format!(
-                    "sha256={}",
-                    hex_hmac(SECRET.as_bytes(), &[br#"{"delivery":"during"}"#])
-                ),
-            )
-            .body(r#"{"delivery":"during"}"#),
-    );
+    let refused =
+        common::http::send_with_headers(signed(&a, "during", r#"{"delivery":"during"}"#.into()));
     assert_eq!(
         (
             refused.0.status,
