@@ -3,8 +3,8 @@
 //! or was paused past its lease), queues them again, and looks at the whole
 //! queue: another daemon may have queued runs, or freed a runbook that a
 //! queued run waits for. It also measures the database's clock again
-//! ([`crate::clock`]), which decides due-ness and lease expiry. With SQLite this process is the only writer, and
-//! recovery at start is enough.
+//! ([`crate::clock`]), which decides due-ness and lease expiry. With SQLite
+//! this process is the only writer, and recovery at start is enough.
 
 use std::sync::Arc;
 use std::time::Duration;

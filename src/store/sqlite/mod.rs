@@ -56,7 +56,16 @@ async fn check_integrity(conn: &mut sqlx::SqliteConnection, path: &Path) -> Resu
         .await
     {
         Ok(found) => found,
-        Err(e) => return Err(damaged(e.to_string())),
+        // SQLITE_CORRUPT (11) and SQLITE_NOTADB (26) mean damage; anything
+        // else (a full disk, an I/O error) is reported as what it is.
+        Err(e)
+            if e.as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "11" || c == "26") =>
+        {
+            return Err(damaged(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
     };
     match found.as_slice() {
         [ok] if ok == "ok" => Ok(()),
