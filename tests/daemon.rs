@@ -698,3 +698,76 @@ fn many_every_second_schedules_keep_firing_when_they_are_armed_all_at_once() {
         }
     }
 }
+
+#[test]
+fn a_run_that_kills_its_daemon_four_times_is_abandoned_not_run_again() {
+    let d = Deployment::new();
+    d.runbook(
+        "crasher.yaml",
+        &format!("triggers:\n  - manual\nrun: |\n  {}", busy(120.0)),
+    );
+    let env = [("RUNBOOKD_API_TOKEN", "crash-loop-token")];
+    for attempt in 1..=4 {
+        let mut daemon = Daemon::start(&d, &env);
+        if attempt == 1 {
+            let asked = send(
+                client()
+                    .post(format!("{}/api/v1/runbooks/crasher/runs", daemon.url))
+                    .bearer_auth("crash-loop-token")
+                    .json(&serde_json::json!({})),
+            );
+            assert_eq!(asked.status, 202, "{:?}", asked.body);
+        }
+        daemon.wait_runs("the run in its attempt", LIMIT, |r| {
+            r.len() == 1 && r[0].status == RunStatus::Running && r[0].attempts == attempt
+        });
+        daemon.signal("KILL");
+        daemon.wait_exit(LIMIT);
+    }
+
+    let mut daemon = Daemon::start(&d, &env);
+    let banner = daemon.text();
+    assert!(
+        banner.lines().any(|l| l
+            == "  recovered  1 interrupted run(s), 0 queued again, 1 abandoned (interrupted too many times)"),
+        "{banner}"
+    );
+    let runs = daemon.runs();
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.status, r.attempts, r.error.as_deref()))
+            .collect::<Vec<_>>(),
+        [(
+            RunStatus::Abandoned,
+            4,
+            Some(
+                "interrupted 4 times (the process running it stopped each time); not run again. Start it anew once the cause is fixed"
+            )
+        )]
+    );
+    let attempts: Vec<_> = common::daemon::read_detail(&daemon.db, runs[0].id)
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.status))
+        .collect();
+    assert_eq!(
+        attempts,
+        (1..=4)
+            .map(|n| (n, RunStatus::Interrupted))
+            .collect::<Vec<_>>()
+    );
+
+    // Abandoned is final: a later start finds nothing to recover or run.
+    daemon.signal("TERM");
+    daemon.wait_exit(LIMIT);
+    let daemon = Daemon::start(&d, &env);
+    assert!(!daemon.text().contains("recovered"), "{}", daemon.text());
+    assert_eq!(
+        daemon
+            .runs()
+            .iter()
+            .map(|r| (r.status, r.attempts))
+            .collect::<Vec<_>>(),
+        [(RunStatus::Abandoned, 4)]
+    );
+}

@@ -631,7 +631,7 @@ fn free_text_with_a_nul_byte_is_recorded_not_refused() {
 }
 
 #[test]
-fn only_an_interrupted_run_is_queued_again_even_when_its_runbook_is_taken() {
+fn only_an_interrupted_run_is_queued_again_or_abandoned_even_when_its_runbook_is_taken() {
     each_store(|store| async move {
         let run = queued(store.as_ref(), "job").await;
         started(store.as_ref(), run, "node-a", t0()).await;
@@ -658,6 +658,33 @@ fn only_an_interrupted_run_is_queued_again_even_when_its_runbook_is_taken() {
         assert_eq!(
             status_of(store.as_ref(), asked).await,
             RunStatus::Interrupted
+        );
+        // Given up on: abandoned, for good, and only from interrupted.
+        let end = RunEnd {
+            status: RunStatus::Abandoned,
+            output: None,
+            error: Some("interrupted too often".into()),
+            at: t0() + secs(40),
+        };
+        assert!(
+            !store
+                .end_waiting(run, RunStatus::Interrupted, &end)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .end_waiting(asked, RunStatus::Interrupted, &end)
+                .await
+                .unwrap()
+        );
+        assert_eq!(status_of(store.as_ref(), asked).await, RunStatus::Abandoned);
+        assert!(!store.requeue(asked, None).await.unwrap());
+        assert!(
+            !store
+                .end_waiting(asked, RunStatus::Interrupted, &end)
+                .await
+                .unwrap()
         );
     });
 }

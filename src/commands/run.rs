@@ -35,10 +35,11 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunArgs) -> Outcome {
     // they would after its own restart.
     let runbooks = loaded.runbooks.clone();
     let lookup = move |name: &str| runbooks.iter().find(|r| r.name == name).cloned();
-    let (stuck, queued) = crate::run::recover(executor.store().as_ref(), &lookup).await?;
-    if stuck > 0 {
+    let r = crate::run::recover(executor.store().as_ref(), &lookup).await?;
+    if r.interrupted > 0 {
         eprintln!(
-            "note: {stuck} run(s) left running by a stopped process were interrupted; {queued} queued again for the daemon"
+            "note: {} run(s) left running by a stopped process were interrupted; {} queued again for the daemon, {} abandoned",
+            r.interrupted, r.queued, r.abandoned
         );
     }
     let (tx, mut rx) = mpsc::unbounded_channel();

@@ -21,8 +21,8 @@ use crate::store::Access;
 pub(super) struct Assembled {
     pub parts: Arc<Parts>,
     pub app: Arc<AppState>,
-    /// What recovery found: runs interrupted, runs queued again.
-    pub recovered: (usize, usize),
+    /// What crash recovery did at start.
+    pub recovered: crate::run::Recovered,
     scheduler: Scheduler,
     mailer: Option<Mailer>,
 }

@@ -16,8 +16,8 @@ pub struct Facts<'a> {
     pub addr: &'a std::net::SocketAddr,
     pub database: &'a str,
     pub runbooks_dir: &'a std::path::Path,
-    /// Runs a previous process left running, and how many were queued again.
-    pub recovered: (usize, usize),
+    /// What became of the runs a previous process left running.
+    pub recovered: crate::run::Recovered,
 }
 
 pub fn render(reg: &Registry, facts: &Facts, now: DateTime<Utc>) -> String {
@@ -37,9 +37,16 @@ pub fn render(reg: &Registry, facts: &Facts, now: DateTime<Utc>) -> String {
     for e in &reg.errors {
         out += &format!("    error: {e}\n");
     }
-    let (stuck, retried) = facts.recovered;
-    if stuck > 0 {
-        out += &format!("  recovered  {stuck} interrupted run(s), {retried} queued again\n");
+    let r = facts.recovered;
+    if r.interrupted > 0 {
+        out += &format!(
+            "  recovered  {} interrupted run(s), {} queued again",
+            r.interrupted, r.queued
+        );
+        if r.abandoned > 0 {
+            out += &format!(", {} abandoned (interrupted too many times)", r.abandoned);
+        }
+        out += "\n";
     }
     let mut hooks = Vec::new();
     let mut fires = Vec::new();

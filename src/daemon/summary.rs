@@ -5,8 +5,8 @@ use chrono::Utc;
 
 use super::{Parts, banner};
 
-/// Print the banner; `recovered` is (runs interrupted, runs queued again).
-pub(super) fn print(p: &Parts, addr: &std::net::SocketAddr, recovered: (usize, usize)) {
+/// Print the banner, with what crash recovery did.
+pub(super) fn print(p: &Parts, addr: &std::net::SocketAddr, recovered: crate::run::Recovered) {
     let database = crate::store::shown_url(&p.config.database);
     let facts = banner::Facts {
         addr,

@@ -89,7 +89,7 @@ pub async fn cancel(app: &AppState, id: RunId) -> Result<Cancelled, Problem> {
                 error: Some("cancelled before it started".into()),
                 at: crate::clock::now(),
             };
-            if app.store.end_queued(id, &end).await? {
+            if app.store.end_waiting(id, RunStatus::Queued, &end).await? {
                 Ok(Cancelled::Now)
             } else if app.dispatcher.cancel(id) {
                 // It started meanwhile.

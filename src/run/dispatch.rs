@@ -11,12 +11,10 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::rescue::{Rescue, rescue};
 use super::{Executor, RunRequest, TriggerInfo};
 use crate::runbook::{Concurrency, Runbook};
 use crate::store::{RunEnd, RunId, RunRow, RunStatus};
-
-/// How many times one run may be interrupted (crash, shutdown) and run again.
-pub const MAX_RESCUES: usize = 3;
 
 /// At most this many runs are started (executing, or waiting for a worker)
 /// at once; the rest stay in the queue until some end.
@@ -223,7 +221,7 @@ impl Dispatcher {
             return;
         }
         let Some(rb) = (self.lookup)(&row.runbook) else {
-            self.abandon(&row).await;
+            self.fail_orphan(&row).await;
             return;
         };
         if rb.concurrency != Concurrency::Allow {
@@ -245,15 +243,20 @@ impl Dispatcher {
     }
 
     /// A queued run whose runbook is gone cannot run; say so in its record.
-    async fn abandon(&self, row: &RunRow) {
+    async fn fail_orphan(&self, row: &RunRow) {
         let end = RunEnd {
             status: RunStatus::Failed,
             output: None,
             error: Some(format!("runbook {} no longer exists", row.runbook)),
             at: crate::clock::now(),
         };
-        if let Err(e) = self.executor.store().end_queued(row.id, &end).await {
-            tracing::error!(run.id = row.id, error = %e, "could not record an abandoned run");
+        if let Err(e) = self
+            .executor
+            .store()
+            .end_waiting(row.id, RunStatus::Queued, &end)
+            .await
+        {
+            tracing::error!(run.id = row.id, error = %e, "could not record a run whose runbook is gone");
         }
     }
 
@@ -307,72 +310,9 @@ impl Dispatcher {
         });
     }
 
-    /// Queue an interrupted run again, unless it was interrupted more than
-    /// [`MAX_RESCUES`] times or its runbook is gone. Returns whether it was.
-    async fn rescue(&self, run: RunId, runbook: &str) -> crate::store::Result<bool> {
-        match (self.lookup)(runbook) {
-            Some(rb) => rescue(self.executor.store().as_ref(), &rb, run).await,
-            None => Ok(false),
-        }
+    /// Queue an interrupted run again, or abandon it ([`super::rescue`]).
+    async fn rescue(&self, run: RunId, runbook: &str) -> crate::store::Result<Rescue> {
+        let rb = (self.lookup)(runbook);
+        rescue(self.executor.store().as_ref(), rb.as_deref(), run).await
     }
-}
-
-/// Queue an interrupted run of `rb` again, unless it was interrupted more
-/// than [`MAX_RESCUES`] times. Returns whether it was.
-pub async fn rescue(
-    store: &dyn crate::store::Store,
-    rb: &Runbook,
-    run: RunId,
-) -> crate::store::Result<bool> {
-    let interrupted = match store.run_detail(run).await? {
-        Some(d) => d
-            .attempts
-            .iter()
-            .filter(|a| a.status == RunStatus::Interrupted)
-            .count(),
-        None => return Ok(false),
-    };
-    if interrupted > MAX_RESCUES {
-        return Ok(false);
-    }
-    let key = (rb.concurrency != Concurrency::Allow).then_some(rb.name.as_str());
-    store.requeue(run, key).await
-}
-
-/// Crash recovery, the same for the daemon and a one-off `runbookd run`: runs
-/// whose owner stopped become `interrupted` and are queued again for a new
-/// attempt. An interruption is not the runbook's failure, so this does not
-/// spend its retry policy; a run interrupted more than [`MAX_RESCUES`] times
-/// stays interrupted. Returns (runs interrupted, runs queued again).
-///
-/// A run's owner stopped when its lease expired; when this process is the
-/// store's only writer, every lease it finds at start is dead.
-pub async fn recover(
-    store: &dyn crate::store::Store,
-    lookup: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Send + Sync),
-) -> crate::store::Result<(usize, usize)> {
-    let now = crate::clock::now();
-    let expired_by = if store.sole_writer() {
-        // 9999-12-31T23:59:59Z: every lease has expired by then.
-        chrono::DateTime::from_timestamp(253_402_300_799, 0).expect("a valid time")
-    } else {
-        now
-    };
-    let stuck = store.recover(expired_by, now).await?;
-    let mut retried = 0;
-    for row in &stuck {
-        if let Some(rb) = lookup(&row.runbook)
-            && rescue(store, &rb, row.id).await?
-        {
-            retried += 1;
-        }
-    }
-    if !stuck.is_empty() {
-        tracing::warn!(
-            interrupted = stuck.len(),
-            retried,
-            "runs left running by a stopped process were marked interrupted"
-        );
-    }
-    Ok((stuck.len(), retried))
 }

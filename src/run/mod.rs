@@ -15,6 +15,7 @@ mod executor;
 mod host;
 pub mod intake;
 mod params;
+mod rescue;
 
 use std::sync::Arc;
 
@@ -22,12 +23,13 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-pub use dispatch::{Dispatcher, recover, rescue};
+pub use dispatch::Dispatcher;
 pub use effects::{Effects, HttpReplay, build_effects};
 pub use executor::{Executor, LEASE};
 pub use host::{Clock, MAX_LOG_LINES};
 pub use intake::Intake;
 pub use params::{bind_cli_params, bind_json_params};
+pub use rescue::{MAX_RESCUES, Recovered, Rescue, recover, rescue};
 
 use crate::runbook::Runbook;
 use crate::store::{LogRow, RunId, RunStatus, StoreError, TriggerKind};

@@ -76,7 +76,7 @@ fn health(rb: &Runbook, last: &LastRun, now: DateTime<Utc>) -> (Health, Option<S
         return (Health::Overdue, Some(format!("no success in {within}")));
     }
     match run.status {
-        RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted => {
+        RunStatus::Failed | RunStatus::TimedOut | RunStatus::Interrupted | RunStatus::Abandoned => {
             (Health::Failing, run.error.clone())
         }
         _ => (Health::Ok, None),

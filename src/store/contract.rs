@@ -95,9 +95,10 @@ pub trait RunStore: Send + Sync {
     /// The end of a run in one transaction (fenced): its last log lines and
     /// the run's end, which also closes its open attempt.
     async fn finish(&self, lease: &Lease, lines: &[LogRow], end: &RunEnd) -> Result<()>;
-    /// End a run that is still queued (cancelled, or its runbook is gone);
-    /// false when it is no longer queued.
-    async fn end_queued(&self, run: RunId, end: &RunEnd) -> Result<bool>;
+    /// End a run that waits, no attempt running: `queued` (cancelled, or
+    /// its runbook is gone) or `interrupted` (abandoned). False, and nothing
+    /// changed, when its status is no longer `from`.
+    async fn end_waiting(&self, run: RunId, from: RunStatus, end: &RunEnd) -> Result<bool>;
     /// Put an interrupted run back in the queue, holding its runbook's
     /// `active_key` when given and free (otherwise it claims the runbook
     /// later, like any queued run). False, and nothing changed, when the run

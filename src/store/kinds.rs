@@ -103,7 +103,8 @@ macro_rules! stored_name {
 stored_name! {
     /// SPEC §4. `queued → running → succeeded | failed | timed_out | cancelled`,
     /// plus the firings that did not run: `skipped`, `missed`, `throttled`, and
-    /// `interrupted` when the process died or shut down.
+    /// `interrupted` when the process died or shut down, and `abandoned` when
+    /// that happened to a run more than [`crate::run::MAX_RESCUES`] times.
     pub enum RunStatus {
         Queued,
         Running,
@@ -115,6 +116,7 @@ stored_name! {
         Missed,
         Throttled,
         Interrupted,
+        Abandoned,
     }
 }
 

@@ -270,9 +270,13 @@ impl RunStore for PostgresStore {
         Ok(tx.commit().await?)
     }
 
-    async fn end_queued(&self, run: RunId, end: &RunEnd) -> Result<bool> {
+    async fn end_waiting(&self, run: RunId, from: RunStatus, end: &RunEnd) -> Result<bool> {
+        debug_assert!(
+            !matches!(from, RunStatus::Running),
+            "a running run ends fenced"
+        );
         let mut tx = self.begin().await?;
-        let ended = end_run_in(&mut tx, run, RunStatus::Queued, end).await?;
+        let ended = end_run_in(&mut tx, run, from, end).await?;
         tx.commit().await?;
         Ok(ended)
     }

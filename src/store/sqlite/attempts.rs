@@ -261,9 +261,13 @@ impl RunStore for SqliteStore {
         tx.commit().await
     }
 
-    async fn end_queued(&self, run: RunId, end: &RunEnd) -> Result<bool> {
+    async fn end_waiting(&self, run: RunId, from: RunStatus, end: &RunEnd) -> Result<bool> {
+        debug_assert!(
+            !matches!(from, RunStatus::Running),
+            "a running run ends fenced"
+        );
         let mut tx = self.write_one().await?;
-        let ended = end_run_in(&mut tx, run, Some(RunStatus::Queued), end).await?;
+        let ended = end_run_in(&mut tx, run, Some(from), end).await?;
         tx.commit().await?;
         Ok(ended)
     }
