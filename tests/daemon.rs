@@ -476,7 +476,7 @@ fn after_an_outage_the_latest_missed_slot_runs_and_the_others_are_recorded_misse
     assert!(
         daemon
             .text()
-            .contains("slots missed while the daemon was not running")
+            .contains("slots missed while the clock moved or the daemon was not running")
     );
 }
 
@@ -769,5 +769,71 @@ fn a_run_that_kills_its_daemon_four_times_is_abandoned_not_run_again() {
             .map(|r| (r.status, r.attempts))
             .collect::<Vec<_>>(),
         [(RunStatus::Abandoned, 4)]
+    );
+}
+
+#[test]
+fn after_the_clock_steps_forward_latest_runs_only_the_most_recent_slot() {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        std::path::Path::new(lib).exists(),
+        "{lib} is missing: install Debian's faketime package (.ci/run does)"
+    );
+    let d = Deployment::new();
+    d.runbook("tick.yaml", "triggers:\n  - every: 5s\nrun: '1'\n");
+    let offset = d.path().join("clock-offset");
+    std::fs::write(&offset, "+0s").unwrap();
+    let daemon = Daemon::start(
+        &d,
+        &[
+            ("LD_PRELOAD", lib),
+            ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+            ("FAKETIME_CACHE_DURATION", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    daemon.wait_runs("a tick on time", LIMIT, |r| {
+        r.iter().any(|r| r.status == RunStatus::Succeeded)
+    });
+    // An NTP step: the wall clock jumps 45 s ahead, nine slots, all of them
+    // within the minute a late slot may still just run.
+    std::fs::write(&offset, "+45s").unwrap();
+    daemon.wait_for_line("slots passed over by the clock stepping forward", LIMIT);
+    let runs = daemon.wait_runs("the slot after the step", LIMIT, |r| {
+        r.iter().any(|r| r.status == RunStatus::Missed)
+            && r.last().is_some_and(|r| r.status != RunStatus::Missed)
+    });
+    let missed: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Missed)
+        .map(|r| r.scheduled_at.unwrap())
+        .collect();
+    let five = chrono::TimeDelta::seconds(5);
+    // The nine slots passed over, and the one due as the step came when the
+    // scheduler was waking for it; all but the most recent are missed.
+    assert!((8..=9).contains(&missed.len()), "{runs:#?}");
+    assert!(missed.windows(2).all(|w| w[1] - w[0] == five), "{missed:?}");
+    // After the missed slots, one run, for the most recent slot; before them,
+    // the runs on time. None of the passed-over slots ran.
+    let ran_after: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status != RunStatus::Missed && r.scheduled_at.unwrap() > missed[0])
+        .map(|r| r.scheduled_at.unwrap())
+        .collect();
+    assert_eq!(
+        ran_after.first(),
+        missed.last().map(|m| *m + five).as_ref(),
+        "{runs:#?}"
+    );
+    assert!(
+        ran_after.windows(2).all(|w| w[1] - w[0] == five),
+        "{ran_after:?}"
+    );
+    assert!(
+        daemon
+            .text()
+            .contains("the clock stepped forward; slots it passed over follow the catch-up policy"),
+        "{}",
+        daemon.text()
     );
 }

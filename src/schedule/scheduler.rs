@@ -52,7 +52,14 @@ pub struct Scheduler {
     armed: HashMap<TriggerId, Armed>,
     /// The next slot of every armed trigger.
     timers: Timers<TriggerId>,
+    /// When the scheduler last looked at the clock: the wall time, and the
+    /// steady clock's reading then.
+    looked: Option<(DateTime<Utc>, std::time::Instant)>,
 }
+
+/// A wall clock ahead of the steady clock by more than this since the last
+/// look stepped forward (NTP corrections slew by far less).
+const STEP: TimeDelta = TimeDelta::seconds(2);
 
 impl Scheduler {
     /// Create the scheduler and its handle.
@@ -64,6 +71,7 @@ impl Scheduler {
             rx,
             armed: HashMap::new(),
             timers: Timers::default(),
+            looked: None,
         };
         (scheduler, SchedulerHandle { tx })
     }
@@ -167,6 +175,7 @@ impl Scheduler {
     /// together.
     async fn fire_all(&mut self, ids: Vec<TriggerId>) {
         let now = crate::clock::now();
+        let stepped_from = self.look(now);
         let mut planned = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(a) = self.armed.get(&id) else {
@@ -179,7 +188,8 @@ impl Scheduler {
             };
             let plan = match mark {
                 Ok(mark) => {
-                    let plan = slots::plan(&a.schedule, mark, now, policy(&rb));
+                    let plan =
+                        slots::plan_after_step(&a.schedule, mark, now, policy(&rb), stepped_from);
                     if let Some(a) = self.armed.get_mut(&id) {
                         a.mark = Some(mark);
                     }
@@ -223,7 +233,7 @@ impl Scheduler {
             let (id, rb, plan) = &planned[i];
             match result {
                 Ok(results) => {
-                    self.report(rb, &id.1, plan, now, results);
+                    self.report(rb, &id.1, plan, now, stepped_from, results);
                     recorded = true;
                     // The store's mark only moves forward; so does this copy.
                     if let Some(a) = self.armed.get_mut(id) {
@@ -243,6 +253,22 @@ impl Scheduler {
         }
     }
 
+    /// Where the wall clock would read now had it run as steadily as the
+    /// steady clock since the last look, when it stepped forward since.
+    fn look(&mut self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let steady_now = std::time::Instant::now();
+        let previous = self.looked.replace((now, steady_now));
+        let (wall, steady) = previous?;
+        let expected = wall + TimeDelta::from_std(steady_now - steady).ok()?;
+        (now - expected > STEP).then(|| {
+            tracing::warn!(
+                by_s = (now - expected).num_seconds(),
+                "the clock stepped forward; slots it passed over follow the catch-up policy"
+            );
+            expected
+        })
+    }
+
     /// Metrics and log lines for recorded slots.
     fn report(
         &self,
@@ -250,14 +276,20 @@ impl Scheduler {
         key: &str,
         plan: &Plan,
         now: DateTime<Utc>,
+        stepped_from: Option<DateTime<Utc>>,
         results: Vec<SlotResult>,
     ) {
         if !plan.missed.is_empty() || plan.unlisted > 0 {
             metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => "missed")
                 .increment(plan.missed.len() as u64 + plan.unlisted);
+            let why = if stepped_from.is_some() {
+                "slots passed over by the clock stepping forward (recorded as missed)"
+            } else {
+                "slots missed while the clock moved or the daemon was not running (recorded as missed)"
+            };
             tracing::warn!(
                 runbook = %rb.name, trigger = %key, missed = plan.missed.len() as u64 + plan.unlisted,
-                "slots missed while the daemon was not running (recorded as missed)"
+                "{why}"
             );
         }
         for r in results {

@@ -78,11 +78,29 @@ pub struct Plan {
     pub next: Option<DateTime<Utc>>,
 }
 
+/// Plan the slots of `schedule` after `mark` up to `now`, the clock having
+/// run steadily (see [`plan_after_step`]).
+pub fn plan(schedule: &Schedule, mark: DateTime<Utc>, now: DateTime<Utc>, policy: Policy) -> Plan {
+    plan_after_step(schedule, mark, now, policy, None)
+}
+
 /// Plan the slots of `schedule` after `mark` up to `now`.
 ///
 /// A slot at or before the mark is never planned again, so a clock stepping
-/// backwards cannot re-fire one.
-pub fn plan(schedule: &Schedule, mark: DateTime<Utc>, now: DateTime<Utc>, policy: Policy) -> Plan {
+/// backwards cannot re-fire one. `stepped_from` is where the clock would be
+/// had it not stepped forward (an NTP step, a suspended machine) since the
+/// scheduler last looked: slots the step passed over were never on time, so
+/// they get no grace and the catch-up policy decides, as after downtime.
+///
+/// Under `latest`, one late slot is enough: only the most recent due slot
+/// runs, the others are missed (a backlog is never run back to back).
+pub fn plan_after_step(
+    schedule: &Schedule,
+    mark: DateTime<Utc>,
+    now: DateTime<Utc>,
+    policy: Policy,
+    stepped_from: Option<DateTime<Utc>>,
+) -> Plan {
     let mut due = std::collections::VecDeque::new();
     let mut unlisted = 0u64;
     let mut t = mark;
@@ -104,21 +122,27 @@ pub fn plan(schedule: &Schedule, mark: DateTime<Utc>, now: DateTime<Utc>, policy
         next: schedule.next_after(now.max(mark)),
         ..Plan::default()
     };
-    let (on_time, late): (Vec<_>, Vec<_>) = due.into_iter().partition(|s| now - *s < GRACE);
+    let passed_over = |s: &DateTime<Utc>| stepped_from.is_some_and(|from| *s > from);
+    let (on_time, late): (Vec<_>, Vec<_>) = due
+        .into_iter()
+        .partition(|s| now - *s < GRACE && !passed_over(s));
     let too_old = |s: &DateTime<Utc>| policy.within.is_some_and(|w| now - *s > w);
+    let any_late = !late.is_empty();
     let (mut stale, late): (Vec<_>, Vec<_>) = late.into_iter().partition(too_old);
     plan.missed.append(&mut stale);
     match policy.catch_up {
         CatchUp::Skip => plan.missed.extend(late),
-        CatchUp::Latest => {
-            let mut late = late;
-            if on_time.is_empty()
-                && let Some(last) = late.pop()
-            {
+        CatchUp::Latest if any_late => {
+            // The most recent due slot, whichever list holds it, and no other.
+            let mut all: Vec<_> = late.into_iter().chain(on_time).collect();
+            all.sort();
+            if let Some(last) = all.pop() {
                 plan.run.push(last);
             }
-            plan.missed.extend(late);
+            plan.missed.extend(all);
+            return finish(plan);
         }
+        CatchUp::Latest => {}
         CatchUp::All => {
             let keep = MAX_CATCH_UP.saturating_sub(on_time.len()).min(late.len());
             let cut = late.len() - keep;
@@ -127,6 +151,14 @@ pub fn plan(schedule: &Schedule, mark: DateTime<Utc>, now: DateTime<Utc>, policy
         }
     }
     plan.run.extend(on_time);
+    finish(plan)
+}
+
+/// Both lists oldest first; missed slots beyond [`MAX_LISTED_MISSED`] are
+/// counted, not listed.
+fn finish(mut plan: Plan) -> Plan {
+    plan.run.sort();
+    plan.missed.sort();
     if plan.missed.len() > MAX_LISTED_MISSED {
         let extra = plan.missed.len() - MAX_LISTED_MISSED;
         plan.missed.drain(..extra);

@@ -272,3 +272,71 @@ fn a_clock_stepped_back_never_refires_a_slot() {
     assert_eq!(p.mark, utc("2026-01-01T10:00:00Z"));
     assert_eq!(p.next, Some(utc("2026-01-01T11:00:00Z")));
 }
+
+#[test]
+fn latest_runs_only_the_most_recent_slot_when_any_is_late() {
+    let every_10s = Schedule::Every {
+        interval: Duration::from_secs(10),
+    };
+    // Down for 5 minutes: the 5 slots within the last minute no longer run
+    // back to back; only 10:05:00 does.
+    let p = plan(
+        &every_10s,
+        utc("2026-01-01T10:00:00Z"),
+        utc("2026-01-01T10:05:05Z"),
+        policy(CatchUp::Latest),
+    );
+    assert_eq!(p.run, [utc("2026-01-01T10:05:00Z")]);
+    assert_eq!(p.missed.len(), 29);
+    assert_eq!(p.missed.last(), Some(&utc("2026-01-01T10:04:50Z")));
+    // No slot late (a busy second): each slot within the grace runs.
+    let p = plan(
+        &every_10s,
+        utc("2026-01-01T10:00:00Z"),
+        utc("2026-01-01T10:00:21Z"),
+        policy(CatchUp::Latest),
+    );
+    assert_eq!(
+        (p.run.as_slice(), p.missed.as_slice()),
+        (
+            &[utc("2026-01-01T10:00:10Z"), utc("2026-01-01T10:00:20Z")][..],
+            &[][..]
+        )
+    );
+}
+
+#[test]
+fn slots_a_clock_step_passed_over_get_no_grace() {
+    let every_10s = Schedule::Every {
+        interval: Duration::from_secs(10),
+    };
+    // The scheduler woke for 10:00:10, but the clock had stepped 40 s ahead:
+    // 10:00:20 to 10:00:50 were passed over, all of them within a minute.
+    let (mark, now, from) = (
+        utc("2026-01-01T10:00:00Z"),
+        utc("2026-01-01T10:00:50Z"),
+        Some(utc("2026-01-01T10:00:10Z")),
+    );
+    let slot = |s: u32| utc(&format!("2026-01-01T10:00:{s:02}Z"));
+    let p = plan_after_step(&every_10s, mark, now, policy(CatchUp::Latest), from);
+    assert_eq!(
+        (p.run, p.missed),
+        (vec![slot(50)], vec![slot(10), slot(20), slot(30), slot(40)])
+    );
+    let p = plan_after_step(&every_10s, mark, now, policy(CatchUp::Skip), from);
+    assert_eq!(
+        (p.run, p.missed),
+        (vec![slot(10)], vec![slot(20), slot(30), slot(40), slot(50)])
+    );
+    let p = plan_after_step(&every_10s, mark, now, policy(CatchUp::All), from);
+    assert_eq!(
+        (p.run, p.missed),
+        (
+            vec![slot(10), slot(20), slot(30), slot(40), slot(50)],
+            vec![]
+        )
+    );
+    // Without the step, the same minute is on time under every policy.
+    let p = plan(&every_10s, mark, now, policy(CatchUp::Latest));
+    assert_eq!(p.run.len(), 5);
+}
