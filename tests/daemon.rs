@@ -252,14 +252,14 @@ fn sigterm_lets_runs_finish_within_the_grace_then_interrupts() {
 }
 
 #[test]
-fn an_invalid_edit_keeps_the_last_good_version_and_a_deleted_runbook_stops() {
+fn an_invalid_edit_keeps_the_last_good_version_also_across_a_crash_and_a_deleted_runbook_stops() {
     let d = Deployment::new();
     d.runbook(
         "versioned.yaml",
         "triggers:\n  - every: 1s\nrun: '\"v1\"'\n",
     );
     d.runbook("clock.yaml", "triggers:\n  - every: 1s\nrun: '1'\n");
-    let daemon = Daemon::start(&d, &[]);
+    let mut daemon = Daemon::start(&d, &[]);
     let with = |out: &'static str| {
         move |r: &[RunRow]| r.iter().any(|r| r.output == Some(serde_json::json!(out)))
     };
@@ -294,6 +294,37 @@ fn an_invalid_edit_keeps_the_last_good_version_and_a_deleted_runbook_stops() {
             .filter(|r| r.id > before && r.status == RunStatus::Succeeded)
             .all(|r| r.output == Some(serde_json::json!("v1")))
     );
+
+    // A crash while the file is broken (as if half-written): the next start
+    // runs the version that last fired, kept in the database, and says so.
+    daemon.signal("KILL");
+    daemon.wait_exit(LIMIT);
+    let last_v1 = of(&runs, "versioned").last().unwrap().version_hash.clone();
+    let kept = block_on(async { d.store().await.version(&last_v1).await.unwrap().unwrap() });
+    let daemon = Daemon::start(&d, &[]);
+    let banner = daemon.text();
+    let warning = format!(
+        "    warning: {}:1:1: the file has errors; runbook versioned runs the version that last fired (saved {}), kept in the database, until the file is fixed",
+        kept.path,
+        kept.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    assert!(banner.lines().any(|l| l == warning), "{banner}");
+    assert!(
+        banner
+            .lines()
+            .any(|l| l.starts_with("    error: ") && l.contains("runbooks/versioned.yaml:3:6")),
+        "{banner}"
+    );
+    let restarted = daemon.runs().iter().map(|r| r.id).max().unwrap();
+    daemon.wait_runs("v1 runs after the restart", LIMIT, |r| {
+        r.iter().any(|r| {
+            r.runbook == "versioned"
+                && r.id > restarted
+                && r.status == RunStatus::Succeeded
+                && r.output == Some(serde_json::json!("v1"))
+                && r.version_hash == last_v1
+        })
+    });
 
     d.runbook(
         "versioned.yaml",

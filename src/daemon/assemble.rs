@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Options, Parts, housekeeping, reload, shared, watch};
+use super::{Options, Parts, housekeeping, kept, reload, shared, watch};
 use crate::http::{AppState, DEFAULT_MAX_BODY};
 use crate::notify::Mailer;
 use crate::run::{Dispatcher, Executor, Intake};
@@ -47,12 +47,11 @@ pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
     };
     // A name two files claim stays with the file its latest run came from.
     let candidates = loader.read(std::slice::from_ref(&config.runbooks));
-    let active = last_run_paths(store.as_ref(), &candidates.contested()).await;
+    let active = kept::last_run_paths(store.as_ref(), &candidates.contested()).await;
+    let mut loaded = candidates.admit(&active);
+    kept::restore_broken(store.as_ref(), &loader, &mut loaded).await;
     let registry = Arc::new(RwLock::new(Registry::default()));
-    registry
-        .write()
-        .expect("registry lock")
-        .apply(candidates.admit(&active));
+    registry.write().expect("registry lock").apply(loaded);
     let (closing, interrupt) = (CancellationToken::new(), CancellationToken::new());
     let (effects, mailer) = crate::run::build_effects(&config, &store, &secrets)?;
     let executor = Executor::new(
@@ -109,31 +108,6 @@ pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
         scheduler,
         mailer,
     })
-}
-
-/// For names several files claim at start, the file the latest run came from:
-/// that runbook was active, and stays so.
-async fn last_run_paths(
-    store: &dyn crate::store::Store,
-    names: &[String],
-) -> std::collections::HashMap<String, std::path::PathBuf> {
-    let mut active = std::collections::HashMap::new();
-    for name in names {
-        let filter = crate::store::RunFilter {
-            runbook: Some(name.clone()),
-            limit: 1,
-            ..Default::default()
-        };
-        let Ok(runs) = store.list_runs(&filter).await else {
-            continue;
-        };
-        if let Some(run) = runs.first()
-            && let Ok(Some(v)) = store.version(&run.version_hash).await
-        {
-            active.insert(name.clone(), v.path.into());
-        }
-    }
-    active
 }
 
 /// The tasks beside the server: the scheduler, the mailer, the file watch

@@ -37,6 +37,9 @@ pub fn render(reg: &Registry, facts: &Facts, now: DateTime<Utc>) -> String {
     for e in &reg.errors {
         out += &format!("    error: {e}\n");
     }
+    for w in &reg.warnings {
+        out += &format!("    warning: {w}\n");
+    }
     let r = facts.recovered;
     if r.interrupted > 0 {
         out += &format!(

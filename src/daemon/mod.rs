@@ -9,6 +9,7 @@
 mod assemble;
 mod banner;
 mod housekeeping;
+mod kept;
 mod reload;
 mod shared;
 mod summary;

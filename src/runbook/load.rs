@@ -157,6 +157,24 @@ impl Loader {
         let fail = |e: LoadError| (None, vec![e], Vec::new());
         self.trusted(path).map_err(fail)?;
         let text = read_text(path).map_err(fail)?;
+        self.load_text(path, text, settings)
+    }
+
+    /// Load a runbook the database kept (`yaml`, the text `path` had when
+    /// it last fired), with today's settings and scripts.
+    ///
+    /// Fails as [`Loader::load_file_with`], also when the settings are broken.
+    pub fn load_kept(&self, path: &Path, yaml: String) -> FileResult {
+        let settings = match self.settings.as_deref().map(Settings::read) {
+            None => Settings::default(),
+            Some(Ok(s)) => s,
+            Some(Err(errors)) => return Err((None, errors, Vec::new())),
+        };
+        self.load_text(path, yaml, &settings)
+    }
+
+    fn load_text(&self, path: &Path, text: String, settings: &Settings) -> FileResult {
+        let fail = |e: LoadError| (None, vec![e], Vec::new());
         let index = yaml_index::index(&text)
             .map_err(|e| fail(at(path, e.pos.line, e.pos.col, e.message, None)))?;
         if text
