@@ -218,7 +218,7 @@ fn runs_and_show_read_the_history() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_writer_on_the_same_database_is_refused() {
+async fn a_second_writer_on_the_same_database_is_refused_by_any_name() {
     let d = deployment();
     // This test process holds the database, as a running daemon would.
     let held = d.store().await;
@@ -233,8 +233,32 @@ async fn a_second_writer_on_the_same_database_is_refused() {
     );
     // Readers are not writers: history stays readable meanwhile.
     assert_eq!(d.cli(&["runs"]).code, 0);
+    // Another name for the same file is the same database.
+    std::os::unix::fs::symlink(d.db(), d.path().join("alias.db")).unwrap();
+    let ran = d.cli(&["--database", "sqlite://alias.db", "run", "greet"]);
+    assert_eq!(
+        (ran.code, ran.stderr),
+        (
+            3,
+            format!(
+                "error: the database alias.db is in use by another runbookd (pid {}); stop it, or point this command at another database with --database\n",
+                std::process::id()
+            )
+        )
+    );
     drop(held);
     assert_eq!(d.cli(&["run", "greet"]).code, 0);
+    // A second hard link would give SQLite two journals for one file.
+    std::fs::hard_link(d.db(), d.path().join("twin.db")).unwrap();
+    let links = |name: &str| {
+        format!(
+            "error: the database {name} cannot be opened: the file has 2 hard links; SQLite names its journal after the path, so each name would be a database of its own writing the same file. Keep one name (remove the other links), or use a symlink\n"
+        )
+    };
+    let ran = d.cli(&["--database", "sqlite://twin.db", "run", "greet"]);
+    assert_eq!((ran.code, ran.stderr), (3, links("twin.db")));
+    let ran = d.cli(&["run", "greet"]);
+    assert_eq!((ran.code, ran.stderr), (3, links("runbookd.db")));
 }
 
 #[test]

@@ -83,13 +83,15 @@ impl SqliteStore {
             path: path.display().to_string(),
             cause: e.to_string(),
         };
+        // One name per file, for the lock and for SQLite's journal alike.
+        let file = super::lock::identity(path)?;
         let lock = match access {
-            Access::Exclusive => Some(DatabaseLock::acquire(path)?),
+            Access::Exclusive => Some(DatabaseLock::acquire(&file, path)?),
             Access::Read | Access::Shared => None,
         };
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| open_err(&e))?
-            .filename(path)
+            .filename(&file)
             .create_if_missing(access == Access::Exclusive)
             .read_only(access == Access::Read)
             .journal_mode(SqliteJournalMode::Wal)
