@@ -252,6 +252,34 @@ fn a_replayed_delivery_starts_one_run_even_when_requests_race() {
         25,
         "every delivery is in the log"
     );
+
+    // A sender's 60,000-character delivery id is kept as its digest, and a
+    // repeat of it is still the same delivery.
+    let long = "x".repeat(60_000);
+    let first = send(github(&daemon.url, body, &long, SECRET));
+    assert_eq!(first.status, 202, "{}", first.text);
+    let again = send(github(&daemon.url, body, &long, SECRET));
+    assert_eq!(
+        (
+            again.status,
+            &again.body["run_id"],
+            &again.body["duplicate"]
+        ),
+        (200, &first.body["run_id"], &serde_json::json!(true))
+    );
+    let listed = send(client().get(format!(
+        "{}/api/v1/deliveries?runbook=gh&limit=2",
+        daemon.url
+    )));
+    let keys: Vec<_> = listed.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["dedup_key"].clone())
+        .collect();
+    use sha2::Digest;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&long)));
+    assert_eq!(keys, [serde_json::json!(digest), serde_json::json!(digest)]);
 }
 
 #[test]

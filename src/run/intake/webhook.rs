@@ -80,6 +80,22 @@ fn sender_id(t: &WebhookTrigger, headers: &Value, body: &Value) -> Option<String
         .filter(|s| !s.is_empty())
 }
 
+/// Dedup keys are chosen by the sender; longer than this, the key is kept as
+/// its digest: `sha256:` and 64 hex digits.
+pub const MAX_DEDUP_KEY: usize = 200;
+
+/// The key as stored and compared: itself, or its digest when it is long, so
+/// a sender cannot make the database keep 60,000 characters per delivery and
+/// a repeat of a long key is still a duplicate.
+fn bounded_key(key: String) -> String {
+    if key.len() <= MAX_DEDUP_KEY {
+        return key;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    format!("sha256:{}", hex::encode(digest))
+}
+
 /// Decide what an authenticated delivery becomes.
 pub async fn judge(sandbox: &Arc<Sandbox>, tz: Tz, a: &Arrival<'_>) -> Verdict {
     let rejected = |detail: String| Verdict::Rejected { detail };
@@ -99,7 +115,8 @@ pub async fn judge(sandbox: &Arc<Sandbox>, tz: Tz, a: &Arrival<'_>) -> Verdict {
             Err(e) => return rejected(format!("`dedup:` failed: {e}")),
         },
         None => sender_id(w, &a.headers, &data["body"]),
-    };
+    }
+    .map(bounded_key);
     let Some(when) = &w.when else {
         return Verdict::Run { data, dedup_key };
     };
