@@ -208,7 +208,7 @@ fn reload_readiness_and_metrics() {
         (ready.status, &ready.body),
         (
             200,
-            &serde_json::json!({"store": true, "runbooks_loaded": true, "shutting_down": false})
+            &serde_json::json!({"store": true, "writes": true, "runbooks_loaded": true, "shutting_down": false})
         )
     );
     d.runbook("extra.yaml", "run: '1'\n");

@@ -601,15 +601,39 @@ fn a_full_disk_refuses_new_deliveries_clearly_keeps_the_accepted_ones_and_recove
         refused.text
     );
     daemon.wait_for_line("the disk holding the database is full", LIMIT);
-    // Still serving: the API answers while the disk is full.
+    // Still serving: the API answers while the disk is full, and says it is
+    // not ready for traffic, and why.
     assert_eq!(
         send(client().get(format!("{}/healthz", daemon.url))).status,
         200
     );
+    let ready = || send(client().get(format!("{}/readyz", daemon.url)));
+    let unready = ready();
+    assert_eq!(
+        (unready.status, unready.body),
+        (
+            503,
+            serde_json::json!({
+                "store": true, "writes": false, "runbooks_loaded": true, "shutting_down": false,
+                "writes_failing": "the disk holding the database is full; free space and retry"
+            })
+        )
+    );
 
-    // Space is freed: new deliveries are accepted again, and every delivery
-    // accepted before the disk filled is on record and has run.
+    // Space is freed: ready again before anything is written, new deliveries
+    // are accepted, and every delivery accepted before the disk filled is on
+    // record and has run.
     std::fs::remove_file(disk.join("filler")).unwrap();
+    let again = ready();
+    assert_eq!(
+        (again.status, again.body),
+        (
+            200,
+            serde_json::json!({
+                "store": true, "writes": true, "runbooks_loaded": true, "shutting_down": false
+            })
+        )
+    );
     let after = post(1_000);
     assert_eq!(after.status, 202, "{}", after.text);
     accepted.push((1_000, after.body["run_id"].as_i64().unwrap()));

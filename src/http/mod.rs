@@ -141,12 +141,16 @@ async fn as_problem(resp: axum::response::Response) -> axum::response::Response 
 
 async fn ready(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let store = app.store.ping().await.is_ok();
+    let writes = app.store.writable().await;
     let loaded = app.registry.read().expect("registry lock").loaded;
     let draining = app.closing.is_cancelled();
-    let body = axum::Json(
-        serde_json::json!({ "store": store, "runbooks_loaded": loaded, "shutting_down": draining }),
-    );
-    if store && loaded && !draining {
+    let mut body = serde_json::json!({ "store": store, "writes": writes.is_ok(), "runbooks_loaded": loaded, "shutting_down": draining });
+    if let Err(e) = &writes {
+        body["writes_failing"] = serde_json::json!(e.to_string());
+    }
+    let ready = store && writes.is_ok() && loaded && !draining;
+    let body = axum::Json(body);
+    if ready {
         (StatusCode::OK, body)
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, body)

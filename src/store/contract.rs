@@ -236,6 +236,9 @@ pub trait HistoryStore: Send + Sync {
     async fn lead_housekeeping(&self, owner: &str, until: DateTime<Utc>) -> Result<bool>;
     /// A cheap query that proves the database answers.
     async fn ping(&self) -> Result<()>;
+    /// Whether writes succeed now: fails with why the last one did not
+    /// (a full disk) until one succeeds again or space was freed.
+    async fn writable(&self) -> Result<()>;
 }
 
 /// Every role: what the daemon holds.

@@ -206,4 +206,10 @@ impl HistoryStore for PostgresStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    /// The server manages its own disk: a write it cannot make fails that
+    /// write, and the server answering is what this daemon can know.
+    async fn writable(&self) -> Result<()> {
+        self.ping().await
+    }
 }

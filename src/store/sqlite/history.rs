@@ -181,4 +181,8 @@ impl HistoryStore for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn writable(&self) -> Result<()> {
+        self.health.check().map_err(StoreError::from_database_text)
+    }
 }

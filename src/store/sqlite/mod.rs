@@ -16,6 +16,7 @@ use rows::{json_col, required, run_row, time_col};
 
 mod attempts;
 mod deliveries;
+mod health;
 mod history;
 mod issues;
 mod outbox;
@@ -29,6 +30,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The one connection that writes, group-committing (`None` when read-only).
     writer: Option<writer::Writer>,
+    /// Whether commits succeed now.
+    health: Arc<health::WriteHealth>,
     /// Held for the life of the store when opened for writing.
     _lock: Option<DatabaseLock>,
 }
@@ -85,6 +88,7 @@ impl SqliteStore {
         };
         // One name per file, for the lock and for SQLite's journal alike.
         let file = super::lock::identity(path)?;
+        let health = Arc::new(health::WriteHealth::new(&file));
         let lock = match access {
             Access::Exclusive => Some(DatabaseLock::acquire(&file, path)?),
             Access::Read | Access::Shared => None,
@@ -113,7 +117,7 @@ impl SqliteStore {
                         .await
                         .map_err(|e| StoreError::Migrate(e.to_string()))?;
                 }
-                Some(writer::Writer::start(conn))
+                Some(writer::Writer::start(conn, health.clone()))
             }
         };
         let pool = SqlitePoolOptions::new()
@@ -124,6 +128,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             writer,
+            health,
             _lock: lock,
         })
     }

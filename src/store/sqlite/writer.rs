@@ -36,6 +36,8 @@ struct Slot {
     beginning: bool,
     /// Told the open batch's outcome.
     batch: watch::Sender<Outcome>,
+    /// Told whether commits succeed.
+    health: Arc<super::health::WriteHealth>,
 }
 
 struct Shared {
@@ -64,7 +66,7 @@ pub(super) struct Lease<'a> {
 }
 
 impl Writer {
-    pub fn start(conn: SqliteConnection) -> Self {
+    pub fn start(conn: SqliteConnection, health: Arc<super::health::WriteHealth>) -> Self {
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot {
                 conn,
@@ -73,6 +75,7 @@ impl Writer {
                 abandoned: false,
                 beginning: false,
                 batch: watch::channel(None).0,
+                health,
             }),
             dirty: Notify::new(),
         });
@@ -213,10 +216,14 @@ impl Slot {
             return;
         }
         let committed = self.conn.execute("COMMIT").await.map(|_| ());
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, writes = self.released, "a batch of database writes could not be committed");
-            // A failed COMMIT can leave the transaction open.
-            let _ = self.conn.execute("ROLLBACK").await;
+        match &committed {
+            Ok(()) => self.health.succeeded(),
+            Err(e) => {
+                tracing::error!(error = %e, writes = self.released, "a batch of database writes could not be committed");
+                self.health.failed(&e.to_string());
+                // A failed COMMIT can leave the transaction open.
+                let _ = self.conn.execute("ROLLBACK").await;
+            }
         }
         self.end(committed.map_err(|e| e.to_string()));
     }
@@ -255,7 +262,10 @@ mod tests {
         conn.execute("CREATE TABLE t (x INTEGER PRIMARY KEY); INSERT INTO t VALUES (-1)")
             .await
             .unwrap();
-        (dir, Writer::start(conn), opts)
+        let health = Arc::new(super::super::health::WriteHealth::new(
+            &dir.path().join("w.db"),
+        ));
+        (dir, Writer::start(conn, health), opts)
     }
 
     async fn rows(opts: &sqlx::sqlite::SqliteConnectOptions) -> Vec<i64> {
