@@ -369,9 +369,13 @@ fn retry_after(headers: &serde_json::Value) -> Option<Duration> {
     (at.to_utc() - chrono::Utc::now()).to_std().ok()
 }
 
-/// The URL as logged: query values that look like credentials masked.
+/// The URL as logged: its password and query values that look like
+/// credentials masked.
 fn shown_url(url: &Url) -> String {
     let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
@@ -453,5 +457,7 @@ mod tests {
     fn credentials_in_queries_are_masked_in_logs() {
         let u = Url::parse("https://x.io/a?api_key=abc&page=2").unwrap();
         assert_eq!(shown_url(&u), "https://x.io/a?api_key=***&page=2");
+        let u = Url::parse("https://me:pw@x.io/a").unwrap();
+        assert_eq!(shown_url(&u), "https://me:***@x.io/a");
     }
 }
