@@ -48,7 +48,10 @@ pub fn build_effects(
     store: &Arc<dyn Store>,
     secrets: &Secrets,
 ) -> anyhow::Result<(Arc<Effects>, Option<Mailer>)> {
-    let outbound = Arc::new(Outbound::new(config.http_allow.clone())?);
+    let outbound = Arc::new(Outbound::new(
+        config.http_allow.clone(),
+        config.http_proxy.as_ref().map(|p| &p.0),
+    )?);
     let mailer = match &config.smtp {
         Some(s) => Some(Mailer::new(store.clone(), s, secrets).map_err(anyhow::Error::msg)?),
         None => None,
