@@ -20,6 +20,20 @@ impl std::fmt::Debug for Redacted {
     }
 }
 
+/// The `http.proxy` URL: its password never shows in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(pub url::Url);
+
+impl std::fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        write!(f, "{:?}", shown.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the HTTP server listens (webhooks, API, metrics).
@@ -40,6 +54,9 @@ pub struct Config {
     pub smtp: Option<Smtp>,
     /// Hosts every runbook may call, besides its own `http.allow`.
     pub http_allow: Vec<String>,
+    /// The proxy outbound calls go through (`http.proxy`); never taken from
+    /// `HTTP_PROXY` and the like.
+    pub http_proxy: Option<ProxyUrl>,
     /// Zone of cron triggers that name none, and of `format()` without one.
     pub timezone: Tz,
     /// How many runs execute at once.
@@ -73,6 +90,7 @@ impl Default for Config {
             templates: "templates".into(),
             smtp: None,
             http_allow: Vec::new(),
+            http_proxy: None,
             timezone: Tz::UTC,
             workers: 8,
             secrets_file: None,
@@ -108,6 +126,19 @@ pub struct Smtp {
 struct HttpFile {
     #[serde(default)]
     allow: Vec<String>,
+    proxy: Option<String>,
+}
+
+/// `http.proxy`: an `http://` or `https://` URL of a host (and port).
+fn parse_proxy(text: &str) -> Result<ProxyUrl, String> {
+    url::Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .filter(|u| u.path() == "/" && u.query().is_none() && u.fragment().is_none())
+        .map(ProxyUrl)
+        .ok_or_else(|| {
+            format!("http.proxy: \"{text}\" is not a proxy URL; write it as http://HOST:PORT")
+        })
 }
 
 /// The file's mirror: unknown keys are errors.
@@ -305,6 +336,12 @@ impl Config {
         }
         if let Some(h) = f.http {
             self.http_allow = h.allow;
+            self.http_proxy = h
+                .proxy
+                .as_deref()
+                .map(parse_proxy)
+                .transpose()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
         }
         if let Some(tz) = f.timezone {
             self.timezone = parse_tz(&tz).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -5,13 +5,22 @@
 //! any spelling (the URL parser normalises hex and octal forms), through DNS
 //! (the resolver drops them, so a name cannot rebind to them), through
 //! IPv4-mapped IPv6, and on every redirect hop, which is re-checked.
+//!
+//! Proxy variables of the environment are ignored. A proxy set as `http.proxy`
+//! carries the calls, and since it resolves names itself, each name is first
+//! resolved here by the same rule and refused if any answer is a metadata
+//! address.
 
-use std::net::{IpAddr, SocketAddr};
+mod guard;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
+
+use guard::GuardedResolver;
+pub use guard::{Lookup, SystemLookup, denied};
 
 use crate::script::{HttpBody, HttpCall};
 
@@ -20,39 +29,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Responses larger than this are refused.
 pub const MAX_RESPONSE: usize = 10 * 1024 * 1024;
 const MAX_REDIRECTS: usize = 10;
-
-/// Whether an address is one no runbook may reach (cloud metadata).
-pub fn denied(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.octets()[0] == 169 && v4.octets()[1] == 254,
-        IpAddr::V6(v6) => {
-            v6 == "fd00:ec2::254"
-                .parse::<std::net::Ipv6Addr>()
-                .expect("literal")
-                || v6.to_ipv4_mapped().is_some_and(|v4| denied(IpAddr::V4(v4)))
-        }
-    }
-}
-
-/// Drops denied addresses from every DNS answer.
-struct GuardedResolver;
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let ok: Vec<SocketAddr> = found.into_iter().filter(|a| !denied(a.ip())).collect();
-            if ok.is_empty() {
-                return Err(
-                    format!("{host} resolves only to addresses runbooks may not reach").into(),
-                );
-            }
-            Ok(Box::new(ok.into_iter()) as Addrs)
-        })
-    }
-}
 
 /// Whether a call may be sent again after a 429/503 or a connection error:
 /// idempotent methods, or any method with an `Idempotency-Key` header.
@@ -70,6 +46,9 @@ pub struct Outbound {
     client: reqwest::Client,
     /// Hosts every runbook may call (config `http.allow`).
     global_allow: Vec<String>,
+    /// Whether calls go through the `http.proxy` (which resolves names itself).
+    proxied: bool,
+    lookup: Arc<dyn Lookup>,
 }
 
 /// What a call returned, and a line for the run log.
@@ -83,25 +62,62 @@ pub struct Reply {
 pub const FOLLOWING_HEADERS: &[&str] = &["accept", "accept-language", "content-type"];
 
 impl Outbound {
-    /// Build the shared client.
+    /// Build the shared client: calls go to `proxy` when one is given, else
+    /// straight to the host; names are resolved by the system.
     ///
-    /// Fails when the TLS stack cannot be set up.
-    pub fn new(global_allow: Vec<String>) -> anyhow::Result<Self> {
+    /// Fails when the TLS stack or the proxy cannot be set up.
+    pub fn new(global_allow: Vec<String>, proxy: Option<&Url>) -> anyhow::Result<Self> {
+        Self::with_lookup(global_allow, proxy, Arc::new(SystemLookup))
+    }
+
+    /// As [`Outbound::new`], with names resolved by `lookup`.
+    ///
+    /// Fails when the TLS stack or the proxy cannot be set up.
+    pub fn with_lookup(
+        global_allow: Vec<String>,
+        proxy: Option<&Url>,
+        lookup: Arc<dyn Lookup>,
+    ) -> anyhow::Result<Self> {
         // One TLS provider for the process (ring); a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             // HTTP(S)_PROXY in the daemon's environment would send calls to a
-            // proxy that resolves names itself, past the metadata check.
+            // proxy that resolves names itself, past the metadata check: only
+            // the configured proxy is used, and `follow` vets names for it.
             .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver))
+            .dns_resolver(Arc::new(GuardedResolver(lookup.clone())))
             .connect_timeout(DEFAULT_TIMEOUT)
-            .user_agent(concat!("runbookd/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("runbookd/", env!("CARGO_PKG_VERSION")));
+        if let Some(p) = proxy {
+            builder = builder.proxy(reqwest::Proxy::all(p.as_str())?);
+        }
         Ok(Outbound {
-            client,
+            client: builder.build()?,
             global_allow,
+            proxied: proxy.is_some(),
+            lookup,
         })
+    }
+
+    /// Through a proxy, refuse a host name that resolves to a metadata
+    /// address (any of its answers: the proxy may pick any), as the resolver
+    /// would for a direct call.
+    async fn vet_name(&self, url: &Url) -> Result<(), Failure> {
+        let Some(Host::Domain(name)) = url.host().filter(|_| self.proxied) else {
+            return Ok(());
+        };
+        let found = self
+            .lookup
+            .lookup(name)
+            .await
+            .map_err(|e| Failure::Transport(format!("could not resolve {name} ({e})")))?;
+        match found.iter().find(|ip| denied(**ip)) {
+            Some(ip) => Err(Failure::Refused(format!(
+                "{url}: {name} resolves to {ip}, a cloud metadata address; runbooks may never call it"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Check `url` against the policy for a runbook allowing `allow`.
@@ -242,6 +258,7 @@ impl Outbound {
             // another origin a redirect leads to gets only content negotiation.
             let same_origin = url.origin() == origin;
             self.check(&url, allow).map_err(Failure::Refused)?;
+            self.vet_name(&url).await?;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Failure::Refused("the step has no time left".into()));
@@ -369,9 +386,13 @@ fn retry_after(headers: &serde_json::Value) -> Option<Duration> {
     (at.to_utc() - chrono::Utc::now()).to_std().ok()
 }
 
-/// The URL as logged: query values that look like credentials masked.
+/// The URL as logged: its password and query values that look like
+/// credentials masked.
 fn shown_url(url: &Url) -> String {
     let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
@@ -398,7 +419,7 @@ mod tests {
     use super::*;
 
     fn out() -> Outbound {
-        Outbound::new(vec!["status.example.com".into()]).unwrap()
+        Outbound::new(vec!["status.example.com".into()], None).unwrap()
     }
 
     #[test]
@@ -453,5 +474,7 @@ mod tests {
     fn credentials_in_queries_are_masked_in_logs() {
         let u = Url::parse("https://x.io/a?api_key=abc&page=2").unwrap();
         assert_eq!(shown_url(&u), "https://x.io/a?api_key=***&page=2");
+        let u = Url::parse("https://me:pw@x.io/a").unwrap();
+        assert_eq!(shown_url(&u), "https://me:***@x.io/a");
     }
 }

@@ -1,5 +1,10 @@
 //! Where secret values come from (the environment, then the secrets file) and
-//! how they are kept out of everything we write.
+//! how they are kept out of everything we write: [`Redactor`] masks each
+//! value in every form the product writes it ([`forms`]).
+
+mod forms;
+
+pub use forms::forms;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -98,10 +103,12 @@ impl Secrets {
     }
 }
 
-/// Replaces every occurrence of the known secret values with `***`.
+/// Replaces every occurrence of the known secret values, in each of their
+/// [`forms`], with `***`.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    /// Longest first, so a secret containing another is masked whole.
+    /// Every form of every value, longest first, so a form containing
+    /// another is masked whole.
     values: Vec<String>,
 }
 
@@ -113,8 +120,12 @@ impl fmt::Debug for Redactor {
 
 impl Redactor {
     pub fn new(values: impl IntoIterator<Item = String>) -> Self {
-        let mut values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let mut values: Vec<String> = values
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .flat_map(|v| forms(&v))
+            .collect();
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
         Redactor { values }
     }

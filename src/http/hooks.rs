@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::problem::Problem;
 use super::{AppState, auth};
-use crate::run::intake::{Arrival, Verdict, delivery, judge};
+use crate::run::intake::{Arrival, Verdict, delivery, judge, mask_delivery};
 use crate::runbook::{Runbook, Trigger, WebhookAuth, WebhookTrigger};
+use crate::secrets::Redactor;
 use crate::store::{Accepted, DeliveryOutcome, RunStatus};
 use crate::telemetry::WEBHOOK_DELIVERIES;
 
@@ -172,6 +173,8 @@ async fn commit(
         arrival.raw,
         crate::clock::now(),
     );
+    let secrets = rb.secrets.iter().filter_map(|n| app.secrets.get(n));
+    let d = mask_delivery(d, &Redactor::new(secrets));
     let outcome = app.intake.accept(rb.clone(), d).await?;
     if let Some(detail) = rejected {
         count(&rb.name, "rejected");

@@ -48,7 +48,10 @@ pub fn build_effects(
     store: &Arc<dyn Store>,
     secrets: &Secrets,
 ) -> anyhow::Result<(Arc<Effects>, Option<Mailer>)> {
-    let outbound = Arc::new(Outbound::new(config.http_allow.clone())?);
+    let outbound = Arc::new(Outbound::new(
+        config.http_allow.clone(),
+        config.http_proxy.as_ref().map(|p| &p.0),
+    )?);
     let mailer = match &config.smtp {
         Some(s) => Some(Mailer::new(store.clone(), s, secrets).map_err(anyhow::Error::msg)?),
         None => None,
@@ -104,6 +107,7 @@ pub fn issue_open(
     if key.is_empty() || key.len() > 256 {
         return Err("issues::open: the key is 1 to 256 bytes long".into());
     }
+    let key = &host.redactor.redact(key);
     let title = text_field(&fields, "title").ok_or("issues::open: `title` is required")?;
     let severity = named("issues::open", "severity", text_field(&fields, "severity"))?
         .unwrap_or(Severity::Medium);
@@ -163,6 +167,7 @@ pub fn issue_open(
 }
 
 pub fn issue_resolve(host: &RunHost, key: &str, note: Option<String>) -> Result<bool, String> {
+    let key = &host.redactor.redact(key);
     if host.planned(format!("resolve issue {key}")) {
         let current = host
             .block(host.store.issue(key))
@@ -187,7 +192,7 @@ pub fn issue_resolve(host: &RunHost, key: &str, note: Option<String>) -> Result<
 
 pub fn issue_get(host: &RunHost, key: &str) -> Result<Option<serde_json::Value>, String> {
     Ok(host
-        .block(host.store.issue(key))
+        .block(host.store.issue(&host.redactor.redact(key)))
         .map_err(|e| e.to_string())?
         .as_ref()
         .map(issue_json))
@@ -242,7 +247,9 @@ pub fn email_send(host: &RunHost, message: serde_json::Value) -> Result<i64, Str
         + 1;
     let key = composed.key.clone().unwrap_or_else(|| format!("#{n}"));
     let email = NewEmail {
-        idem_key: format!("{}|{}|{key}", host.runbook, host.identity),
+        idem_key: host
+            .redactor
+            .redact(&format!("{}|{}|{key}", host.runbook, host.identity)),
         runbook: host.runbook.clone(),
         run_id: Some(host.run_id),
         sender: effects.mail_from.clone(),

@@ -235,11 +235,13 @@ impl RunHost {
         *self.step.lock().expect("step lock") = name.map(str::to_string);
     }
 
-    fn check_key(key: &str) -> Result<(), String> {
+    /// The key a state entry is stored under: the script's key with secrets
+    /// masked, so every read and write of one key finds the same entry.
+    fn state_key(&self, key: &str) -> Result<String, String> {
         if key.is_empty() || key.len() > 256 {
             return Err("a state key is 1 to 256 bytes long".into());
         }
-        Ok(())
+        Ok(self.redactor.redact(key))
     }
 
     fn store_call<T>(
@@ -339,7 +341,7 @@ impl Host for RunHost {
     }
 
     fn state_get(&self, key: &str) -> Result<Option<serde_json::Value>, String> {
-        Self::check_key(key)?;
+        let key = &self.state_key(key)?;
         self.store_call(
             "state::get",
             self.store
@@ -353,7 +355,7 @@ impl Host for RunHost {
         value: serde_json::Value,
         ttl: Option<Duration>,
     ) -> Result<(), String> {
-        Self::check_key(key)?;
+        let key = &self.state_key(key)?;
         if self.planned(format!("state::set {key} = {value}")) {
             return Ok(());
         }
@@ -386,7 +388,7 @@ impl Host for RunHost {
     }
 
     fn state_delete(&self, key: &str) -> Result<bool, String> {
-        Self::check_key(key)?;
+        let key = &self.state_key(key)?;
         if self.planned(format!("state::delete {key}")) {
             return Ok(self.state_get(key)?.is_some());
         }

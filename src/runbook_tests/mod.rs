@@ -109,7 +109,7 @@ impl Bench {
         sandbox: Arc<Sandbox>,
         runbooks: Vec<Arc<Runbook>>,
     ) -> anyhow::Result<Self> {
-        let outbound = Arc::new(Outbound::new(config.http_allow.clone())?);
+        let outbound = Arc::new(Outbound::new(config.http_allow.clone(), None)?);
         Ok(Bench {
             config,
             sandbox,
@@ -229,7 +229,7 @@ impl Bench {
         } else {
             let mut allow = self.config.http_allow.clone();
             allow.extend(tf.allow.iter().cloned());
-            Arc::new(Outbound::new(allow).map_err(|e| format!("{e:#}"))?)
+            Arc::new(Outbound::new(allow, None).map_err(|e| format!("{e:#}"))?)
         };
         Ok(Effects {
             outbound,

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod fakes;
 pub mod http;
 pub mod postgres;
+pub mod proxy;
 pub mod shipped;
 pub mod smtp;
 

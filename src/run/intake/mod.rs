@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-pub use webhook::{Arrival, Verdict, delivery, judge, parse_body};
+pub use webhook::{Arrival, Verdict, delivery, judge, mask_delivery, parse_body};
 
 use super::{Dispatcher, RunRequest, TriggerInfo};
 use crate::runbook::{Concurrency, Runbook, Trigger};

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{TriggerInfo, default_params, expr, new_run};
 use crate::runbook::{Runbook, WebhookAuth, WebhookTrigger};
 use crate::script::Sandbox;
+use crate::secrets::Redactor;
 use crate::store::{Delivery, DeliveryOutcome, Fate, TriggerKind};
 
 /// A delivery as it arrived, after authentication.
@@ -178,4 +179,22 @@ pub fn delivery(
         body: String::from_utf8_lossy(raw).into_owned(),
         fate,
     }
+}
+
+/// The record as it may be kept: the runbook's secret values masked in what
+/// was received (headers, body, dedup key), in why it was refused, and in the
+/// run's trigger data, so a sender echoing a token does not store it
+/// readable. Scripts read the trigger data from the record, so they see it
+/// masked too.
+pub fn mask_delivery(mut d: Delivery, redactor: &Redactor) -> Delivery {
+    d.headers = redactor.redact_json(d.headers);
+    d.body = redactor.redact(&d.body);
+    d.dedup_key = d.dedup_key.map(|k| redactor.redact(&k));
+    match &mut d.fate {
+        Fate::Run { run, .. } => {
+            run.trigger_data = redactor.redact_json(std::mem::take(&mut run.trigger_data));
+        }
+        Fate::Record { detail, .. } => *detail = redactor.redact(detail),
+    }
+    d
 }
