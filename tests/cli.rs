@@ -576,6 +576,33 @@ fn a_script_holding_more_than_its_memory_budget_is_stopped() {
     );
     let ran = d.cli(&["run", "fits", "--json"]);
     assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    // One 1 MB string referred to 1,000 times is cheap in the script; as
+    // output it would be 1 GB of copies. The sandbox counts each reference
+    // (and, behind it, the JSON conversion has its own budget), so it is
+    // refused before any copy is made.
+    d.runbook(
+        "echoes.yaml",
+        "run: |
+  let big = \"\";
+  big.pad(1000000, 'x');
+  let xs = [];
+  for i in 0..1000 { xs.push(big); }
+  xs
+",
+    );
+    let ran = d.cli(&["run", "echoes", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        (ran.code, &v["run"]["status"], &v["run"]["error"]),
+        (
+            1,
+            &serde_json::json!("failed"),
+            &serde_json::json!(
+                "step main: Length of string over the sandbox limit at line 4, position 23 (strings up to 16 MiB, arrays and maps up to 100000 items)"
+            )
+        ),
+        "{v}"
+    );
     // The budget is the operator's to raise.
     std::fs::write(d.path().join("runbookd.yaml"), "script_memory_mib: 512\n").unwrap();
     let ran = d.cli(&["run", "hog", "--json"]);

@@ -12,6 +12,15 @@ const MAX_DEPTH: usize = 64;
 /// Why a value nested too deep is refused.
 pub const TOO_DEEP: &str = "value nested more than 64 levels deep";
 
+/// A value that would take more than this as JSON is refused: the script's
+/// memory budget (64 MiB by default) counts a string once, however many times
+/// a value refers to it, but each reference would be a copy here.
+pub const MAX_JSON_BYTES: usize = 64 << 20;
+
+/// Why a value too large as JSON is refused.
+pub const TOO_LARGE: &str =
+    "value larger than 64 MiB as JSON (a large value referred to many times is copied each time)";
+
 /// Whether `v` nests arrays and maps more than [`MAX_DEPTH`] levels deep
 /// (it looks no deeper than that).
 pub fn nested_too_deep(v: &Dynamic) -> bool {
@@ -54,15 +63,25 @@ pub fn from_json(v: &Value) -> Dynamic {
 /// Script value → JSON. Timestamps become RFC 3339 strings, durations their
 /// spelling (`1h 30m`), non-finite floats `null`.
 ///
-/// Fails on values nested more than 64 levels deep.
+/// Fails on values nested more than 64 levels deep, or larger than
+/// [`MAX_JSON_BYTES`] as JSON (counted as it is built, so it never is).
 pub fn to_json(v: &Dynamic) -> Result<Value, String> {
-    walk(v, 0)
+    let mut left = MAX_JSON_BYTES;
+    walk(v, 0, &mut left)
 }
 
-fn walk(v: &Dynamic, depth: usize) -> Result<Value, String> {
+/// Spend `n` bytes of the budget.
+fn spend(left: &mut usize, n: usize) -> Result<(), String> {
+    *left = left.checked_sub(n).ok_or(TOO_LARGE)?;
+    Ok(())
+}
+
+fn walk(v: &Dynamic, depth: usize, left: &mut usize) -> Result<Value, String> {
     if depth > MAX_DEPTH {
         return Err(TOO_DEEP.into());
     }
+    // Every value costs a few bytes (separators, scalars); strings their length.
+    spend(left, 8)?;
     if v.is_unit() {
         return Ok(Value::Null);
     }
@@ -81,13 +100,15 @@ fn walk(v: &Dynamic, depth: usize) -> Result<Value, String> {
         return Ok(Value::String(c.to_string()));
     }
     if v.is_string() {
-        return Ok(Value::String(v.clone().into_string().unwrap_or_default()));
+        let s = v.clone().into_immutable_string().unwrap_or_default();
+        spend(left, s.len())?;
+        return Ok(Value::String(s.to_string()));
     }
     if v.is_array() {
         let arr = v.read_lock::<Array>().ok_or("array is locked")?;
         return arr
             .iter()
-            .map(|x| walk(x, depth + 1))
+            .map(|x| walk(x, depth + 1, left))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array);
     }
@@ -95,12 +116,14 @@ fn walk(v: &Dynamic, depth: usize) -> Result<Value, String> {
         let map = v.read_lock::<Map>().ok_or("map is locked")?;
         let mut obj = serde_json::Map::new();
         for (k, x) in map.iter() {
-            obj.insert(k.to_string(), walk(x, depth + 1)?);
+            spend(left, k.len())?;
+            obj.insert(k.to_string(), walk(x, depth + 1, left)?);
         }
         return Ok(Value::Object(obj));
     }
     if v.is_blob() {
         let blob = v.read_lock::<rhai::Blob>().ok_or("blob is locked")?;
+        spend(left, blob.len().saturating_mul(4))?;
         return Ok(Value::Array(blob.iter().map(|b| Value::from(*b)).collect()));
     }
     if let Some(t) = v.read_lock::<Timestamp>() {
@@ -120,5 +143,15 @@ mod tests {
     fn round_trips_json() {
         let v = serde_json::json!({"a": [1, 2.5, "x", null, true], "b": {"c": -3}});
         assert_eq!(to_json(&from_json(&v)).unwrap(), v);
+    }
+
+    #[test]
+    fn a_value_referred_to_many_times_is_refused_before_it_is_copied() {
+        // 1 MiB once in memory, 1,000 times as JSON.
+        let s = Dynamic::from(rhai::ImmutableString::from("x".repeat(1 << 20)));
+        let many = Dynamic::from_array(vec![s.clone(); 1000]);
+        assert_eq!(to_json(&many), Err(TOO_LARGE.to_string()));
+        let few = Dynamic::from_array(vec![s; 8]);
+        assert_eq!(to_json(&few).unwrap().as_array().unwrap().len(), 8);
     }
 }
