@@ -61,18 +61,25 @@ fn two_daemons_run_each_slot_and_each_delivery_once() {
     let Some(db) = TestDb::create("two_daemons_run_each_slot_and_each_delivery_once") else {
         return;
     };
-    let d = Deployment::new();
-    d.runbook(
-        "tick.yaml",
-        "triggers:\n  - every: 1s\nrun: trigger.scheduled_at\n",
-    );
-    d.runbook(
-        "hook.yaml",
-        "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: { auth: github, secret: HOOK_SECRET }\nconcurrency: allow\nrun: trigger.body.delivery\n",
-    );
+    // B runs a newer version of tick than A (a rolling deploy halfway):
+    // the slots are the same, and the listings say the versions differ.
+    let (d, newer) = (Deployment::new(), Deployment::new());
+    for (d, tick) in [
+        (&d, "trigger.scheduled_at"),
+        (&newer, "trigger.scheduled_at  # v2"),
+    ] {
+        d.runbook(
+            "tick.yaml",
+            &format!("triggers:\n  - every: 1s\nrun: {tick}\n"),
+        );
+        d.runbook(
+            "hook.yaml",
+            "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: { auth: github, secret: HOOK_SECRET }\nconcurrency: allow\nrun: trigger.body.delivery\n",
+        );
+    }
     let env = [("HOOK_SECRET", SECRET)];
     let a = Daemon::start_on(&d, &db.url, &env);
-    let b = Daemon::start_on(&d, &db.url, &env);
+    let b = Daemon::start_on(&newer, &db.url, &env);
     // The same delivery, posted to both daemons at once, five times over.
     let answers: Vec<(serde_json::Value, serde_json::Value)> = std::thread::scope(|s| {
         let posts: Vec<_> = (0..5)
@@ -153,6 +160,44 @@ fn two_daemons_run_each_slot_and_each_delivery_once() {
         let text = daemon.text();
         assert!(!text.contains(" ERROR "), "{text}");
     }
+    // Each daemon's version of tick, and the warning both show.
+    let tick = |d: &Daemon| send(client().get(format!("{}/api/v1/runbooks/tick", d.url))).body;
+    let mut hashes = [tick(&a)["version"].clone(), tick(&b)["version"].clone()];
+    hashes.sort_by_key(|h| h.as_str().unwrap().to_string());
+    let short = |h: &serde_json::Value| h.as_str().unwrap()[..8].to_string();
+    let expected = format!(
+        "daemons run 2 versions: {} (1 daemon), {} (1 daemon)",
+        short(&hashes[0]),
+        short(&hashes[1])
+    );
+    let deadline = std::time::Instant::now() + LIMIT;
+    while tick(&a)["version_skew_note"].is_null() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning: {}",
+            tick(&a)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for daemon in [&a, &b] {
+        let shown = tick(daemon);
+        assert_eq!(
+            (&shown["version_skew_note"], &shown["version_skew"]),
+            (
+                &serde_json::json!(expected),
+                &serde_json::json!([
+                    {"hash": hashes[0], "daemons": 1},
+                    {"hash": hashes[1], "daemons": 1}
+                ])
+            )
+        );
+    }
+    // Nothing to warn about for the runbook both run alike.
+    let hook = send(client().get(format!("{}/api/v1/runbooks/hook", a.url))).body;
+    assert_eq!(
+        (&hook["version_skew"], &hook["version_skew_note"]),
+        (&serde_json::json!([]), &serde_json::Value::Null)
+    );
 }
 
 #[test]

@@ -30,17 +30,24 @@ pub async fn run(env: &Env, sandbox: Arc<Sandbox>, args: RunbooksArgs) -> Outcom
     runbooks.sort_by(|a, b| a.name.cmp(&b.name));
     let names: Vec<String> = runbooks.iter().map(|r| r.name.clone()).collect();
     let mut lasts = match &store {
-        Some(s) => s.last_runs(&names).await?,
+        Some(s) => crate::schedule::summary::last_runs(s.as_ref(), &names).await?,
         None => Default::default(),
     };
     for rb in &runbooks {
         let s = RunbookSummary::new(rb, lasts.remove(&rb.name).unwrap_or_default(), now);
         // The terminal shows the last run's status beside it, so only these.
-        let health = match s.health {
+        let mut health = match s.health {
             Health::Disabled => "disabled".to_string(),
-            Health::Overdue => format!("overdue: {}", s.health_note.unwrap_or_default()),
+            Health::Overdue => format!("overdue: {}", s.health_note.clone().unwrap_or_default()),
             _ => "ok".to_string(),
         };
+        if let Some(skew) = s.version_skew_note {
+            health = if health == "ok" {
+                skew
+            } else {
+                format!("{health}; {skew}")
+            };
+        }
         rows.push((rb.clone(), s.next_fire, s.last, health));
     }
     if args.json {

@@ -79,6 +79,8 @@ fn runbook_json(rb: &Runbook, last: crate::store::LastRun) -> serde_json::Value 
         "last_success": s.last_success,
         "health": s.health,
         "health_note": s.health_note,
+        "version_skew": s.version_skew,
+        "version_skew_note": s.version_skew_note,
     })
 }
 
@@ -96,7 +98,7 @@ async fn list_runbooks(
         )
     };
     let names: Vec<String> = all.iter().map(|rb| rb.name.clone()).collect();
-    let mut last = app.store.last_runs(&names).await?;
+    let mut last = crate::schedule::summary::last_runs(app.store.as_ref(), &names).await?;
     let out: Vec<serde_json::Value> = all
         .iter()
         .map(|rb| runbook_json(rb, last.remove(&rb.name).unwrap_or_default()))
@@ -111,12 +113,11 @@ async fn get_runbook(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let rb = find(&app, &name)?;
-    let last = app
-        .store
-        .last_runs(std::slice::from_ref(&rb.name))
-        .await?
-        .remove(&rb.name)
-        .unwrap_or_default();
+    let last =
+        crate::schedule::summary::last_runs(app.store.as_ref(), std::slice::from_ref(&rb.name))
+            .await?
+            .remove(&rb.name)
+            .unwrap_or_default();
     Ok(Json(runbook_json(&rb, last)))
 }
 

@@ -3,12 +3,38 @@
 //! run and whether it is healthy. One view model, so the three never judge a
 //! runbook differently.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::slots::next_fire;
 use crate::runbook::{Runbook, Trigger};
-use crate::store::{LastRun, RunStatus, RunSummary};
+use crate::store::{LastRun, LoadedVersion, RunStatus, RunSummary, Store};
+
+/// A daemon that said which versions it runs longer ago than this is not
+/// counted (each says so every 5 s).
+const SEEN_WITHIN: TimeDelta = TimeDelta::seconds(30);
+
+/// Each runbook's latest run, when it last succeeded, and the versions the
+/// daemons sharing the store run when they differ.
+///
+/// Fails when the store cannot be read.
+pub async fn last_runs(
+    store: &dyn Store,
+    names: &[String],
+) -> crate::store::Result<HashMap<String, LastRun>> {
+    let mut lasts = store.last_runs(names).await?;
+    let skew = store
+        .version_skew(crate::clock::now() - SEEN_WITHIN)
+        .await?;
+    for (name, versions) in skew {
+        if let Some(last) = lasts.get_mut(&name) {
+            last.versions = versions;
+        }
+    }
+    Ok(lasts)
+}
 
 /// How a runbook is doing, worst reasons first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
@@ -39,6 +65,14 @@ pub struct RunbookSummary {
     pub health: Health,
     /// Why, when it is overdue (`no success in 1h`) or failing (the error).
     pub health_note: Option<String>,
+    /// The versions daemons sharing the store run, when they differ (a
+    /// rolling deploy, a reload that reached some hosts only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub version_skew: Vec<LoadedVersion>,
+    /// The same in words: `daemons run 2 versions: 3f2a1b4c (2 daemons),
+    /// 9c0d4e5f (1 daemon)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_skew_note: Option<String>,
 }
 
 impl RunbookSummary {
@@ -54,8 +88,29 @@ impl RunbookSummary {
             last_success: last.last_success,
             health,
             health_note,
+            version_skew_note: skew_note(&last.versions),
+            version_skew: last.versions,
         }
     }
+}
+
+/// `daemons run 2 versions: 3f2a1b4c (2 daemons), 9c0d4e5f (1 daemon)`.
+fn skew_note(versions: &[LoadedVersion]) -> Option<String> {
+    if versions.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = (versions.iter())
+        .map(|v| {
+            let s = if v.daemons == 1 { "" } else { "s" };
+            let short = &v.hash[..v.hash.len().min(8)];
+            format!("{short} ({} daemon{s})", v.daemons)
+        })
+        .collect();
+    Some(format!(
+        "daemons run {} versions: {}",
+        versions.len(),
+        each.join(", ")
+    ))
 }
 
 /// Overdue is judged as the daemon's dead-man check judges it: a runbook

@@ -241,6 +241,22 @@ pub trait HistoryStore: Send + Sync {
     async fn writable(&self) -> Result<()>;
 }
 
+/// What daemons sharing the store tell each other about themselves.
+#[async_trait]
+pub trait FleetStore: Send + Sync {
+    /// The runbooks `owner` has loaded now, by (name, version hash); the
+    /// store keeps them until the next call, and forgets daemons that stop
+    /// calling. Called every few seconds by each daemon sharing the store.
+    async fn publish_versions(&self, owner: &str, loaded: &[(String, String)]) -> Result<()>;
+    /// The runbooks that daemons seen since `seen_since` have loaded in
+    /// different versions, with each version and how many daemons run it,
+    /// most first. Empty with one writing process.
+    async fn version_skew(
+        &self,
+        seen_since: DateTime<Utc>,
+    ) -> Result<HashMap<String, Vec<LoadedVersion>>>;
+}
+
 /// Every role: what the daemon holds.
 pub trait Store:
     VersionStore
@@ -252,6 +268,7 @@ pub trait Store:
     + OutboxStore
     + StateStore
     + HistoryStore
+    + FleetStore
 {
 }
 
@@ -265,5 +282,6 @@ impl<T> Store for T where
         + OutboxStore
         + StateStore
         + HistoryStore
+        + FleetStore
 {
 }

@@ -250,12 +250,23 @@ pub struct RunEnd {
     pub at: DateTime<Utc>,
 }
 
+/// A version of a runbook that some daemons sharing the store have loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadedVersion {
+    pub hash: String,
+    /// How many daemons run it.
+    pub daemons: u64,
+}
+
 /// A runbook's latest run as lists show it (without its params, trigger
 /// data and output, which can be large), and when it last succeeded.
 #[derive(Debug, Clone, Default)]
 pub struct LastRun {
     pub run: Option<RunSummary>,
     pub last_success: Option<DateTime<Utc>>,
+    /// The versions daemons sharing the store run, when they differ
+    /// (filled by [`crate::schedule::summary::last_runs`]).
+    pub versions: Vec<LoadedVersion>,
 }
 
 #[derive(Debug, Clone, Serialize)]

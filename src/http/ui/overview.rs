@@ -29,7 +29,7 @@ pub async fn page(State(ui): State<Arc<Ui>>, Extension(viewer): Extension<Viewer
         (reg.all(), errors)
     };
     let names: Vec<String> = all.iter().map(|rb| rb.name.clone()).collect();
-    let mut last = app.store.last_runs(&names).await?;
+    let mut last = crate::schedule::summary::last_runs(app.store.as_ref(), &names).await?;
     let now = crate::clock::now();
     let mut rows: Vec<RunbookSummary> = all
         .iter()

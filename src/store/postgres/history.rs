@@ -62,7 +62,14 @@ fn last_run_row(row: &PgRow) -> Result<(String, LastRun)> {
         None => None,
     };
     let last_success = row.try_get("last_success")?;
-    Ok((row.try_get("name")?, LastRun { run, last_success }))
+    Ok((
+        row.try_get("name")?,
+        LastRun {
+            run,
+            last_success,
+            versions: Vec::new(),
+        },
+    ))
 }
 
 #[async_trait]

@@ -23,6 +23,7 @@ use rows::{json_col, run_row};
 
 mod attempts;
 mod deliveries;
+mod fleet;
 mod history;
 mod issues;
 mod outbox;

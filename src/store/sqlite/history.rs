@@ -136,7 +136,14 @@ impl HistoryStore for SqliteStore {
                 None => None,
             };
             let last_success = time_col(row, "last_success")?;
-            out.insert(name, LastRun { run, last_success });
+            out.insert(
+                name,
+                LastRun {
+                    run,
+                    last_success,
+                    versions: Vec::new(),
+                },
+            );
         }
         Ok(out)
     }
@@ -184,5 +191,20 @@ impl HistoryStore for SqliteStore {
 
     async fn writable(&self) -> Result<()> {
         self.health.check().map_err(StoreError::from_database_text)
+    }
+}
+
+/// One process writes a SQLite database: its versions are the only ones.
+#[async_trait]
+impl FleetStore for SqliteStore {
+    async fn publish_versions(&self, _owner: &str, _loaded: &[(String, String)]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn version_skew(
+        &self,
+        _seen_since: DateTime<Utc>,
+    ) -> Result<HashMap<String, Vec<LoadedVersion>>> {
+        Ok(HashMap::new())
     }
 }
