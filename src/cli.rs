@@ -75,6 +75,8 @@ pub enum Command {
     Emails(EmailsArgs),
     /// Run runbook tests (recorded HTTP replies, a fixed clock); exit 1 if any fails
     Test(TestArgs),
+    /// Copy a SQLite history into an empty PostgreSQL database (stop the daemon first)
+    MigrateStore(MigrateStoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +239,16 @@ pub struct PruneArgs {
     /// Prune runs older than this instead of the configured retention (e.g. 30d)
     #[arg(long, value_name = "DURATION")]
     pub older_than: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateStoreArgs {
+    /// The SQLite database to copy (sqlite://FILE)
+    #[arg(value_name = "FROM")]
+    pub from: String,
+    /// The PostgreSQL database to copy into, empty (postgres://USER@HOST/DB)
+    #[arg(value_name = "TO")]
+    pub to: String,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

@@ -615,3 +615,116 @@ fn while_the_database_is_unreachable_webhooks_are_told_to_retry_and_then_accepte
         vec![serde_json::json!("before"), serde_json::json!("during")]
     );
 }
+
+/// Everything a listing shows of a store, as JSON, to compare two stores.
+async fn history(store: &dyn runbookd::store::Store) -> serde_json::Value {
+    use runbookd::store::{IssueFilter, RunFilter};
+    let runs = store
+        .list_runs(&RunFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut details = Vec::new();
+    for r in &runs {
+        details.push(serde_json::to_value(store.run_detail(r.id).await.unwrap()).unwrap());
+    }
+    let issues = store
+        .list_issues(&IssueFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    serde_json::json!({
+        "runs": runs,
+        "details": details,
+        "deliveries": store.list_deliveries(None, None, 100).await.unwrap(),
+        "issues": issues,
+        "emails": store.list_emails(None, 100).await.unwrap(),
+        "state": store.state_get("tick", "count", now).await.unwrap(),
+        "mark": store.schedule_mark("tick", "every 1s").await.unwrap(),
+    })
+}
+
+#[test]
+fn migrate_store_copies_a_sqlite_history_into_postgresql_whole() {
+    let Some(db) = TestDb::create("migrate_store_copies_a_sqlite_history") else {
+        return;
+    };
+    let d = Deployment::new();
+    d.runbook(
+        "tick.yaml",
+        "triggers:\n  - every: 1s\nrun: |\n  state::set(\"count\", run.id);\n  issues::open(`tick-${run.id % 2}`, #{ title: \"tick\" });\n  email::send(#{ to: \"oncall@example.com\", subject: `tick ${run.id}`, text: \"x\" });\n  run.id\n",
+    );
+    d.runbook(
+        "hook.yaml",
+        "secrets: [HOOK_SECRET]\ntriggers:\n  - webhook: { auth: github, secret: HOOK_SECRET }\nrun: trigger.body.delivery\n",
+    );
+    let env = [("HOOK_SECRET", SECRET)];
+    let mut on_sqlite = Daemon::start(&d, &env);
+    assert_eq!(post(&on_sqlite, "before-the-move").status, 202);
+    on_sqlite.wait_runs("a few ticks and the delivery", LIMIT, |r| {
+        r.iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .count()
+            >= 4
+    });
+    on_sqlite.signal("TERM");
+    on_sqlite.wait_exit(LIMIT);
+    let sqlite_url = format!("sqlite://{}", d.db().display());
+    let before = reading_store(&sqlite_url, |s| async move { history(s.as_ref()).await });
+
+    let moved = d.cli(&["migrate-store", &sqlite_url, &db.url]);
+    assert_eq!(moved.code, 0, "{}{}", moved.stdout, moved.stderr);
+    let counts: Vec<(String, u64)> = moved
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect();
+    let runs = before["runs"].as_array().unwrap().len() as u64;
+    assert_eq!(
+        counts.iter().find(|c| c.0 == "runs").map(|c| c.1),
+        Some(runs)
+    );
+    assert_eq!(counts.len(), 11, "{}", moved.stdout);
+    let after = reading_store(&db.url, |s| async move { history(s.as_ref()).await });
+    assert_eq!(after, before);
+
+    // Moved once: a second copy into the same database is refused.
+    let again = d.cli(&["migrate-store", &sqlite_url, &db.url]);
+    assert_eq!(
+        (again.code, again.stderr.as_str()),
+        (
+            3,
+            format!(
+                "error: {} already holds history (its runbook_versions table has rows); migrate-store copies into an empty database only\n",
+                runbookd::store::shown_url(&db.url)
+            )
+            .as_str()
+        )
+    );
+    // The daemons go on from there: new runs follow the copied ids, the
+    // schedule continues from its mark, the dedup key is remembered.
+    let max_id = before["runs"][0]["id"].as_i64().unwrap();
+    let on_pg = Daemon::start_on(&d, &db.url, &env);
+    let dup = post(&on_pg, "before-the-move");
+    assert_eq!(
+        (dup.status, &dup.body["duplicate"]),
+        (200, &serde_json::json!(true))
+    );
+    let runs = on_pg.wait_runs("a tick on PostgreSQL", LIMIT, |r| {
+        r.iter()
+            .any(|r| r.id > max_id && r.status == RunStatus::Succeeded)
+    });
+    assert!(
+        runs.iter()
+            .filter(|r| r.id > max_id)
+            .all(|r| r.runbook == "tick")
+    );
+}

@@ -4,6 +4,7 @@ mod check;
 mod deliveries;
 mod emails;
 mod issues;
+mod migrate_store;
 mod next;
 mod prune;
 mod run;
@@ -133,5 +134,6 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Issues(args) => issues::run(&env, args).await,
         Command::Emails(args) => emails::run(&env, args).await,
         Command::Test(args) => test::run(&env, sandbox, args).await,
+        Command::MigrateStore(args) => migrate_store::run(args).await,
     }
 }

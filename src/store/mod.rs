@@ -6,6 +6,7 @@
 //! writes. [`open`] is the one place a database URL is interpreted.
 
 mod contract;
+pub mod copy;
 mod kinds;
 mod lock;
 mod postgres;

@@ -98,6 +98,11 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
+    /// The connections, for copying a history in ([`crate::store::copy`]).
+    pub(in crate::store) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
     }

@@ -133,6 +133,12 @@ impl SqliteStore {
         })
     }
 
+    /// The read-only connections, for copying a history out
+    /// ([`crate::store::copy`]).
+    pub(in crate::store) fn reader(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// A write: a savepoint in the writer's next batch, which takes the
     /// write lock at once, so two writers never deadlock upgrading a read
     /// lock. Nothing is kept unless the lease is committed.
