@@ -37,8 +37,9 @@ impl SchedulerHandle {
 struct Armed {
     runbook: Arc<Runbook>,
     schedule: Schedule,
-    /// The trigger's high-water mark as stored (this process is the only
-    /// one that moves it); read from the store the first time.
+    /// The trigger's high-water mark as stored; read from the store the
+    /// first time, and kept while this process is the store's only writer
+    /// (with daemons sharing the store, another may move it: read each time).
     mark: Option<DateTime<Utc>>,
 }
 
@@ -183,7 +184,14 @@ impl Scheduler {
             };
             let rb = a.runbook.clone();
             let mark = match a.mark {
-                Some(m) => Ok(m),
+                Some(m) if self.store.sole_writer() => Ok(m),
+                // The store's mark only moves forward; a read that fails
+                // falls back on this process's copy (the slots' uniqueness
+                // still holds).
+                Some(m) => Ok(match self.store.schedule_mark(&rb.name, &id.1).await {
+                    Ok(stored) => stored.map_or(m, |s| s.max(m)),
+                    Err(_) => m,
+                }),
                 None => self.store.init_mark(&rb.name, &id.1, now).await,
             };
             let plan = match mark {
