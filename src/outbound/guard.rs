@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::{Host, Url};
 
 /// Whether an address is one no runbook may reach (cloud metadata).
 pub fn denied(ip: IpAddr) -> bool {
@@ -17,6 +18,55 @@ pub fn denied(ip: IpAddr) -> bool {
                 .expect("literal")
                 || v6.to_ipv4_mapped().is_some_and(|v4| denied(IpAddr::V4(v4)))
         }
+    }
+}
+
+/// Whether `url` may be called by a runbook allowing the hosts in `allow`
+/// (`api.example.com`, `*.zendesk.com`, `host:8443`): http or https, never a
+/// metadata address, and a host (and port, when the rule names one) the
+/// list allows.
+///
+/// Fails with a sentence naming the host and what to change.
+pub fn permitted<'a>(url: &Url, mut allow: impl Iterator<Item = &'a String>) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{url}: only http and https URLs can be called"));
+    }
+    let host = url
+        .host()
+        .ok_or_else(|| format!("{url}: the URL has no host"))?;
+    let name = match host {
+        Host::Ipv4(ip) if denied(IpAddr::V4(ip)) => {
+            return Err(format!(
+                "{url}: {ip} is a cloud metadata address; runbooks may never call it"
+            ));
+        }
+        Host::Ipv6(ip) if denied(IpAddr::V6(ip)) => {
+            return Err(format!(
+                "{url}: {ip} is a cloud metadata address; runbooks may never call it"
+            ));
+        }
+        Host::Ipv4(ip) => ip.to_string(),
+        Host::Ipv6(ip) => ip.to_string(),
+        Host::Domain(d) => d.to_ascii_lowercase(),
+    };
+    let port = url.port_or_known_default().unwrap_or(0);
+    let allowed = allow.any(|rule| {
+        let (pattern, rule_port) = match rule.rsplit_once(':') {
+            Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, p.parse::<u16>().ok()),
+            _ => (rule.as_str(), None),
+        };
+        let host_ok = match pattern.strip_prefix("*.") {
+            Some(suffix) => name.ends_with(&format!(".{suffix}")),
+            None => pattern.eq_ignore_ascii_case(&name),
+        };
+        host_ok && rule_port.is_none_or(|p| p == port)
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url}: host {name} is not in this runbook's http.allow; add \"{name}\" to `http: {{ allow: [...] }}`"
+        ))
     }
 }
 
