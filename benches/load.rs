@@ -184,11 +184,54 @@ async fn webhook() -> Value {
         errors += e;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let load_ended = chrono::Utc::now();
     lat.sort_by(f64::total_cmp);
+    let drained = wait_idle(&daemon.dir, Duration::from_secs(180)).await;
     let runs = runs_of(&daemon.dir).await;
     let known: std::collections::HashSet<i64> = runs.iter().map(|r| r.id).collect();
     let lost = ids.iter().filter(|i| !known.contains(i)).count();
-    json!({"accepted_per_s": ids.len() as f64 / secs, "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "accepted": ids.len(), "errors": errors, "lost": lost})
+    // Do the runs keep pace? How long each waited to start, and how long
+    // after the load the last one finished.
+    let mut waits: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| Some((r.started_at? - r.created_at).as_seconds_f64()))
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    let last_end = runs.iter().filter_map(|r| r.finished_at).max();
+    json!({
+        "accepted_per_s": ids.len() as f64 / secs, "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99),
+        "accepted": ids.len(), "errors": errors, "lost": lost,
+        "runs_per_s_during_load": runs.iter().filter(|r| r.finished_at.is_some_and(|f| f <= load_ended)).count() as f64 / secs,
+        "start_wait_p50_s": pct(&waits, 0.5), "start_wait_p99_s": pct(&waits, 0.99),
+        "drained_after_load_s": if drained { last_end.map(|e| (e - load_ended).as_seconds_f64().max(0.0)) } else { None },
+    })
+}
+
+/// Wait until no run is queued or running; false after `limit`.
+async fn wait_idle(dir: &Path, limit: Duration) -> bool {
+    let store = runbookd::store::open(
+        &format!("sqlite://{}", dir.join("runbookd.db").display()),
+        Access::Read,
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        let mut busy = false;
+        for status in [RunStatus::Queued, RunStatus::Running] {
+            let filter = RunFilter {
+                status: Some(status),
+                limit: 1,
+                ..Default::default()
+            };
+            busy |= !store.list_runs(&filter).await.unwrap().is_empty();
+        }
+        if !busy {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }
 
 /// Request to run start: one connection, then a fixed 500/s.
