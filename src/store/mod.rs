@@ -6,6 +6,7 @@
 //! writes. [`open`] is the one place a database URL is interpreted.
 
 mod contract;
+mod email;
 mod kinds;
 mod lock;
 mod postgres;
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use contract::*;
+pub use email::*;
 pub use kinds::*;
 pub use lock::DatabaseLock;
 pub use postgres::PostgresStore;
