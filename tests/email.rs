@@ -9,12 +9,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::daemon::Daemon;
+use common::http::{client, send};
 use common::{Deployment, Harness, SECRET_VALUE, SMTP_USER};
 use runbookd::config::{Config, Smtp};
 use runbookd::notify::{LOGIN_ISSUE, Mailer};
 use runbookd::store::{
-    EmailRow, EmailStatus, IssueStatus, RecipientResult, RecipientStatus, RunStatus, Severity,
-    Store,
+    EmailRow, EmailStatus, IssueStatus, RecipientResult, RecipientStatus, Recipients, RunStatus,
+    Severity, Store,
 };
 
 /// A daemon's effects with SMTP on `port` (plain text, 200 ms first retry),
@@ -147,9 +149,29 @@ async fn each_recipient_counts_on_its_own_and_a_partial_success_shows_as_partial
             );
         }
     }
-    let listed = h
-        .deployment
-        .cli_env(&["emails", "--status", "partial"], &[("COLUMNS", "250")]);
+    // The API answers the whole row, each recipient's result included.
+    let Harness {
+        deployment,
+        executor,
+        sandbox,
+    } = h;
+    drop((mailer, store, executor, sandbox));
+    let daemon = Daemon::start(&deployment, &[]);
+    let url = format!("{}/api/v1/emails?status=partial", daemon.url);
+    let answer = tokio::task::spawn_blocking(move || send(client().get(url)))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let api = answer.body;
+    assert_eq!(api["emails"][0]["status"], "partial");
+    assert_eq!(
+        serde_json::from_value::<Recipients>(api["emails"][0]["results"].clone()).unwrap(),
+        last.results
+    );
+    assert_eq!(api["emails"][0]["message_id"], last.message_id.as_str());
+    drop(daemon);
+
+    let listed = deployment.cli_env(&["emails", "--status", "partial"], &[("COLUMNS", "250")]);
     assert_eq!(listed.code, 0, "{}", listed.stderr);
     let row = listed.stdout.lines().nth(1).unwrap_or_default();
     let words: Vec<&str> = row.split_whitespace().collect();
