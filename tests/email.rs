@@ -1,4 +1,4 @@
-//! Email delivery as docs/email.md states it, against a real SMTP server
+//! Email delivery as docs/email-and-issues.md states it, against a real SMTP server
 //! over TCP: each recipient's answer counts on its own, every attempt of an
 //! email carries its one Message-ID, a connection lost after DATA is
 //! ambiguous and tried once more, and a refused login holds the email and

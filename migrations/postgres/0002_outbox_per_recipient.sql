@@ -3,7 +3,7 @@
 
 -- partial: some recipients accepted it and the others refused it for good;
 -- ambiguous: a connection was lost after the message was handed over, so
--- the server may or may not have it (docs/email.md).
+-- the server may or may not have it (docs/email-and-issues.md).
 ALTER TABLE outbox DROP CONSTRAINT outbox_status_check;
 ALTER TABLE outbox ADD CONSTRAINT outbox_status_check
     CHECK (status IN ('queued', 'sending', 'sent', 'partial', 'failed', 'ambiguous'));

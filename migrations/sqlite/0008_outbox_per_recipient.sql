@@ -13,7 +13,7 @@ CREATE TABLE outbox_new (
     html_body        TEXT,
     -- partial: some recipients accepted it and the others refused it for
     -- good; ambiguous: a connection was lost after the message was handed
-    -- over, so the server may or may not have it (docs/email.md).
+    -- over, so the server may or may not have it (docs/email-and-issues.md).
     status           TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'partial', 'failed', 'ambiguous')),
     attempts         INTEGER NOT NULL DEFAULT 0,
     next_attempt_at  TEXT NOT NULL,           -- when the mailer may try it (backoff)

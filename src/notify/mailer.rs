@@ -1,6 +1,6 @@
 //! The mailer: takes due emails from the outbox and delivers each to the
 //! recipients still to be tried, then records every recipient's result
-//! (rules in `outcome`, docs/email.md). It also owns the operator's issue
+//! (rules in `outcome`, docs/email-and-issues.md). It also owns the operator's issue
 //! `runbookd:smtp-login`: opened while the server refuses our login (the
 //! emails are held, not failed), resolved when a login succeeds again.
 
@@ -17,7 +17,7 @@ use super::outcome::{self, LOGIN_HOLD};
 use super::smtp::{Conversation, Login, Server};
 use crate::config::Smtp;
 use crate::secrets::Secrets;
-use crate::store::{EmailAttempt, EmailRow, IssueOpen, Severity, Store};
+use crate::store::{EmailAttempt, EmailRow, EmailStatus, IssueOpen, Severity, Store};
 
 /// One SMTP conversation may take this long (connecting is bounded apart).
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -119,7 +119,7 @@ impl Mailer {
             severity: Severity::High,
             details: Some(format!(
                 "The server answered: {refusal}. Queued emails wait and are tried again every {} minutes; \
-                 update the secrets named by smtp.username and smtp.password (docs/email.md).",
+                 update the secrets named by smtp.username and smtp.password (docs/email-and-issues.md).",
                 LOGIN_HOLD.as_secs() / 60
             )),
             link: None,
@@ -152,14 +152,8 @@ impl Mailer {
 
     /// Log, count and write back what became of `email`.
     async fn record(&self, email: &EmailRow, attempt: &EmailAttempt) {
-        let status = if attempt.counted {
-            attempt.status.as_str()
-        } else {
-            "held"
-        };
-        metrics::counter!(crate::telemetry::EMAILS, "status" => status).increment(1);
-        let error = attempt.error.as_deref().unwrap_or("");
-        tracing::info!(email.id = email.id, runbook = %email.runbook, status, error, "email attempt recorded");
+        let label = log_outcome(email, attempt);
+        metrics::counter!(crate::telemetry::EMAILS, "status" => label).increment(1);
         match self
             .store
             .finish_email(email, attempt, crate::clock::now())
@@ -228,4 +222,41 @@ fn envelope(
         .map(|r| address(&r).map(|a| (r, a)))
         .collect::<Result<_, _>>()?;
     Ok((message, address(&email.sender)?, recipients))
+}
+
+/// Log what became of `email` at the level it deserves; returns the
+/// metric's label for it.
+fn log_outcome(email: &EmailRow, attempt: &EmailAttempt) -> &'static str {
+    let (id, runbook) = (email.id, &email.runbook);
+    let error = attempt.error.as_deref().unwrap_or_default();
+    match attempt.status {
+        _ if !attempt.counted => {
+            tracing::warn!(
+                email.id = id,
+                error,
+                "email held: the mail server refuses our login"
+            );
+            "held"
+        }
+        EmailStatus::Sent => {
+            tracing::info!(email.id = id, runbook = %runbook, "email sent");
+            "sent"
+        }
+        EmailStatus::Partial => {
+            tracing::warn!(email.id = id, runbook = %runbook, error, "email sent to some recipients; the others refused it");
+            "partial"
+        }
+        EmailStatus::Ambiguous => {
+            tracing::error!(email.id = id, runbook = %runbook, error, "email ambiguous: the connection was lost after the message, twice");
+            "ambiguous"
+        }
+        EmailStatus::Failed => {
+            tracing::error!(email.id = id, runbook = %runbook, error, "email failed");
+            "failed"
+        }
+        EmailStatus::Queued | EmailStatus::Sending => {
+            tracing::warn!(email.id = id, error, "email not sent yet; will retry");
+            "retrying"
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Email: composing what a script asked for (templates, checks) and the
 //! mailer that delivers the outbox over SMTP, recipient by recipient
-//! (docs/email.md).
+//! (docs/email-and-issues.md).
 
 mod mailer;
 mod message;

@@ -1,7 +1,7 @@
 //! What a delivery attempt makes of an email, as pure functions of the row
 //! and the server's replies: each recipient's new result, whether the email
 //! is tried again (and when), and where it ends. The rules are stated in
-//! docs/email.md; the tests below pin them.
+//! docs/email-and-issues.md; the tests below pin them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -185,7 +185,7 @@ stored_name! {
 }
 
 stored_name! {
-    /// Where an email of the outbox stands (docs/email.md): `queued →
+    /// Where an email of the outbox stands (docs/email-and-issues.md): `queued →
     /// sending`, back to `queued` while a recipient is to be tried again,
     /// then one of the four ends.
     pub enum EmailStatus {

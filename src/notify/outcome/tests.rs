@@ -1,4 +1,4 @@
-//! The delivery rules of docs/email.md, one attempt at a time.
+//! The delivery rules of docs/email-and-issues.md, one attempt at a time.
 
 use super::*;
 use crate::store::Recipients;
