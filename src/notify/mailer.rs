@@ -86,13 +86,13 @@ impl Mailer {
     /// One attempt of `email`, and the server's refusal of our login if it
     /// refused it.
     async fn attempt(&self, email: &EmailRow) -> (EmailAttempt, Option<String>) {
-        let (message, from, recipients) = match envelope(email) {
-            Ok(m) => m,
+        let out = match outgoing(email) {
+            Ok(out) => out,
             Err(error) => return (outcome::unsendable(email, &error), None),
         };
         let Conversation { login, replies } = self
             .server
-            .deliver(&from, &recipients, &message, SEND_TIMEOUT)
+            .deliver(&out.from, &out.recipients, &out.bytes, SEND_TIMEOUT)
             .await;
         match login {
             Login::Refused(refusal) => {
@@ -204,24 +204,34 @@ impl Mailer {
     }
 }
 
-/// The message's bytes, its envelope sender, and the recipients to try
-/// with their addresses.
+/// What one attempt hands to the server.
+struct Outgoing {
+    /// The message, headers included.
+    bytes: Vec<u8>,
+    /// The envelope sender.
+    from: lettre::Address,
+    /// The recipients to try, by the name the outbox knows them by.
+    recipients: Vec<(String, lettre::Address)>,
+}
+
+/// What an attempt of `email` hands to the server.
 ///
 /// Fails on an address that does not parse or a row without a body.
-fn envelope(
-    email: &EmailRow,
-) -> Result<(Vec<u8>, lettre::Address, Vec<(String, lettre::Address)>), String> {
+fn outgoing(email: &EmailRow) -> Result<Outgoing, String> {
     let address = |a: &str| {
         a.parse::<Mailbox>()
             .map(|m| m.email)
             .map_err(|err| format!("\"{a}\" is not an address: {err}"))
     };
-    let message = build(email)?.formatted();
     let recipients = outcome::to_try(email)
         .into_iter()
         .map(|r| address(&r).map(|a| (r, a)))
         .collect::<Result<_, _>>()?;
-    Ok((message, address(&email.sender)?, recipients))
+    Ok(Outgoing {
+        bytes: build(email)?.formatted(),
+        from: address(&email.sender)?,
+        recipients,
+    })
 }
 
 /// Log what became of `email` at the level it deserves; returns the
