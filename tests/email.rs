@@ -310,3 +310,59 @@ async fn a_refused_login_holds_the_email_and_opens_an_issue_a_later_login_resolv
         )
     );
 }
+
+/// Standard base64, as SMTP's AUTH sends credentials.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            let c = if i <= chunk.len() {
+                ABC[(n >> (18 - 6 * i) & 63) as usize]
+            } else {
+                b'='
+            };
+            out.push(c as char);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_smtp_password_stays_out_of_the_log_even_at_debug_level() {
+    assert_eq!(base64(b"\0u\0pw"), "AHUAcHc=");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sink = common::smtp::serve(listener);
+    sink.0.lock().unwrap().login = Some((SMTP_USER.into(), SECRET_VALUE.into()));
+    let d = Deployment::new();
+    d.runbook(
+        "send.yaml",
+        "run: |\n  email::send(#{ to: \"ana@example.com\", subject: \"s\", text: \"x\" })\n",
+    );
+    let config = format!(
+        "smtp:\n  url: smtp://127.0.0.1:{port}\n  from: runbookd@ops.example.com\n  tls: none\n  username: SMTP_USER\n  password: SMTP_PASSWORD\n"
+    );
+    std::fs::write(d.path().join("runbookd.yaml"), config).unwrap();
+    let env = [
+        ("RUST_LOG", "debug"),
+        ("SMTP_USER", SMTP_USER),
+        ("SMTP_PASSWORD", SECRET_VALUE),
+    ];
+    let ran = d.cli_env(&["run", "send"], &env);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(sink.0.lock().unwrap().received.len(), 1, "{}", ran.stderr);
+    let plain = base64(format!("\0{SMTP_USER}\0{SECRET_VALUE}").as_bytes());
+    for secret in [
+        SECRET_VALUE.to_string(),
+        plain,
+        base64(SECRET_VALUE.as_bytes()),
+    ] {
+        assert!(
+            !ran.stderr.contains(&secret),
+            "{secret} in the log:\n{}",
+            ran.stderr
+        );
+    }
+}
