@@ -14,3 +14,12 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_status_check
 ALTER TABLE outbox ADD COLUMN message_id TEXT;
 UPDATE outbox SET message_id = '<' || gen_random_uuid() || '@runbookd.invalid>';
 ALTER TABLE outbox ALTER COLUMN message_id SET NOT NULL;
+
+-- Results become per-recipient results: a sent email's recipients were all
+-- accepted ("accepted: 250 OK"); a failed email's one error is already its
+-- last_error.
+UPDATE outbox SET results = (
+    SELECT json_object_agg(key, json_build_object('status', 'sent', 'reply', substr(value, 11), 'attempts', 1))::text
+    FROM json_each_text(results::json))
+WHERE status = 'sent' AND results IS NOT NULL;
+UPDATE outbox SET results = NULL WHERE status = 'failed';

@@ -34,6 +34,15 @@ SELECT id, idem_key, runbook, run_id, sender, recipients, subject, text_body, ht
        '<' || lower(hex(randomblob(16))) || '@runbookd.invalid>'
 FROM outbox;
 
+-- Their results become per-recipient results: a sent email's recipients
+-- were all accepted ("accepted: 250 OK"); a failed email's one error is
+-- already its last_error.
+UPDATE outbox_new SET results = (
+    SELECT json_group_object(key, json_object('status', 'sent', 'reply', substr(value, 11), 'attempts', 1))
+    FROM json_each(outbox_new.results))
+WHERE status = 'sent' AND json_valid(results);
+UPDATE outbox_new SET results = NULL WHERE status = 'failed';
+
 DROP TABLE outbox;
 ALTER TABLE outbox_new RENAME TO outbox;
 CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
