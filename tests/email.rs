@@ -169,6 +169,18 @@ async fn each_recipient_counts_on_its_own_and_a_partial_success_shows_as_partial
         last.results
     );
     assert_eq!(api["emails"][0]["message_id"], last.message_id.as_str());
+    // The UI's outbox page lists each recipient's result.
+    let url = format!("{}/emails", daemon.url);
+    let page = tokio::task::spawn_blocking(move || send(client().get(url)))
+        .await
+        .unwrap();
+    for line in [
+        "ana@example.com: <span class=\"status\">sent</span> — 250 OK</li>".to_string(),
+        format!("bo@example.com: <span class=\"status\">failed</span> — {REFUSED}</li>"),
+        "lead@example.com: <span class=\"status\">sent</span> — 250 OK <span class=\"muted\">(2 attempts)</span></li>".to_string(),
+    ] {
+        assert!(page.text.contains(&line), "{line} not in\n{}", page.text);
+    }
     drop(daemon);
 
     let listed = deployment.cli_env(&["emails", "--status", "partial"], &[("COLUMNS", "250")]);

@@ -88,7 +88,10 @@ impl Mailer {
     async fn attempt(&self, email: &EmailRow) -> (EmailAttempt, Option<String>) {
         let out = match outgoing(email) {
             Ok(out) => out,
-            Err(error) => return (outcome::unsendable(email, &error), None),
+            Err(error) => {
+                let failed = outcome::unsendable(email, &error, crate::clock::now());
+                return (failed, None);
+            }
         };
         let Conversation { login, replies } = self
             .server

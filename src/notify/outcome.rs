@@ -63,12 +63,12 @@ pub fn settle(
 
 /// Every recipient still to be tried fails with `error` (the message
 /// cannot be built).
-pub fn unsendable(email: &EmailRow, error: &str) -> EmailAttempt {
+pub fn unsendable(email: &EmailRow, error: &str, now: DateTime<Utc>) -> EmailAttempt {
     let replies = to_try(email)
         .into_iter()
         .map(|r| (r, Reply::Permanent(error.to_string())))
         .collect();
-    settle(email, replies, Utc::now(), Duration::ZERO)
+    settle(email, replies, now, Duration::ZERO)
 }
 
 /// The server refused our login: `email` waits [`LOGIN_HOLD`], its results
