@@ -323,27 +323,13 @@ async fn a_refused_login_holds_the_email_and_opens_an_issue_a_later_login_resolv
     );
 }
 
-/// Standard base64, as SMTP's AUTH sends credentials.
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..4 {
-            let c = if i <= chunk.len() {
-                ABC[(n >> (18 - 6 * i) & 63) as usize]
-            } else {
-                b'='
-            };
-            out.push(c as char);
-        }
-    }
-    out
-}
-
 #[test]
 fn the_smtp_password_stays_out_of_the_log_even_at_debug_level() {
-    assert_eq!(base64(b"\0u\0pw"), "AHUAcHc=");
+    assert_eq!(
+        common::smtp::base64(b"\0u\0pw"),
+        "AHUAcHc=",
+        "as AUTH PLAIN encodes"
+    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let sink = common::smtp::serve(listener);
@@ -365,11 +351,11 @@ fn the_smtp_password_stays_out_of_the_log_even_at_debug_level() {
     let ran = d.cli_env(&["run", "send"], &env);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(sink.0.lock().unwrap().received.len(), 1, "{}", ran.stderr);
-    let plain = base64(format!("\0{SMTP_USER}\0{SECRET_VALUE}").as_bytes());
+    let plain = common::smtp::base64(format!("\0{SMTP_USER}\0{SECRET_VALUE}").as_bytes());
     for secret in [
         SECRET_VALUE.to_string(),
         plain,
-        base64(SECRET_VALUE.as_bytes()),
+        common::smtp::base64(SECRET_VALUE.as_bytes()),
     ] {
         assert!(
             !ran.stderr.contains(&secret),
@@ -377,4 +363,35 @@ fn the_smtp_password_stays_out_of_the_log_even_at_debug_level() {
             ran.stderr
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_is_required_unless_tls_none_is_written() {
+    // The sink offers no STARTTLS: nothing may go out in plain text.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sink = common::smtp::serve(listener);
+    let d = Deployment::new();
+    d.runbook(
+        "send.yaml",
+        "run: |\n  email::send(#{ to: \"ana@example.com\", subject: \"s\", text: \"x\" })\n",
+    );
+    let mut cfg = config(&d, port, true);
+    cfg.smtp.as_mut().unwrap().tls = None;
+    let (h, mailer) = Harness::with_effects(d, cfg).await;
+    let mailer = mailer.unwrap();
+    assert_eq!(h.run("send").await.status, RunStatus::Succeeded);
+    let store = h.executor.store().clone();
+    let e = deliver_until(&mailer, &*store, |e| e.attempts == 1).await;
+    let refused = "internal client error: STARTTLS is not supported on this server";
+    assert_eq!(e.status, EmailStatus::Queued);
+    assert_eq!(
+        e.results,
+        results(&[("ana@example.com", RecipientStatus::Deferred, refused, 1, 0)])
+    );
+    let state = sink.0.lock().unwrap();
+    assert!(
+        state.received.is_empty() && state.logins.is_empty(),
+        "{state:?}"
+    );
 }

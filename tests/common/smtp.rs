@@ -186,3 +186,21 @@ fn converse(stream: TcpStream, sink: Sink) {
         }
     }
 }
+
+/// Standard base64, as SMTP's AUTH sends credentials.
+pub fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            let c = if i <= chunk.len() {
+                ABC[(n >> (18 - 6 * i) & 63) as usize]
+            } else {
+                b'='
+            };
+            out.push(c as char);
+        }
+    }
+    out
+}
