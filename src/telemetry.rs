@@ -63,7 +63,7 @@ fn describe() {
     );
     describe_counter!(
         EMAILS,
-        "Email delivery attempts by outcome (sent, retrying, failed)."
+        "Email delivery attempts by outcome (sent, partial, retrying, held, failed, ambiguous)."
     );
     describe_gauge!(ISSUES_OPEN, "Open and acknowledged issues, by severity.");
 }

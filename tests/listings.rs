@@ -56,7 +56,7 @@ fn filters_refuse_values_they_cannot_match() {
     assert_usage_error(
         &d,
         &["emails", "--status", "bogus"],
-        "error: unknown status \"bogus\"\nhint: a status is one of queued, sending, sent, failed\n",
+        "error: unknown status \"bogus\"\nhint: a status is one of queued, sending, sent, partial, failed, ambiguous\n",
     );
     assert_usage_error(
         &d,

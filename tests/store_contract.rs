@@ -406,6 +406,7 @@ fn email(key: &str) -> NewEmail {
         subject: "hello".into(),
         text: Some("body".into()),
         html: None,
+        message_id: format!("<{key}@example.com>"),
         at: t0(),
     }
 }
@@ -437,6 +438,102 @@ fn an_email_is_queued_once_per_key_and_taken_once() {
         assert_eq!(taken, vec![id]);
         let all = store.list_emails(None, 10).await.unwrap();
         assert_eq!((all.len(), all[0].status), (1, EmailStatus::Sending));
+    });
+}
+
+fn recipient(status: RecipientStatus, reply: &str) -> RecipientResult {
+    RecipientResult {
+        status,
+        reply: reply.into(),
+        attempts: 1,
+        ambiguous: 0,
+    }
+}
+
+#[test]
+fn an_email_keeps_its_message_id_and_each_recipients_result_and_a_held_attempt_is_not_counted() {
+    each_store(|store| async move {
+        let mut new = email("weekly");
+        new.to = vec!["ana@example.com".into(), "bo@example.com".into()];
+        let (id, _) = store.queue_email(None, &new).await.unwrap();
+        let taken = store.take_due_emails(t0(), 10).await.unwrap().remove(0);
+        let held = EmailAttempt {
+            status: EmailStatus::Queued,
+            results: Recipients::new(),
+            error: Some("held: login refused".into()),
+            retry_at: Some(t0() + secs(900)),
+            counted: false,
+        };
+        assert!(store.finish_email(&taken, &held, t0()).await.unwrap());
+        let row = &store.list_emails(None, 10).await.unwrap()[0];
+        assert_eq!(
+            (row.status, row.attempts, row.next_attempt_at, row.sent_at),
+            (EmailStatus::Queued, 0, t0() + secs(900), None)
+        );
+        assert!(
+            store
+                .take_due_emails(t0() + secs(899), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let taken = store
+            .take_due_emails(t0() + secs(900), 10)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (taken.attempts, taken.message_id.as_str()),
+            (1, "<weekly@example.com>")
+        );
+        let results: Recipients = [
+            (
+                "ana@example.com".to_string(),
+                recipient(RecipientStatus::Sent, "250 OK"),
+            ),
+            (
+                "bo@example.com".to_string(),
+                recipient(RecipientStatus::Failed, "550 no such mailbox"),
+            ),
+        ]
+        .into();
+        let partial = EmailAttempt {
+            status: EmailStatus::Partial,
+            results: results.clone(),
+            error: Some("bo@example.com: failed — 550 no such mailbox".into()),
+            retry_at: None,
+            counted: true,
+        };
+        let at = t0() + secs(901);
+        assert!(store.finish_email(&taken, &partial, at).await.unwrap());
+        assert!(
+            !store.finish_email(&taken, &partial, at).await.unwrap(),
+            "recorded once"
+        );
+        let row = store
+            .list_emails(Some(EmailStatus::Partial), 10)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            (
+                row.id,
+                row.attempts,
+                row.sent_at,
+                row.results,
+                row.last_error,
+                row.message_id
+            ),
+            (
+                id,
+                1,
+                Some(at),
+                results,
+                partial.error,
+                "<weekly@example.com>".to_string()
+            )
+        );
     });
 }
 

@@ -3,7 +3,23 @@
 use super::{Env, Exit, Outcome};
 use crate::cli::EmailsArgs;
 use crate::output::{Table, local_time};
-use crate::store::{Access, EmailStatus};
+use crate::store::{Access, EmailRow, EmailStatus, RecipientStatus};
+
+/// The status, with how many recipients have it when only some do
+/// (`partial 2/3`, `queued 1/3`).
+fn status_of(e: &EmailRow) -> String {
+    let total = e.recipients().count();
+    let sent = e
+        .results
+        .values()
+        .filter(|r| r.status == RecipientStatus::Sent)
+        .count();
+    if sent == 0 || sent == total {
+        e.status.to_string()
+    } else {
+        format!("{} {sent}/{total}", e.status)
+    }
+}
 
 pub async fn run(env: &Env, args: EmailsArgs) -> Outcome {
     let status = super::filter::<EmailStatus>("status", args.status.as_deref())?;
@@ -33,7 +49,7 @@ pub async fn run(env: &Env, args: EmailsArgs) -> Outcome {
         };
         t.row(vec![
             e.id.to_string(),
-            e.status.to_string(),
+            status_of(e),
             e.attempts.to_string(),
             local_time(e.created_at),
             e.to.join(", "),

@@ -1,4 +1,4 @@
-//! `/api/v1`: runbooks, runs, deliveries, manual runs, cancel, reload.
+//! `/api/v1`: runbooks, runs, deliveries, emails, manual runs, cancel, reload.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use super::problem::Problem;
 use crate::run::bind_json_params;
 use crate::runbook::Runbook;
 use crate::schedule::summary::RunbookSummary;
-use crate::store::{IssueStatus, RunFilter, RunStatus, Severity, StoredName};
+use crate::store::{EmailStatus, IssueStatus, RunFilter, RunStatus, Severity, StoredName};
 use strum::VariantArray;
 
 /// `?wait=true` waits at most this long for the run to end.
@@ -36,6 +36,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/cancel", post(cancel_run))
         .route("/deliveries", get(list_deliveries))
+        .route("/emails", get(list_emails))
         .route("/reload", post(reload))
         .route("/issues", get(list_issues))
         .route("/issues/{key}/ack", post(ack_issue))
@@ -262,6 +263,29 @@ async fn list_deliveries(
     Ok(Json(
         serde_json::json!({ "deliveries": rows, "next_cursor": next }),
     ))
+}
+
+#[derive(Deserialize)]
+struct EmailsQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The outbox, newest first, each email with every recipient's result
+/// (`runbookd emails --json` prints the same rows).
+async fn list_emails(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<EmailsQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| EmailStatus::named("status", s))
+        .transpose()
+        .map_err(Problem::bad_request)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let rows = app.store.list_emails(status, limit).await?;
+    Ok(Json(serde_json::json!({ "emails": rows })))
 }
 
 async fn reload(State(app): State<Arc<AppState>>) -> Json<super::ReloadReport> {

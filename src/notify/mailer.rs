@@ -1,31 +1,37 @@
-//! The mailer: takes due emails from the outbox and delivers them over SMTP.
-//! Temporary failures (4xx, connection trouble) are retried with backoff;
-//! permanent ones (5xx) fail at once. Every outcome is written back.
+//! The mailer: takes due emails from the outbox and delivers each to the
+//! recipients still to be tried, then records every recipient's result
+//! (rules in `outcome`, docs/email-and-issues.md). It also owns the operator's issue
+//! `runbookd:smtp-login`: opened while the server refuses our login (the
+//! emails are held, not failed), resolved when a login succeeds again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::TimeDelta;
-use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::message::Mailbox;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::message::build;
+use super::outcome::{self, LOGIN_HOLD};
+use super::smtp::{Conversation, Login, Server};
 use crate::config::Smtp;
 use crate::secrets::Secrets;
-use crate::store::{EmailAttempt, EmailRow, Store};
+use crate::store::{EmailAttempt, EmailRow, EmailStatus, IssueOpen, Severity, Store};
 
-/// After this many attempts a message fails for good.
-pub const MAX_ATTEMPTS: i64 = 12;
-/// One SMTP conversation may take this long (lettre's own timeout only bounds connecting).
+/// One SMTP conversation may take this long (connecting is bounded apart).
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The operator's issue while the mail server refuses our login.
+pub const LOGIN_ISSUE: &str = "runbookd:smtp-login";
 
 pub struct Mailer {
     store: Arc<dyn Store>,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    server: Server,
     retry_delay: Duration,
+    /// Whether [`LOGIN_ISSUE`] may be open: true at start (a previous
+    /// process may have opened it) and after a refusal; the next accepted
+    /// login resolves it and clears this.
+    login_issue: AtomicBool,
     /// Wakes the loop when a run queues an email.
     pub wake: Arc<Notify>,
 }
@@ -35,52 +41,15 @@ impl Mailer {
     ///
     /// Fails on an unreadable URL, an unknown `tls` mode or a missing credential.
     pub fn new(store: Arc<dyn Store>, smtp: &Smtp, secrets: &Secrets) -> Result<Self, String> {
-        let url =
-            url::Url::parse(&smtp.url).map_err(|e| format!("smtp.url \"{}\": {e}", smtp.url))?;
-        let host = url
-            .host_str()
-            .ok_or_else(|| format!("smtp.url \"{}\" has no host", smtp.url))?
-            .to_string();
-        let tls = smtp.tls.clone().unwrap_or_else(|| {
-            if url.scheme() == "smtps" {
-                "tls".into()
-            } else {
-                "starttls".into()
-            }
-        });
-        let port = url.port().unwrap_or(if tls == "tls" { 465 } else { 587 });
-        let params =
-            || TlsParameters::new(host.clone()).map_err(|e| format!("smtp: TLS for {host}: {e}"));
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
-            .port(port)
-            .timeout(Some(Duration::from_secs(20)));
-        builder = match tls.as_str() {
-            "starttls" => builder.tls(Tls::Required(params()?)),
-            "tls" => builder.tls(Tls::Wrapper(params()?)),
-            "none" => builder.tls(Tls::None),
-            other => {
-                return Err(format!(
-                    "smtp.tls \"{other}\": expected starttls, tls or none"
-                ));
-            }
-        };
-        if let (Some(u), Some(p)) = (&smtp.username, &smtp.password) {
-            let user = secrets
-                .get(u)
-                .ok_or_else(|| format!("smtp.username: secret {u} is not set"))?;
-            let pass = secrets
-                .get(p)
-                .ok_or_else(|| format!("smtp.password: secret {p} is not set"))?;
-            builder = builder.credentials(Credentials::new(user, pass));
-        }
         let retry_delay = match &smtp.retry_delay {
             Some(d) => crate::duration::parse(d).map_err(|e| format!("smtp.retry_delay: {e}"))?,
             None => Duration::from_secs(30),
         };
         Ok(Mailer {
             store,
-            transport: builder.build(),
+            server: Server::new(smtp, secrets)?,
             retry_delay,
+            login_issue: AtomicBool::new(true),
             wake: Arc::new(Notify::new()),
         })
     }
@@ -97,43 +66,113 @@ impl Mailer {
                 return 0;
             }
         };
+        // Once the server refuses our login, the rest of the batch is held
+        // without trying again: repeated bad logins can lock the account.
+        let mut refusal: Option<String> = None;
         for email in &due {
-            let attempt = self.deliver(email).await;
-            let status = match &attempt {
-                EmailAttempt::Sent { .. } => "sent",
-                EmailAttempt::Retry { .. } => "retrying",
-                EmailAttempt::Failed { .. } => "failed",
+            let attempt = match &refusal {
+                Some(r) => outcome::hold(email, r, crate::clock::now()),
+                None => {
+                    let (attempt, refused) = self.attempt(email).await;
+                    refusal = refused;
+                    attempt
+                }
             };
-            metrics::counter!(crate::telemetry::EMAILS, "status" => status).increment(1);
-            match &attempt {
-                EmailAttempt::Sent { .. } => {
-                    tracing::info!(email.id = email.id, runbook = %email.runbook, "email sent")
-                }
-                EmailAttempt::Retry { error, .. } => {
-                    tracing::warn!(email.id = email.id, error = %error, "email not sent yet; will retry")
-                }
-                EmailAttempt::Failed { error } => {
-                    tracing::error!(email.id = email.id, error = %error, "email failed")
-                }
-            }
-            match self
-                .store
-                .finish_email(email, &attempt, crate::clock::now())
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(
-                        email.id = email.id,
-                        "this email's hold expired while it was being sent; another daemon may send it again"
-                    )
-                }
-                Err(e) => {
-                    tracing::error!(email.id = email.id, error = %e, "could not record an email's delivery")
-                }
-            }
+            self.record(email, &attempt).await;
         }
         due.len()
+    }
+
+    /// One attempt of `email`, and the server's refusal of our login if it
+    /// refused it.
+    async fn attempt(&self, email: &EmailRow) -> (EmailAttempt, Option<String>) {
+        let out = match outgoing(email) {
+            Ok(out) => out,
+            Err(error) => {
+                let failed = outcome::unsendable(email, &error, crate::clock::now());
+                return (failed, None);
+            }
+        };
+        let Conversation { login, replies } = self
+            .server
+            .deliver(&out.from, &out.recipients, &out.bytes, SEND_TIMEOUT)
+            .await;
+        match login {
+            Login::Refused(refusal) => {
+                self.login_refused(&refusal).await;
+                let held = outcome::hold(email, &refusal, crate::clock::now());
+                (held, Some(refusal))
+            }
+            Login::Accepted | Login::NotTried => {
+                if login == Login::Accepted {
+                    self.login_accepted().await;
+                }
+                let now = crate::clock::now();
+                (outcome::settle(email, replies, now, self.retry_delay), None)
+            }
+        }
+    }
+
+    async fn login_refused(&self, refusal: &str) {
+        self.login_issue.store(true, Ordering::SeqCst);
+        let issue = IssueOpen {
+            runbook: "runbookd".into(),
+            key: LOGIN_ISSUE.into(),
+            title: "The mail server refuses runbookd's login: email is held".into(),
+            severity: Severity::High,
+            details: Some(format!(
+                "The server answered: {refusal}. Queued emails wait and are tried again every {} minutes; \
+                 update the secrets named by smtp.username and smtp.password (docs/email-and-issues.md).",
+                LOGIN_HOLD.as_secs() / 60
+            )),
+            link: None,
+            at: crate::clock::now(),
+        };
+        tracing::error!(error = %refusal, "the mail server refused our login; email is held");
+        if let Err(e) = self.store.open_issue(None, &issue).await {
+            tracing::error!(error = %e, "could not open the issue for the refused mail login");
+        }
+    }
+
+    async fn login_accepted(&self) {
+        if !self.login_issue.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let note = Some("the mail server accepted the login again");
+        match self
+            .store
+            .resolve_issue(None, LOGIN_ISSUE, note, crate::clock::now())
+            .await
+        {
+            Ok(true) => tracing::info!("the mail server accepts our login again"),
+            Ok(false) => {}
+            Err(e) => {
+                self.login_issue.store(true, Ordering::SeqCst);
+                tracing::error!(error = %e, "could not resolve the issue for the refused mail login");
+            }
+        }
+    }
+
+    /// Log, count and write back what became of `email`.
+    async fn record(&self, email: &EmailRow, attempt: &EmailAttempt) {
+        let label = log_outcome(email, attempt);
+        metrics::counter!(crate::telemetry::EMAILS, "status" => label).increment(1);
+        match self
+            .store
+            .finish_email(email, attempt, crate::clock::now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    email.id = email.id,
+                    "this email's hold expired while it was being sent; another daemon may send it again"
+                )
+            }
+            Err(e) => {
+                tracing::error!(email.id = email.id, error = %e, "could not record an email's delivery")
+            }
+        }
     }
 
     async fn requeue_abandoned(&self) {
@@ -166,88 +205,71 @@ impl Mailer {
             }
         }
     }
-
-    async fn deliver(&self, email: &EmailRow) -> EmailAttempt {
-        let message = match build(email) {
-            Ok(m) => m,
-            Err(error) => return EmailAttempt::Failed { error },
-        };
-        let sent = tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message)).await;
-        let retry = |error: String| {
-            if email.attempts >= MAX_ATTEMPTS {
-                return EmailAttempt::Failed {
-                    error: format!("{error} (gave up after {} attempts)", email.attempts),
-                };
-            }
-            let wait = self
-                .retry_delay
-                .saturating_mul(2u32.saturating_pow((email.attempts - 1).clamp(0, 16) as u32))
-                .min(Duration::from_secs(3600));
-            EmailAttempt::Retry {
-                error,
-                at: crate::clock::now() + TimeDelta::from_std(wait).unwrap_or_default(),
-            }
-        };
-        match sent {
-            Err(_) => retry("the mail server did not answer in time".into()),
-            Ok(Ok(resp)) => {
-                let said = format!(
-                    "{} {}",
-                    resp.code(),
-                    resp.message().collect::<Vec<_>>().join(" ")
-                );
-                let results: serde_json::Map<String, serde_json::Value> = email
-                    .to
-                    .iter()
-                    .chain(email.cc.iter())
-                    .map(|r| {
-                        (
-                            r.clone(),
-                            serde_json::Value::String(format!("accepted: {said}")),
-                        )
-                    })
-                    .collect();
-                EmailAttempt::Sent {
-                    results: serde_json::Value::Object(results),
-                }
-            }
-            Ok(Err(e)) if e.is_permanent() => EmailAttempt::Failed {
-                error: format!("the mail server refused it: {e}"),
-            },
-            Ok(Err(e)) => retry(format!("{e}")),
-        }
-    }
 }
 
-/// The MIME message for an outbox row: multipart when it has both parts.
-fn build(e: &EmailRow) -> Result<Message, String> {
-    let mbox = |a: &str| {
+/// What one attempt hands to the server.
+struct Outgoing {
+    /// The message, headers included.
+    bytes: Vec<u8>,
+    /// The envelope sender.
+    from: lettre::Address,
+    /// The recipients to try, by the name the outbox knows them by.
+    recipients: Vec<(String, lettre::Address)>,
+}
+
+/// What an attempt of `email` hands to the server.
+///
+/// Fails on an address that does not parse or a row without a body.
+fn outgoing(email: &EmailRow) -> Result<Outgoing, String> {
+    let address = |a: &str| {
         a.parse::<Mailbox>()
+            .map(|m| m.email)
             .map_err(|err| format!("\"{a}\" is not an address: {err}"))
     };
-    let mut b = Message::builder()
-        .from(mbox(&e.sender)?)
-        .subject(e.subject.clone())
-        .message_id(None);
-    for t in &e.to {
-        b = b.to(mbox(t)?);
+    let recipients = outcome::to_try(email)
+        .into_iter()
+        .map(|r| address(&r).map(|a| (r, a)))
+        .collect::<Result<_, _>>()?;
+    Ok(Outgoing {
+        bytes: build(email)?.formatted(),
+        from: address(&email.sender)?,
+        recipients,
+    })
+}
+
+/// Log what became of `email` at the level it deserves; returns the
+/// metric's label for it.
+fn log_outcome(email: &EmailRow, attempt: &EmailAttempt) -> &'static str {
+    let (id, runbook) = (email.id, &email.runbook);
+    let error = attempt.error.as_deref().unwrap_or_default();
+    match attempt.status {
+        _ if !attempt.counted => {
+            tracing::warn!(
+                email.id = id,
+                error,
+                "email held: the mail server refuses our login"
+            );
+            "held"
+        }
+        EmailStatus::Sent => {
+            tracing::info!(email.id = id, runbook = %runbook, "email sent");
+            "sent"
+        }
+        EmailStatus::Partial => {
+            tracing::warn!(email.id = id, runbook = %runbook, error, "email sent to some recipients; the others refused it");
+            "partial"
+        }
+        EmailStatus::Ambiguous => {
+            tracing::error!(email.id = id, runbook = %runbook, error, "email ambiguous: the connection was lost after the message, twice");
+            "ambiguous"
+        }
+        EmailStatus::Failed => {
+            tracing::error!(email.id = id, runbook = %runbook, error, "email failed");
+            "failed"
+        }
+        EmailStatus::Queued | EmailStatus::Sending => {
+            tracing::warn!(email.id = id, error, "email not sent yet; will retry");
+            "retrying"
+        }
     }
-    for c in &e.cc {
-        b = b.cc(mbox(c)?);
-    }
-    let built = match (&e.text, &e.html) {
-        (Some(t), Some(h)) => b.multipart(MultiPart::alternative_plain_html(t.clone(), h.clone())),
-        (Some(t), None) => b.singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(t.clone()),
-        ),
-        (None, Some(h)) => b.singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_HTML)
-                .body(h.clone()),
-        ),
-        (None, None) => return Err("the message has no body".into()),
-    };
-    built.map_err(|err| format!("the message cannot be built: {err}"))
 }

@@ -1,13 +1,19 @@
 //! Email: composing what a script asked for (templates, checks) and the
-//! mailer that delivers the outbox over SMTP.
+//! mailer that delivers the outbox over SMTP, recipient by recipient
+//! (docs/email-and-issues.md).
 
 mod mailer;
+mod message;
+mod outcome;
+mod smtp;
 
 use std::path::Path;
 
 use lettre::message::Mailbox;
 
-pub use mailer::Mailer;
+pub use mailer::{LOGIN_ISSUE, Mailer};
+pub use message::message_id;
+pub use outcome::{LOGIN_HOLD, MAX_ATTEMPTS};
 
 /// The built-in templates; a file of the same name in `templates/` replaces one.
 const BUILTIN: &[(&str, &str)] = &[

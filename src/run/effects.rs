@@ -258,6 +258,7 @@ pub fn email_send(host: &RunHost, message: serde_json::Value) -> Result<i64, Str
         subject: host.redactor.redact(&composed.subject),
         text: composed.text.as_deref().map(|t| host.redactor.redact(t)),
         html: composed.html.as_deref().map(|t| host.redactor.redact(t)),
+        message_id: crate::notify::message_id(&effects.mail_from),
         at: crate::clock::now(),
     };
     if host.planned(format!(

@@ -187,12 +187,36 @@ stored_name! {
 }
 
 stored_name! {
-    /// Where an email of the outbox stands.
+    /// Where an email of the outbox stands (docs/email-and-issues.md): `queued →
+    /// sending`, back to `queued` while a recipient is to be tried again,
+    /// then one of the four ends.
     pub enum EmailStatus {
         Queued,
         Sending,
+        /// Every recipient accepted it.
         Sent,
+        /// Some recipients accepted it; the others refused it for good.
+        Partial,
+        /// No recipient accepted it.
         Failed,
+        /// The connection was lost after the message was handed over, twice
+        /// for a recipient: the server may or may not have it.
+        Ambiguous,
+    }
+}
+
+stored_name! {
+    /// What became of one recipient of an email, as its latest attempt left it.
+    pub enum RecipientStatus {
+        /// The server accepted the message for it.
+        Sent,
+        /// Refused for now (4xx) or not reached: it is tried again.
+        Deferred,
+        /// Refused for good (5xx), or still deferred after the last attempt.
+        Failed,
+        /// The connection was lost after the message was handed over: the
+        /// server may have it. Tried again once; a second such loss ends it.
+        Ambiguous,
     }
 }
 
@@ -214,7 +238,14 @@ mod tests {
         assert_eq!(Severity::parse("bogus"), None);
         assert_eq!(
             EmailStatus::names(),
-            &["queued", "sending", "sent", "failed"]
+            &[
+                "queued",
+                "sending",
+                "sent",
+                "partial",
+                "failed",
+                "ambiguous"
+            ]
         );
     }
 }

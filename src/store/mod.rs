@@ -7,6 +7,7 @@
 
 mod contract;
 pub mod copy;
+mod email;
 mod kinds;
 mod lock;
 mod postgres;
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use contract::*;
+pub use email::*;
 pub use kinds::*;
 pub use lock::DatabaseLock;
 pub use postgres::PostgresStore;

@@ -190,57 +190,6 @@ pub struct IssueFilter {
     pub limit: u32,
 }
 
-/// An email a script asked to send.
-#[derive(Debug, Clone)]
-pub struct NewEmail {
-    pub idem_key: String,
-    pub runbook: String,
-    pub run_id: Option<RunId>,
-    pub sender: String,
-    pub to: Vec<String>,
-    pub cc: Vec<String>,
-    pub subject: String,
-    pub text: Option<String>,
-    pub html: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EmailRow {
-    pub id: i64,
-    pub runbook: String,
-    pub run_id: Option<RunId>,
-    pub sender: String,
-    pub to: Vec<String>,
-    pub cc: Vec<String>,
-    pub subject: String,
-    pub text: Option<String>,
-    pub html: Option<String>,
-    pub status: EmailStatus,
-    pub attempts: i64,
-    pub next_attempt_at: DateTime<Utc>,
-    pub last_error: Option<String>,
-    pub results: serde_json::Value,
-    pub created_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-}
-
-/// How a delivery attempt of an email ended.
-#[derive(Debug, Clone)]
-pub enum EmailAttempt {
-    Sent {
-        results: serde_json::Value,
-    },
-    /// Try again at this time.
-    Retry {
-        error: String,
-        at: DateTime<Utc>,
-    },
-    Failed {
-        error: String,
-    },
-}
-
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunEnd {

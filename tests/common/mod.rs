@@ -31,6 +31,9 @@ pub fn init() {
 
 /// The value of the API_TOKEN secret the harness gives its runs.
 pub const SECRET_VALUE: &str = "tok-3f9a7c21-very-secret";
+/// The SMTP user name that `Harness::with_effects` knows as secret `SMTP_USER`
+/// (its password is `SECRET_VALUE`, as secret `SMTP_PASSWORD`).
+pub const SMTP_USER: &str = "runbookd-mailer";
 
 pub struct Deployment {
     pub dir: tempfile::TempDir,
@@ -155,7 +158,12 @@ impl Harness {
         config: runbookd::config::Config,
     ) -> (Self, Option<runbookd::notify::Mailer>) {
         let mut h = Self::with_config(deployment, Limits::default(), None).await;
-        let secrets = Secrets::from_pairs([("API_TOKEN", SECRET_VALUE)]);
+        // The SMTP login's secrets, for configurations that name them.
+        let secrets = Secrets::from_pairs([
+            ("API_TOKEN", SECRET_VALUE),
+            ("SMTP_USER", SMTP_USER),
+            ("SMTP_PASSWORD", SECRET_VALUE),
+        ]);
         let (effects, mailer) =
             runbookd::run::build_effects(&config, h.executor.store(), &secrets).expect("effects");
         let store = h.executor.store().clone();

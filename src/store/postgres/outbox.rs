@@ -24,7 +24,6 @@ fn email_row(r: &PgRow) -> Result<EmailRow> {
             })
             .unwrap_or_default()
     };
-    let results: Option<String> = r.try_get("results")?;
     Ok(EmailRow {
         id: r.try_get("id")?,
         runbook: r.try_get("runbook")?,
@@ -39,9 +38,8 @@ fn email_row(r: &PgRow) -> Result<EmailRow> {
         attempts: r.try_get::<i32, _>("attempts")?.into(),
         next_attempt_at: r.try_get("next_attempt_at")?,
         last_error: r.try_get("last_error")?,
-        results: results
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default(),
+        message_id: r.try_get("message_id")?,
+        results: parse_results(r.try_get("results")?),
         created_at: r.try_get("created_at")?,
         sent_at: r.try_get("sent_at")?,
     })
@@ -55,8 +53,8 @@ impl OutboxStore for PostgresStore {
         // A key another transaction is queuing makes this insert wait for
         // it; the select that follows then sees its email.
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO outbox (idem_key, runbook, run_id, sender, recipients, subject, text_body, html_body, status, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (idem_key) DO NOTHING RETURNING id",
+            "INSERT INTO outbox (idem_key, runbook, run_id, sender, recipients, subject, text_body, html_body, status, next_attempt_at, created_at, message_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT (idem_key) DO NOTHING RETURNING id",
         )
         .bind(&e.idem_key)
         .bind(&e.runbook)
@@ -68,6 +66,7 @@ impl OutboxStore for PostgresStore {
         .bind(opt_text(&e.html))
         .bind(EmailStatus::Queued)
         .bind(e.at)
+        .bind(text(&e.message_id))
         .fetch_optional(&mut *tx)
         .await?;
         let out = match inserted {
@@ -113,29 +112,19 @@ impl OutboxStore for PostgresStore {
         a: &EmailAttempt,
         at: DateTime<Utc>,
     ) -> Result<bool> {
-        let q = match a {
-            EmailAttempt::Sent { results } => sqlx::query(
-                "UPDATE outbox SET status = $1, sent_at = $2, results = $3, last_error = NULL
-             WHERE id = $4 AND status = $5 AND attempts = $6",
-            )
-            .bind(EmailStatus::Sent)
-            .bind(at)
-            .bind(results.to_string()),
-            EmailAttempt::Retry { error, at: next } => sqlx::query(
-                "UPDATE outbox SET status = $1, next_attempt_at = $2, last_error = $3
-             WHERE id = $4 AND status = $5 AND attempts = $6",
-            )
-            .bind(EmailStatus::Queued)
-            .bind(*next)
-            .bind(capped(error)),
-            EmailAttempt::Failed { error } => sqlx::query(
-                "UPDATE outbox SET status = $1, last_error = $2, results = $3
-             WHERE id = $4 AND status = $5 AND attempts = $6",
-            )
-            .bind(EmailStatus::Failed)
-            .bind(capped(error))
-            .bind(serde_json::json!({"error": error}).to_string()),
-        };
+        // A held attempt gives back the attempt its taking counted.
+        let q = sqlx::query(
+            "UPDATE outbox SET status = $1, results = $2, last_error = $3,
+                    next_attempt_at = COALESCE($4, next_attempt_at),
+                    sent_at = COALESCE(sent_at, $5), attempts = attempts - $6
+             WHERE id = $7 AND status = $8 AND attempts = $9",
+        )
+        .bind(a.status)
+        .bind(serde_json::to_string(&a.results).expect("results serialise"))
+        .bind(a.error.as_deref().map(capped))
+        .bind(a.retry_at)
+        .bind(a.any_sent().then_some(at))
+        .bind(i32::from(!a.counted));
         let done = q
             .bind(email.id)
             .bind(EmailStatus::Sending)

@@ -25,7 +25,6 @@ fn email_row(r: &SqliteRow) -> Result<EmailRow> {
             })
             .unwrap_or_default()
     };
-    let results: Option<String> = r.try_get("results")?;
     Ok(EmailRow {
         id: r.try_get("id")?,
         runbook: r.try_get("runbook")?,
@@ -40,9 +39,8 @@ fn email_row(r: &SqliteRow) -> Result<EmailRow> {
         attempts: r.try_get("attempts")?,
         next_attempt_at: need("next_attempt_at")?,
         last_error: r.try_get("last_error")?,
-        results: results
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default(),
+        message_id: r.try_get("message_id")?,
+        results: parse_results(r.try_get("results")?),
         created_at: need("created_at")?,
         sent_at: time_col(r, "sent_at")?,
     })
@@ -54,8 +52,8 @@ impl OutboxStore for SqliteStore {
         let mut tx = self.write().await?;
         fence_opt(&mut tx, fence).await?;
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO outbox (idem_key, runbook, run_id, sender, recipients, subject, text_body, html_body, status, next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING RETURNING id",
+            "INSERT INTO outbox (idem_key, runbook, run_id, sender, recipients, subject, text_body, html_body, status, next_attempt_at, created_at, message_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING RETURNING id",
         )
         .bind(&e.idem_key)
         .bind(&e.runbook)
@@ -68,6 +66,7 @@ impl OutboxStore for SqliteStore {
         .bind(EmailStatus::Queued)
         .bind(ts(e.at))
         .bind(ts(e.at))
+        .bind(&e.message_id)
         .fetch_optional(&mut *tx)
         .await?;
         let out = match inserted {
@@ -107,29 +106,19 @@ impl OutboxStore for SqliteStore {
         a: &EmailAttempt,
         at: DateTime<Utc>,
     ) -> Result<bool> {
-        let q = match a {
-            EmailAttempt::Sent { results } => sqlx::query(
-                "UPDATE outbox SET status = ?, sent_at = ?, results = ?, last_error = NULL
+        // A held attempt gives back the attempt its taking counted.
+        let q = sqlx::query(
+            "UPDATE outbox SET status = ?, results = ?, last_error = ?,
+                    next_attempt_at = COALESCE(?, next_attempt_at),
+                    sent_at = COALESCE(sent_at, ?), attempts = attempts - ?
              WHERE id = ? AND status = ? AND attempts = ?",
-            )
-            .bind(EmailStatus::Sent)
-            .bind(ts(at))
-            .bind(results.to_string()),
-            EmailAttempt::Retry { error, at: next } => sqlx::query(
-                "UPDATE outbox SET status = ?, next_attempt_at = ?, last_error = ?
-             WHERE id = ? AND status = ? AND attempts = ?",
-            )
-            .bind(EmailStatus::Queued)
-            .bind(ts(*next))
-            .bind(cap_text(error)),
-            EmailAttempt::Failed { error } => sqlx::query(
-                "UPDATE outbox SET status = ?, last_error = ?, results = ?
-             WHERE id = ? AND status = ? AND attempts = ?",
-            )
-            .bind(EmailStatus::Failed)
-            .bind(cap_text(error))
-            .bind(serde_json::json!({"error": error}).to_string()),
-        };
+        )
+        .bind(a.status)
+        .bind(serde_json::to_string(&a.results).expect("results serialise"))
+        .bind(a.error.as_deref().map(cap_text))
+        .bind(a.retry_at.map(ts))
+        .bind(a.any_sent().then(|| ts(at)))
+        .bind(i64::from(!a.counted));
         let mut tx = self.write_one().await?;
         let done = q
             .bind(email.id)
