@@ -29,8 +29,21 @@ const TABLES: [&str; 11] = [
     "issues",
     "outbox",
 ];
-/// Rows per INSERT (well under PostgreSQL's 65,535 parameters).
-const PAGE: i64 = 1000;
+/// Rows per INSERT: well under PostgreSQL's 65,535 parameters, and a page
+/// of deliveries (bodies up to 1 MiB each) stays around 100 MiB in memory.
+const PAGE: i64 = 100;
+
+/// Values older SQLite histories lack where PostgreSQL requires one: the
+/// source's expression for (table, column).
+const FILLED: [(&str, &str, &str); 2] = [
+    // Attempts recorded before leases had no owner or lease.
+    ("attempts", "owner", "COALESCE(owner, 'before leases')"),
+    (
+        "attempts",
+        "lease_until",
+        "COALESCE(lease_until, finished_at, started_at)",
+    ),
+];
 
 /// How many rows of one table were copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +77,16 @@ pub async fn sqlite_to_postgres(from: &Path, to: &str) -> Result<Vec<Copied>> {
         let t = sqlx::AssertSqlSafe(format!("ALTER TABLE {table} DISABLE TRIGGER USER"));
         sqlx::query(t).execute(&mut *tx).await?;
         let rows = copy_table(source.reader(), &mut tx, table).await?;
-        restart_ids(&mut tx, table).await?;
+        restart_ids(source.reader(), &mut tx, table).await?;
         let t = sqlx::AssertSqlSafe(format!("ALTER TABLE {table} ENABLE TRIGGER USER"));
         sqlx::query(t).execute(&mut *tx).await?;
         copied.push(Copied { table, rows });
     }
+    // An email a stopped SQLite daemon was sending goes back to the queue
+    // at the first look (SQLite kept no hold time).
+    sqlx::query("UPDATE outbox SET sending_until = now() WHERE status = 'sending' AND sending_until IS NULL")
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(copied)
 }
@@ -136,8 +154,18 @@ async fn copy_table(
         .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(", ");
+    let exprs = cols
+        .iter()
+        .map(
+            |(n, _)| match FILLED.iter().find(|f| f.0 == table && f.1 == n) {
+                Some((_, _, expr)) => format!("{expr} AS {n}"),
+                None => n.clone(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(", ");
     let read = format!(
-        "SELECT rowid AS copy_rowid, {list} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT {PAGE}"
+        "SELECT rowid AS copy_rowid, {exprs} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT {PAGE}"
     );
     let (mut after, mut total) = (0i64, 0u64);
     loop {
@@ -191,7 +219,10 @@ fn push_value(
         }
         Kind::Int => {
             let v: Option<i64> = row.try_get(name)?;
-            b.push_bind(v.map(|x| x as i32));
+            let v = v.map(i32::try_from).transpose().map_err(|_| {
+                StoreError::Migrate(format!("{name}: a value does not fit a PostgreSQL integer"))
+            })?;
+            b.push_bind(v);
         }
         Kind::BigInt => {
             let v: Option<i64> = row.try_get(name)?;
@@ -202,7 +233,11 @@ fn push_value(
 }
 
 /// New ids continue after the copied ones (tables with an identity `id`).
-async fn restart_ids(tx: &mut sqlx::PgConnection, table: &str) -> Result<()> {
+async fn restart_ids(
+    source: &sqlx::SqlitePool,
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+) -> Result<()> {
     let seq: Option<String> = sqlx::query_scalar(
         "SELECT pg_get_serial_sequence(table_name, column_name) FROM information_schema.columns
          WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'id'
@@ -212,14 +247,21 @@ async fn restart_ids(tx: &mut sqlx::PgConnection, table: &str) -> Result<()> {
     .fetch_optional(&mut *tx)
     .await?
     .flatten();
-    if let Some(seq) = seq {
-        let q = sqlx::AssertSqlSafe(format!(
-            "SELECT setval($1, max(id)) FROM {table} HAVING max(id) IS NOT NULL"
-        ));
-        let _: Option<i64> = sqlx::query_scalar(q)
-            .bind(seq)
-            .fetch_optional(&mut *tx)
+    let Some(seq) = seq else { return Ok(()) };
+    // Also after ids the source handed out and then pruned.
+    let handed_out: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?1")
+            .bind(table)
+            .fetch_optional(source)
             .await?;
-    }
+    let q = sqlx::AssertSqlSafe(format!(
+        "SELECT setval($1, greatest($2::bigint, max(id))) FROM {table}
+         HAVING greatest($2::bigint, max(id)) IS NOT NULL"
+    ));
+    let _: Option<i64> = sqlx::query_scalar(q)
+        .bind(seq)
+        .bind(handed_out)
+        .fetch_optional(&mut *tx)
+        .await?;
     Ok(())
 }
