@@ -56,6 +56,8 @@ pub struct Scheduler {
     /// When the scheduler last looked at the clock: the wall time, and the
     /// steady clock's reading then.
     looked: Option<(DateTime<Utc>, std::time::Instant)>,
+    /// The wall-clock span forward steps jumped over since the last plan.
+    stepped: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// A wall clock ahead of the steady clock by more than this since the last
@@ -73,6 +75,7 @@ impl Scheduler {
             armed: HashMap::new(),
             timers: Timers::default(),
             looked: None,
+            stepped: None,
         };
         (scheduler, SchedulerHandle { tx })
     }
@@ -95,7 +98,9 @@ impl Scheduler {
                 _ = tokio::time::sleep(wait) => {
                     // Triggers due together are recorded together (their
                     // slots share one commit).
-                    let due = self.timers.take_due(crate::clock::now());
+                    let now = crate::clock::now();
+                    self.look(now);
+                    let due = self.timers.take_due(now);
                     if !due.is_empty() {
                         self.fire_all(due).await;
                     }
@@ -176,7 +181,8 @@ impl Scheduler {
     /// together.
     async fn fire_all(&mut self, ids: Vec<TriggerId>) {
         let now = crate::clock::now();
-        let stepped_from = self.look(now);
+        self.look(now);
+        let stepped = self.stepped.take();
         let mut planned = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(a) = self.armed.get(&id) else {
@@ -197,7 +203,7 @@ impl Scheduler {
             let plan = match mark {
                 Ok(mark) => {
                     let plan =
-                        slots::plan_after_step(&a.schedule, mark, now, policy(&rb), stepped_from);
+                        slots::plan_after_step(&a.schedule, mark, now, policy(&rb), stepped);
                     if let Some(a) = self.armed.get_mut(&id) {
                         a.mark = Some(mark);
                     }
@@ -241,7 +247,7 @@ impl Scheduler {
             let (id, rb, plan) = &planned[i];
             match result {
                 Ok(results) => {
-                    self.report(rb, &id.1, plan, now, stepped_from, results);
+                    self.report(rb, &id.1, plan, now, stepped.is_some(), results);
                     recorded = true;
                     // The store's mark only moves forward; so does this copy.
                     if let Some(a) = self.armed.get_mut(id) {
@@ -261,20 +267,27 @@ impl Scheduler {
         }
     }
 
-    /// Where the wall clock would read now had it run as steadily as the
-    /// steady clock since the last look, when it stepped forward since.
-    fn look(&mut self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// Look at the clock (at every wake, at most a second apart): when the
+    /// wall clock moved further than the steady clock since the last look,
+    /// it stepped forward, and the span it jumped over is kept for the next
+    /// plan.
+    fn look(&mut self, now: DateTime<Utc>) {
         let steady_now = std::time::Instant::now();
-        let previous = self.looked.replace((now, steady_now));
-        let (wall, steady) = previous?;
-        let expected = wall + TimeDelta::from_std(steady_now - steady).ok()?;
-        (now - expected > STEP).then(|| {
+        let Some((wall, steady)) = self.looked.replace((now, steady_now)) else {
+            return;
+        };
+        let Ok(elapsed) = TimeDelta::from_std(steady_now - steady) else {
+            return;
+        };
+        let expected = wall + elapsed;
+        if now - expected > STEP {
             tracing::warn!(
                 by_s = (now - expected).num_seconds(),
                 "the clock stepped forward; slots it passed over follow the catch-up policy"
             );
-            expected
-        })
+            let from = self.stepped.map_or(expected, |(f, _)| f.min(expected));
+            self.stepped = Some((from, now));
+        }
     }
 
     /// Metrics and log lines for recorded slots.
@@ -284,13 +297,13 @@ impl Scheduler {
         key: &str,
         plan: &Plan,
         now: DateTime<Utc>,
-        stepped_from: Option<DateTime<Utc>>,
+        stepped: bool,
         results: Vec<SlotResult>,
     ) {
         if !plan.missed.is_empty() || plan.unlisted > 0 {
             metrics::counter!(crate::telemetry::RUNS_TOTAL, "runbook" => rb.name.clone(), "status" => "missed")
                 .increment(plan.missed.len() as u64 + plan.unlisted);
-            let why = if stepped_from.is_some() {
+            let why = if stepped {
                 "slots passed over by the clock stepping forward (recorded as missed)"
             } else {
                 "slots missed while the clock moved or the daemon was not running (recorded as missed)"

@@ -87,10 +87,10 @@ pub fn plan(schedule: &Schedule, mark: DateTime<Utc>, now: DateTime<Utc>, policy
 /// Plan the slots of `schedule` after `mark` up to `now`.
 ///
 /// A slot at or before the mark is never planned again, so a clock stepping
-/// backwards cannot re-fire one. `stepped_from` is where the clock would be
-/// had it not stepped forward (an NTP step, a suspended machine) since the
-/// scheduler last looked: slots the step passed over were never on time, so
-/// they get no grace and the catch-up policy decides, as after downtime.
+/// backwards cannot re-fire one. `stepped` is a span of wall-clock time a
+/// forward step of the clock (an NTP step, a suspended machine) jumped over:
+/// slots in it were never on time, so they get no grace and the catch-up
+/// policy decides, as after downtime.
 ///
 /// Under `latest`, one late slot is enough: only the most recent due slot
 /// runs, the others are missed (a backlog is never run back to back).
@@ -99,7 +99,7 @@ pub fn plan_after_step(
     mark: DateTime<Utc>,
     now: DateTime<Utc>,
     policy: Policy,
-    stepped_from: Option<DateTime<Utc>>,
+    stepped: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) -> Plan {
     let mut due = std::collections::VecDeque::new();
     let mut unlisted = 0u64;
@@ -122,7 +122,8 @@ pub fn plan_after_step(
         next: schedule.next_after(now.max(mark)),
         ..Plan::default()
     };
-    let passed_over = |s: &DateTime<Utc>| stepped_from.is_some_and(|from| *s > from);
+    let passed_over =
+        |s: &DateTime<Utc>| stepped.is_some_and(|(from, to)| *s > from && *s <= to);
     let (on_time, late): (Vec<_>, Vec<_>) = due
         .into_iter()
         .partition(|s| now - *s < GRACE && !passed_over(s));

@@ -312,11 +312,8 @@ fn slots_a_clock_step_passed_over_get_no_grace() {
     };
     // The scheduler woke for 10:00:10, but the clock had stepped 40 s ahead:
     // 10:00:20 to 10:00:50 were passed over, all of them within a minute.
-    let (mark, now, from) = (
-        utc("2026-01-01T10:00:00Z"),
-        utc("2026-01-01T10:00:50Z"),
-        Some(utc("2026-01-01T10:00:10Z")),
-    );
+    let (mark, now) = (utc("2026-01-01T10:00:00Z"), utc("2026-01-01T10:00:50Z"));
+    let from = Some((utc("2026-01-01T10:00:10Z"), now));
     let slot = |s: u32| utc(&format!("2026-01-01T10:00:{s:02}Z"));
     let p = plan_after_step(&every_10s, mark, now, policy(CatchUp::Latest), from);
     assert_eq!(
@@ -339,4 +336,15 @@ fn slots_a_clock_step_passed_over_get_no_grace() {
     // Without the step, the same minute is on time under every policy.
     let p = plan(&every_10s, mark, now, policy(CatchUp::Latest));
     assert_eq!(p.run.len(), 5);
+    // A small step long before a slot takes no grace from it: an hourly
+    // slot on time after a 5 s step at 09:20 runs under `skip`.
+    let step = Some((utc("2026-01-01T09:20:00Z"), utc("2026-01-01T09:20:05Z")));
+    let p = plan_after_step(
+        &hourly(),
+        utc("2026-01-01T09:00:00Z"),
+        utc("2026-01-01T10:00:00Z"),
+        policy(CatchUp::Skip),
+        step,
+    );
+    assert_eq!((p.run, p.missed), (vec![utc("2026-01-01T10:00:00Z")], vec![]));
 }
