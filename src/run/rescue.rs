@@ -2,15 +2,16 @@
 //! its lease): queued again for a new attempt, or, after too many
 //! interruptions, `abandoned` for good.
 //!
-//! The one invariant: a run is queued again at most [`MAX_RESCUES`] times, so
-//! a run that kills the process running it (a script that exhausts memory or
+//! The one invariant: a run whose process stopped under it is queued again at
+//! most [`MAX_RESCUES`] times (shutdowns do not count), so a run that kills
+//! the process running it (a script that exhausts memory or
 //! the stack, a native crash) cannot take the daemon, or every daemon sharing
 //! the store, down again and again.
 
 use std::sync::Arc;
 
 use crate::runbook::{Concurrency, Runbook};
-use crate::store::{RunEnd, RunId, RunStatus, Store};
+use crate::store::{RunEnd, RunId, RunStatus, STOPPED, Store};
 
 /// How many times one run may be interrupted (crash, shutdown) and run again.
 pub const MAX_RESCUES: usize = 3;
@@ -27,8 +28,8 @@ pub enum Rescue {
     Kept,
 }
 
-/// Queue an interrupted run of `rb` again, or abandon it when it was
-/// interrupted more than [`MAX_RESCUES`] times. A run whose runbook is gone
+/// Queue an interrupted run of `rb` again, or abandon it when its process
+/// stopped under it (a crash, not a shutdown) more than [`MAX_RESCUES`] times. A run whose runbook is gone
 /// (`rb` is `None`) stays interrupted.
 pub async fn rescue(
     store: &dyn Store,
@@ -38,11 +39,13 @@ pub async fn rescue(
     let Some(rb) = rb else {
         return Ok(Rescue::Kept);
     };
+    // Only the times its process stopped under it count: a shutdown that
+    // interrupts a long run on purpose, deploy after deploy, does not.
     let interrupted = match store.run_detail(run).await? {
         Some(d) => d
             .attempts
             .iter()
-            .filter(|a| a.status == RunStatus::Interrupted)
+            .filter(|a| a.status == RunStatus::Interrupted && a.error.as_deref() == Some(STOPPED))
             .count(),
         None => return Ok(Rescue::Kept),
     };

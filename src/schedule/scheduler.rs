@@ -202,8 +202,7 @@ impl Scheduler {
             };
             let plan = match mark {
                 Ok(mark) => {
-                    let plan =
-                        slots::plan_after_step(&a.schedule, mark, now, policy(&rb), stepped);
+                    let plan = slots::plan_after_step(&a.schedule, mark, now, policy(&rb), stepped);
                     if let Some(a) = self.armed.get_mut(&id) {
                         a.mark = Some(mark);
                     }

@@ -122,8 +122,7 @@ pub fn plan_after_step(
         next: schedule.next_after(now.max(mark)),
         ..Plan::default()
     };
-    let passed_over =
-        |s: &DateTime<Utc>| stepped.is_some_and(|(from, to)| *s > from && *s <= to);
+    let passed_over = |s: &DateTime<Utc>| stepped.is_some_and(|(from, to)| *s > from && *s <= to);
     let (on_time, late): (Vec<_>, Vec<_>) = due
         .into_iter()
         .partition(|s| now - *s < GRACE && !passed_over(s));

@@ -204,6 +204,11 @@ pub fn cap_text(s: &str) -> String {
     format!("{}… [truncated: {} bytes in all]", &s[..end], s.len())
 }
 
+/// Why a run taken back by recovery is interrupted: its owner stopped (a
+/// crash, a kill, a lease lost), as opposed to a shutdown that interrupted
+/// it on purpose.
+pub const STOPPED: &str = "the process running it stopped before it finished";
+
 /// Serialise a JSON value, replaced by a marked preview when over [`MAX_OUTPUT_BYTES`].
 pub fn cap_json(v: &serde_json::Value) -> String {
     let text = v.to_string();

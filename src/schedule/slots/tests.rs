@@ -346,5 +346,8 @@ fn slots_a_clock_step_passed_over_get_no_grace() {
         policy(CatchUp::Skip),
         step,
     );
-    assert_eq!((p.run, p.missed), (vec![utc("2026-01-01T10:00:00Z")], vec![]));
+    assert_eq!(
+        (p.run, p.missed),
+        (vec![utc("2026-01-01T10:00:00Z")], vec![])
+    );
 }

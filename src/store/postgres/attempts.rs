@@ -17,9 +17,6 @@ use super::rows::{capped, insert_logs_in};
 use super::{PostgresStore, is_active_conflict, run_row};
 use crate::store::*;
 
-/// Why a run in recovery is interrupted.
-const STOPPED: &str = "the process running it stopped before it finished";
-
 /// The lease holds while its attempt is the latest of a run that is still
 /// running (also while the run waits to retry). Binds: $1 run, $2 attempt
 /// number, $3 attempt id, $4 owner, $5 `running`.
@@ -318,7 +315,7 @@ impl RunStore for PostgresStore {
         let end = RunEnd {
             status: RunStatus::Interrupted,
             output: None,
-            error: Some(STOPPED.into()),
+            error: Some(crate::store::STOPPED.into()),
             at: now,
         };
         let runs: Vec<RunRow> = rows.iter().map(run_row).collect::<Result<_>>()?;

@@ -15,9 +15,6 @@ use super::rows::insert_logs_in;
 use super::{SqliteStore, is_active_conflict, run_row};
 use crate::store::*;
 
-/// Why a run in recovery is interrupted.
-const STOPPED: &str = "the process running it stopped before it finished";
-
 /// The lease holds while its attempt is the latest of a run that is still
 /// running (also while the run waits to retry, its last attempt ended). The
 /// arguments are the positions of the attempt id, the owner and `running`.
@@ -314,7 +311,7 @@ impl RunStore for SqliteStore {
         let end = RunEnd {
             status: RunStatus::Interrupted,
             output: None,
-            error: Some(STOPPED.into()),
+            error: Some(crate::store::STOPPED.into()),
             at: now,
         };
         for id in &ids {
