@@ -52,7 +52,9 @@ pub(super) async fn restore_broken(store: &dyn Store, loader: &Loader, loaded: &
             continue;
         }
         match loader.load_kept(&path, v.yaml) {
-            Ok((rb, _)) if rb.name == name => {
+            // A webhook path another runbook answers now stays with it (the
+            // file may have been refused for claiming it).
+            Ok((rb, _)) if rb.name == name && !hooks_taken(&rb, loaded) => {
                 let message = format!(
                     "the file has errors; runbook {name} runs the version that last fired (saved {}), kept in the database, until the file is fixed",
                     v.created_at.format("%Y-%m-%d %H:%M:%S UTC")
@@ -75,4 +77,22 @@ pub(super) async fn restore_broken(store: &dyn Store, loader: &Loader, loaded: &
             }
         }
     }
+}
+
+/// Whether a webhook path of `rb` is answered by a runbook already loaded.
+fn hooks_taken(rb: &crate::runbook::Runbook, loaded: &Loaded) -> bool {
+    let paths = |r: &crate::runbook::Runbook| -> Vec<String> {
+        r.triggers
+            .iter()
+            .filter_map(|t| match t {
+                crate::runbook::Trigger::Webhook(w) => Some(w.path.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mine = paths(rb);
+    loaded
+        .runbooks
+        .iter()
+        .any(|other| paths(other).iter().any(|p| mine.contains(p)))
 }
