@@ -31,6 +31,14 @@ pub fn identity(typed: &Path) -> Result<PathBuf, StoreError> {
     let resolved = match std::fs::canonicalize(typed) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A link to a file not created yet would lock the link's name
+            // while SQLite writes the target's.
+            if let Ok(target) = std::fs::read_link(typed) {
+                return Err(fail(format!(
+                    "it is a symlink to {}, which does not exist; point --database at the real path, or create the file first",
+                    target.display()
+                )));
+            }
             let dir = match typed.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
                 _ => Path::new("."),
