@@ -259,6 +259,16 @@ async fn a_second_writer_on_the_same_database_is_refused_by_any_name() {
     assert_eq!((ran.code, ran.stderr), (3, links("twin.db")));
     let ran = d.cli(&["run", "greet"]);
     assert_eq!((ran.code, ran.stderr), (3, links("runbookd.db")));
+    // A link to a file not created yet would be a second name too.
+    std::os::unix::fs::symlink("elsewhere.db", d.path().join("dangling.db")).unwrap();
+    let ran = d.cli(&["--database", "sqlite://dangling.db", "run", "greet"]);
+    assert_eq!(
+        (ran.code, ran.stderr.as_str()),
+        (
+            3,
+            "error: the database dangling.db cannot be opened: it is a symlink to elsewhere.db, which does not exist; point --database at the real path, or create the file first\n"
+        )
+    );
 }
 
 #[test]
