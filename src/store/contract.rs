@@ -248,12 +248,13 @@ pub trait FleetStore: Send + Sync {
     /// store keeps them until the next call, and forgets daemons that stop
     /// calling. Called every few seconds by each daemon sharing the store.
     async fn publish_versions(&self, owner: &str, loaded: &[(String, String)]) -> Result<()>;
-    /// The runbooks that daemons seen since `seen_since` have loaded in
-    /// different versions, with each version and how many daemons run it,
-    /// most first. Empty with one writing process.
+    /// The runbooks that daemons heard from within `seen_within` (by the
+    /// database's clock) have loaded in different versions, with each
+    /// version and how many daemons run it, most first. Empty with one
+    /// writing process.
     async fn version_skew(
         &self,
-        seen_since: DateTime<Utc>,
+        seen_within: std::time::Duration,
     ) -> Result<HashMap<String, Vec<LoadedVersion>>>;
 }
 

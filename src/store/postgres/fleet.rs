@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::PostgresStore;
@@ -41,16 +40,16 @@ impl FleetStore for PostgresStore {
 
     async fn version_skew(
         &self,
-        seen_since: DateTime<Utc>,
+        seen_within: std::time::Duration,
     ) -> Result<HashMap<String, Vec<LoadedVersion>>> {
         let rows = sqlx::query(
-            "SELECT runbook, hash, count(*) AS daemons FROM daemon_versions
-             WHERE seen_at >= $1 AND runbook IN (
-                 SELECT runbook FROM daemon_versions WHERE seen_at >= $1
-                 GROUP BY runbook HAVING count(DISTINCT hash) > 1)
+            "WITH live AS (SELECT * FROM daemon_versions
+                           WHERE seen_at >= now() - make_interval(secs => $1))
+             SELECT runbook, hash, count(*) AS daemons FROM live
+             WHERE runbook IN (SELECT runbook FROM live GROUP BY runbook HAVING count(DISTINCT hash) > 1)
              GROUP BY runbook, hash ORDER BY runbook, daemons DESC, hash",
         )
-        .bind(seen_since)
+        .bind(seen_within.as_secs_f64())
         .fetch_all(&self.pool)
         .await?;
         let mut out: HashMap<String, Vec<LoadedVersion>> = HashMap::new();

@@ -203,7 +203,7 @@ impl FleetStore for SqliteStore {
 
     async fn version_skew(
         &self,
-        _seen_since: DateTime<Utc>,
+        _seen_within: std::time::Duration,
     ) -> Result<HashMap<String, Vec<LoadedVersion>>> {
         Ok(HashMap::new())
     }
