@@ -17,6 +17,12 @@ pub fn denied(ip: IpAddr) -> bool {
                 .parse::<std::net::Ipv6Addr>()
                 .expect("literal")
                 || v6.to_ipv4_mapped().is_some_and(|v4| denied(IpAddr::V4(v4)))
+                // IPv4-compatible (::a9fe:a9fe) and NAT64 (64:ff9b::/96) spellings.
+                || v6.to_ipv4().is_some_and(|v4| denied(IpAddr::V4(v4)))
+                || (v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                    && denied(IpAddr::V4(std::net::Ipv4Addr::from_bits(
+                        v6.to_bits() as u32
+                    ))))
         }
     }
 }

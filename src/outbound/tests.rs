@@ -17,6 +17,8 @@ fn metadata_addresses_are_denied_in_every_spelling() {
         "http://2852039166/",
         "http://[::ffff:169.254.169.254]/",
         "http://[fd00:ec2::254]/",
+        "http://[::a9fe:a9fe]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
     ] {
         let err = o.check(&Url::parse(url).unwrap(), &allow).unwrap_err();
         assert!(err.contains("cloud metadata address"), "{url}: {err}");

@@ -17,6 +17,9 @@ pub const TOO_DEEP: &str = "value nested more than 64 levels deep";
 /// a value refers to it, but each reference would be a copy here.
 pub const MAX_JSON_BYTES: usize = 64 << 20;
 
+/// What one JSON value (a number in an array, say) takes in memory.
+const VALUE_BYTES: usize = 32;
+
 /// Why a value too large as JSON is refused.
 pub const TOO_LARGE: &str =
     "value larger than 64 MiB as JSON (a large value referred to many times is copied each time)";
@@ -80,8 +83,9 @@ fn walk(v: &Dynamic, depth: usize, left: &mut usize) -> Result<Value, String> {
     if depth > MAX_DEPTH {
         return Err(TOO_DEEP.into());
     }
-    // Every value costs a few bytes (separators, scalars); strings their length.
-    spend(left, 8)?;
+    // Every value costs what a JSON value takes in memory (32 bytes), and a
+    // string its length on top.
+    spend(left, VALUE_BYTES)?;
     if v.is_unit() {
         return Ok(Value::Null);
     }
@@ -123,7 +127,7 @@ fn walk(v: &Dynamic, depth: usize, left: &mut usize) -> Result<Value, String> {
     }
     if v.is_blob() {
         let blob = v.read_lock::<rhai::Blob>().ok_or("blob is locked")?;
-        spend(left, blob.len().saturating_mul(4))?;
+        spend(left, blob.len().saturating_mul(VALUE_BYTES))?;
         return Ok(Value::Array(blob.iter().map(|b| Value::from(*b)).collect()));
     }
     if let Some(t) = v.read_lock::<Timestamp>() {
