@@ -2,10 +2,11 @@
 //! as `writes`.
 //!
 //! A failed commit (a full disk, an I/O error) makes the store unwritable
-//! until a commit succeeds again, or until space was freed on the filesystem
-//! holding the database since the failure. The second way matters: a daemon
-//! that says it is not ready receives no webhooks, so it may have nothing to
-//! commit that would prove it writes again.
+//! until a commit succeeds again (`/readyz` tries a tiny one for failures
+//! other than a full disk), or, for a full disk, until space was freed on
+//! the filesystem holding the database since the failure. This matters: a
+//! daemon that says it is not ready receives no webhooks, so it may have
+//! nothing to commit that would prove it writes again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -190,6 +190,18 @@ impl HistoryStore for SqliteStore {
     }
 
     async fn writable(&self) -> Result<()> {
+        // While commits fail for another reason than a full disk (an I/O
+        // error, a read-only remount), a tiny commit tells whether they work
+        // again; its outcome updates the health like any commit's. A full
+        // disk is judged by its free space instead: a tiny commit may fit
+        // where a delivery does not.
+        let failing = self.health.check().err();
+        if failing
+            .is_some_and(|why| !matches!(StoreError::from_database_text(why), StoreError::Full))
+            && self.writer.is_some()
+        {
+            let _ = self.probe_write().await;
+        }
         self.health.check().map_err(StoreError::from_database_text)
     }
 }

@@ -139,6 +139,20 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// A write that changes nothing but still reaches the disk: the
+    /// database header's user version, set to what it is (page 1 is
+    /// written, so the commit needs the disk).
+    async fn probe_write(&self) -> Result<()> {
+        let mut tx = self.write().await?;
+        let v: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {v}")))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
     /// A write: a savepoint in the writer's next batch, which takes the
     /// write lock at once, so two writers never deadlock upgrading a read
     /// lock. Nothing is kept unless the lease is committed.
