@@ -296,7 +296,7 @@ fn an_invalid_edit_keeps_the_last_good_version_also_across_a_crash_and_a_deleted
     );
 
     // A crash while the file is broken (as if half-written): the next start
-    // runs the version that last fired, kept in the database, and says so.
+    // runs the version last loaded from it, kept in the database, and says so.
     daemon.signal("KILL");
     daemon.wait_exit(LIMIT);
     let last_v1 = of(&runs, "versioned").last().unwrap().version_hash.clone();
@@ -304,7 +304,7 @@ fn an_invalid_edit_keeps_the_last_good_version_also_across_a_crash_and_a_deleted
     let daemon = Daemon::start(&d, &[]);
     let banner = daemon.text();
     let warning = format!(
-        "    warning: {}:1:1: the file has errors; runbook versioned runs the version that last fired (saved {}), kept in the database, until the file is fixed",
+        "    warning: {}:1:1: the file has errors; runbook versioned runs the version last loaded from it (saved {}), kept in the database, until the file is fixed",
         kept.path,
         kept.created_at.format("%Y-%m-%d %H:%M:%S UTC")
     );
@@ -325,6 +325,54 @@ fn an_invalid_edit_keeps_the_last_good_version_also_across_a_crash_and_a_deleted
                 && r.version_hash == last_v1
         })
     });
+
+    // The version last loaded, not the last that ran: an edit that disabled
+    // the runbook, then a broken edit and a crash, keep it disabled.
+    let mut daemon = daemon;
+    d.runbook(
+        "versioned.yaml",
+        "enabled: false\ntriggers:\n  - every: 1s\nrun: '\"v1\"'\n",
+    );
+    daemon.wait_for_line("changed=[\"versioned\"]", LIMIT);
+    d.runbook("versioned.yaml", "triggers:\n  - every: 1s\nrun: '\"v2\"\n");
+    daemon.wait_for_line("its file has errors", LIMIT);
+    daemon.signal("KILL");
+    daemon.wait_exit(LIMIT);
+    let disabled = block_on(async {
+        let store = d.store().await;
+        store
+            .latest_version_from(&kept.path)
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    assert!(
+        disabled.yaml.starts_with("enabled: false"),
+        "{}",
+        disabled.yaml
+    );
+    let daemon = Daemon::start(&d, &[]);
+    let banner = daemon.text();
+    assert!(
+        banner.contains(&format!(
+            "runbook versioned runs the version last loaded from it (saved {})",
+            disabled.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+        )),
+        "{banner}"
+    );
+    let restarted = daemon.runs().iter().map(|r| r.id).max().unwrap();
+    let runs = daemon.wait_runs("three clock runs", LIMIT, |r| {
+        r.iter()
+            .filter(|r| r.runbook == "clock" && r.id > restarted)
+            .count()
+            >= 3
+    });
+    assert!(
+        !runs
+            .iter()
+            .any(|r| r.runbook == "versioned" && r.id > restarted),
+        "the disabled version fired"
+    );
 
     d.runbook(
         "versioned.yaml",

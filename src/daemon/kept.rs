@@ -4,7 +4,7 @@
 //! version in memory; at start, that memory is the database.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::runbook::{LoadError, Loaded, Loader};
@@ -35,28 +35,23 @@ pub(super) async fn last_run_paths(
     active
 }
 
-/// A runbook whose file is broken now runs the version its latest run
-/// (from that same file) had, with a warning that says so; the file's errors
-/// stay reported. A runbook that never fired, or whose kept text no longer
-/// loads (its scripts or settings broke too), stays out, as before.
+/// A runbook whose file is broken now runs the version of that file the
+/// daemon loaded last (kept in the database), with a warning that says so;
+/// the file's errors stay reported. A file never loaded before, or whose
+/// kept text no longer loads (its scripts or settings broke too), stays
+/// out, as before; so does one whose name or webhook path another runbook
+/// has taken meanwhile.
 pub(super) async fn restore_broken(store: &dyn Store, loader: &Loader, loaded: &mut Loaded) {
     let failed = loaded.failed.clone();
-    for (path, name) in failed {
-        if loaded.runbooks.iter().any(|rb| rb.name == name) {
-            continue;
-        }
-        let Some(v) = last_version(store, &name).await else {
+    for (path, _) in failed {
+        let Ok(Some(v)) = store.latest_version_from(&path.display().to_string()).await else {
             continue;
         };
-        if Path::new(&v.path) != path {
-            continue;
-        }
         match loader.load_kept(&path, v.yaml) {
-            // A webhook path another runbook answers now stays with it (the
-            // file may have been refused for claiming it).
-            Ok((rb, _)) if rb.name == name && !hooks_taken(&rb, loaded) => {
+            Ok((rb, _)) if !taken(&rb, loaded) => {
+                let name = rb.name.clone();
                 let message = format!(
-                    "the file has errors; runbook {name} runs the version that last fired (saved {}), kept in the database, until the file is fixed",
+                    "the file has errors; runbook {name} runs the version last loaded from it (saved {}), kept in the database, until the file is fixed",
                     v.created_at.format("%Y-%m-%d %H:%M:%S UTC")
                 );
                 tracing::warn!(runbook = %name, path = %path.display(), "{message}");
@@ -72,15 +67,16 @@ pub(super) async fn restore_broken(store: &dyn Store, loader: &Loader, loaded: &
             Ok(_) => {}
             Err((_, errors, _)) => {
                 for e in errors {
-                    tracing::warn!(runbook = %name, error = %e, "the version kept in the database does not load either");
+                    tracing::warn!(path = %path.display(), error = %e, "the version kept in the database does not load either");
                 }
             }
         }
     }
 }
 
-/// Whether a webhook path of `rb` is answered by a runbook already loaded.
-fn hooks_taken(rb: &crate::runbook::Runbook, loaded: &Loaded) -> bool {
+/// Whether `rb`'s name, or one of its webhook paths, belongs to a runbook
+/// already loaded (the file may have been refused for claiming it).
+fn taken(rb: &crate::runbook::Runbook, loaded: &Loaded) -> bool {
     let paths = |r: &crate::runbook::Runbook| -> Vec<String> {
         r.triggers
             .iter()
@@ -94,5 +90,19 @@ fn hooks_taken(rb: &crate::runbook::Runbook, loaded: &Loaded) -> bool {
     loaded
         .runbooks
         .iter()
-        .any(|other| paths(other).iter().any(|p| mine.contains(p)))
+        .any(|other| other.name == rb.name || paths(other).iter().any(|p| mine.contains(p)))
+}
+
+/// Keep the text of every runbook version loaded, so a file broken at the
+/// next start can run the version loaded last ([`restore_broken`]), also
+/// one that never fired (an edit that disabled it, say).
+pub(super) async fn save_loaded(
+    intake: &crate::run::Intake,
+    runbooks: &[Arc<crate::runbook::Runbook>],
+) {
+    for rb in runbooks {
+        if let Err(e) = intake.ensure_version(rb).await {
+            tracing::warn!(runbook = %rb.name, error = %e, "could not keep the loaded version in the database");
+        }
+    }
 }

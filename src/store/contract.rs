@@ -31,6 +31,9 @@ pub struct Lease {
 pub trait VersionStore: Send + Sync {
     async fn save_version(&self, v: &VersionRow) -> Result<()>;
     async fn version(&self, hash: &str) -> Result<Option<VersionRow>>;
+    /// The version of the file at `path` saved last (versions are saved
+    /// when they load and when they run).
+    async fn latest_version_from(&self, path: &str) -> Result<Option<VersionRow>>;
 }
 
 /// Recording new runs. Only the run intake (`src/run/intake`) calls these.

@@ -165,20 +165,30 @@ impl VersionStore for PostgresStore {
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            let scripts: String = r.try_get("scripts")?;
-            Ok(VersionRow {
-                hash: r.try_get("hash")?,
-                runbook: r.try_get("runbook")?,
-                path: r.try_get("path")?,
-                yaml: r.try_get("yaml")?,
-                scripts: serde_json::from_str(&scripts)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(version_row).transpose()
     }
+
+    async fn latest_version_from(&self, path: &str) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(
+            "SELECT * FROM runbook_versions WHERE path = $1 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+}
+
+fn version_row(r: &sqlx::postgres::PgRow) -> Result<VersionRow> {
+    let scripts: String = r.try_get("scripts")?;
+    Ok(VersionRow {
+        hash: r.try_get("hash")?,
+        runbook: r.try_get("runbook")?,
+        path: r.try_get("path")?,
+        yaml: r.try_get("yaml")?,
+        scripts: serde_json::from_str(&scripts).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: r.try_get("created_at")?,
+    })
 }
 
 #[async_trait]

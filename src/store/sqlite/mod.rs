@@ -199,20 +199,31 @@ impl VersionStore for SqliteStore {
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            let scripts: String = r.try_get("scripts")?;
-            Ok(VersionRow {
-                hash: r.try_get("hash")?,
-                runbook: r.try_get("runbook")?,
-                path: r.try_get("path")?,
-                yaml: r.try_get("yaml")?,
-                scripts: serde_json::from_str(&scripts)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                created_at: required(time_col(&r, "created_at")?, "created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(version_row).transpose()
     }
+
+    async fn latest_version_from(&self, path: &str) -> Result<Option<VersionRow>> {
+        // Times are stored in one fixed-width format: text order is time order.
+        let row = sqlx::query(
+            "SELECT * FROM runbook_versions WHERE path = ? ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+}
+
+fn version_row(r: &sqlx::sqlite::SqliteRow) -> Result<VersionRow> {
+    let scripts: String = r.try_get("scripts")?;
+    Ok(VersionRow {
+        hash: r.try_get("hash")?,
+        runbook: r.try_get("runbook")?,
+        path: r.try_get("path")?,
+        yaml: r.try_get("yaml")?,
+        scripts: serde_json::from_str(&scripts).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: required(time_col(r, "created_at")?, "created_at")?,
+    })
 }
 
 #[async_trait]
