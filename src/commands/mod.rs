@@ -6,6 +6,7 @@ mod emails;
 mod issues;
 mod next;
 mod prune;
+mod remote;
 mod run;
 mod runbook;
 mod runbooks;

@@ -93,6 +93,12 @@ impl Deployment {
     }
 
     pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Ran {
+        Ran::from(self.command(args, env).output().expect("runbookd starts"))
+    }
+
+    /// The real binary with `args` and `env`, in the deployment's directory,
+    /// ready to start (to follow its output as it comes).
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbookd"));
         cmd.args(args)
             .current_dir(self.path())
@@ -106,7 +112,7 @@ impl Deployment {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Ran::from(cmd.output().expect("runbookd starts"))
+        cmd
     }
 
     /// Load the runbooks directory in-process, with `secrets` as the only set secrets.
