@@ -87,7 +87,9 @@ impl Command {
             Command::Deliveries(a) => &mut a.database,
             Command::Issues(a) => &mut a.database,
             Command::Emails(a) => &mut a.database,
-            Command::Check(_) | Command::Next(_) | Command::Test(_) => return None,
+            Command::Check(_) | Command::Next(_) | Command::Test(_) | Command::Schema(_) => {
+                return None;
+            }
         };
         db.url.take()
     }
@@ -125,6 +127,8 @@ pub enum Command {
     Emails(EmailsArgs),
     /// Run runbook tests (recorded HTTP replies, a fixed clock); exit 1 if any fails
     Test(TestArgs),
+    /// Print the JSON Schema of runbook files (or of runbookd.yaml), for editors
+    Schema(SchemaArgs),
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +304,21 @@ pub struct TestArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file's schema
+    #[arg(value_enum, default_value_t = SchemaOf::Runbook)]
+    pub of: SchemaOf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaOf {
+    /// A runbook file (runbooks/*.yaml)
+    Runbook,
+    /// The daemon's config file (runbookd.yaml)
+    Config,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ mod run;
 mod runbook;
 mod runbooks;
 mod runs;
+mod schema;
 mod serve;
 mod show;
 mod test;
@@ -119,6 +120,10 @@ impl Env {
 }
 
 pub async fn dispatch(cli: Cli) -> Outcome {
+    // Needs no config: an editor asks it before there is one.
+    if let Command::Schema(args) = &cli.command {
+        return Ok(schema::run(args));
+    }
     let env = Env::new(&cli)?;
     let sandbox = Sandbox::new(env.config.script_limits());
     match cli.command {
@@ -134,5 +139,6 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Issues(args) => issues::run(&env, args).await,
         Command::Emails(args) => emails::run(&env, args).await,
         Command::Test(args) => test::run(&env, sandbox, args).await,
+        Command::Schema(args) => Ok(schema::run(&args)),
     }
 }

@@ -9,6 +9,7 @@ pub mod fakes;
 pub mod http;
 pub mod postgres;
 pub mod proxy;
+pub mod schema;
 pub mod shipped;
 pub mod smtp;
 
