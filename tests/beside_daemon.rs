@@ -258,6 +258,22 @@ fn prune_goes_through_the_daemon() {
         )
     );
     assert!(daemon.runs().is_empty());
+    // The API refuses an age it cannot read, with the reason.
+    let bad = send(
+        client()
+            .post(format!("{}/api/v1/prune", daemon.url))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "older_than": "a while" })),
+    );
+    assert_eq!(
+        (bad.status, bad.body["detail"].as_str()),
+        (
+            400,
+            Some(
+                "older_than: invalid duration \"a while\"; write a number and a unit, like 30s, 5m, 2h or 1d"
+            )
+        )
+    );
 }
 
 /// A CLI process whose stdout is read line by line as it prints.
