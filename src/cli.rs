@@ -26,7 +26,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Database URL [default: sqlite://runbookd.db]
-    #[arg(long, global = true, value_name = "URL")]
+    ///
+    /// Not global: only the commands that use the database take it (see
+    /// [`Database`]); given before the command, it is taken from here.
+    #[arg(long, value_name = "URL")]
     pub database: Option<String>,
     /// Runbooks directory [default: runbooks]
     #[arg(long, global = true, value_name = "DIR")]
@@ -41,6 +44,59 @@ pub struct GlobalArgs {
     /// Diagnostics format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+}
+
+/// `--database`, listed with the global options of the commands that use
+/// the database only (`check`, `next` and `test` do not).
+#[derive(Debug, Args)]
+pub struct Database {
+    /// Database URL [default: sqlite://runbookd.db]
+    #[arg(
+        long = "database",
+        id = "command_database",
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options",
+        display_order = 0
+    )]
+    pub url: Option<String>,
+}
+
+impl Cli {
+    /// Parse the process's arguments; `--database` counts wherever it was
+    /// given, before the command or after it.
+    pub fn parse_args() -> Self {
+        let mut cli = <Cli as Parser>::parse();
+        if let Some(url) = cli.command.database() {
+            cli.global.database = Some(url);
+        }
+        cli
+    }
+}
+
+impl Command {
+    /// The `--database` given after the command, when it takes one.
+    fn database(&mut self) -> Option<String> {
+        let db = match self {
+            Command::Serve(a) => &mut a.database,
+            Command::Run(a) => &mut a.database,
+            Command::Runs(a) => &mut a.database,
+            Command::Show(a) => &mut a.database,
+            Command::Runbooks(a) => &mut a.database,
+            Command::Prune(a) => &mut a.database,
+            Command::Deliveries(a) => &mut a.database,
+            Command::Issues(a) => &mut a.database,
+            Command::Emails(a) => &mut a.database,
+            Command::Check(_)
+            | Command::Next(_)
+            | Command::Test(_)
+            | Command::Schema(_)
+            | Command::MigrateStore(_) => {
+                return None;
+            }
+        };
+        db.url.take()
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -77,6 +133,8 @@ pub enum Command {
     Test(TestArgs),
     /// Copy a SQLite history into an empty PostgreSQL database (stop the daemon first)
     MigrateStore(MigrateStoreArgs),
+    /// Print the JSON Schema of runbook files (or of runbookd.yaml), for editors
+    Schema(SchemaArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +142,8 @@ pub struct ServeArgs {
     /// Address for webhooks, the API and metrics [default: 127.0.0.1:8686]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    #[command(flatten)]
+    pub database: Database,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +171,8 @@ pub struct RunArgs {
     /// Perform reads; record, print and skip every write (HTTP other than GET/HEAD, email, issues, state)
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub database: Database,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +192,8 @@ pub struct RunsArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub database: Database,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +203,8 @@ pub struct ShowArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub database: Database,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +229,8 @@ pub struct RunbooksArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub database: Database,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +247,8 @@ pub struct DeliveriesArgs {
     /// Print the result as JSON (with headers and bodies)
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub database: Database,
 }
 
 #[derive(Debug, Args)]
@@ -197,14 +267,20 @@ pub struct IssuesArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub database: Database,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum IssueAction {
     /// Acknowledge an open issue: someone is on it
-    Ack { key: String },
+    Ack {
+        /// The issue's key, as `runbookd issues` lists it
+        key: String,
+    },
     /// Resolve an issue
     Resolve {
+        /// The issue's key, as `runbookd issues` lists it
         key: String,
         /// Why or how it was resolved
         #[arg(long)]
@@ -223,6 +299,8 @@ pub struct EmailsArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub database: Database,
 }
 
 #[derive(Debug, Args)]
@@ -235,10 +313,27 @@ pub struct TestArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file's schema
+    #[arg(value_enum, default_value_t = SchemaOf::Runbook)]
+    pub of: SchemaOf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaOf {
+    /// A runbook file (runbooks/*.yaml)
+    Runbook,
+    /// The daemon's config file (runbookd.yaml)
+    Config,
+}
+
+#[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Prune runs older than this instead of the configured retention (e.g. 30d)
     #[arg(long, value_name = "DURATION")]
     pub older_than: Option<String>,
+    #[command(flatten)]
+    pub database: Database,
 }
 
 #[derive(Debug, Args)]

@@ -177,7 +177,8 @@ struct ServerFile {
     max_connections: Option<usize>,
 }
 
-const KEYS: &[&str] = &[
+/// Every top-level key of the file, for did-you-mean hints (and the schema's test).
+pub const KEYS: &[&str] = &[
     "listen",
     "api_token",
     "database",

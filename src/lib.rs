@@ -8,6 +8,7 @@
 //! - [`duration`]: duration strings as runbooks write them.
 //! - [`script`]: the hardened Rhai sandbox and the script API behind a `Host` trait.
 //! - [`runbook`]: the runbook format, its validation and the directory loader.
+//! - [`schema`]: JSON Schemas of the runbook format and of `runbookd.yaml`, for editors.
 //! - [`store`]: the database behind a contract of role traits (runs, intake,
 //!   schedule, webhooks, issues, outbox, state, history): SQLite for one daemon,
 //!   PostgreSQL for several sharing the work.
@@ -37,6 +38,7 @@ pub mod run;
 pub mod runbook;
 pub mod runbook_tests;
 pub mod schedule;
+pub mod schema;
 pub mod script;
 pub mod secrets;
 pub mod store;

@@ -1,12 +1,11 @@
 //! The `runbookd` binary.
 
-use clap::Parser;
 use runbookd::cli::{Cli, Command, LogFormat};
 use runbookd::commands;
 
 fn main() {
     // 1. Parse flags (clap exits with 2 on bad usage); one TLS provider for the process.
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let _ = rustls::crypto::ring::default_provider().install_default();
     quiet_on_broken_pipe();
     // 2. Diagnostics go to stderr; RUST_LOG tunes them. The daemon says more.

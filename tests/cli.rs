@@ -220,32 +220,30 @@ fn runs_and_show_read_the_history() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_writer_on_the_same_database_is_refused_by_any_name() {
     let d = deployment();
+    // Where a daemon would answer; nothing listens there.
+    let port = common::daemon::free_port();
+    std::fs::write(
+        d.path().join("runbookd.yaml"),
+        format!("listen: 127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    let refused = |name: &str| {
+        format!(
+            "error: the database {name} is in use by another runbookd (pid {}), and its API at http://127.0.0.1:{port} does not answer (Connection refused (os error 111)), so this command cannot run greet through it\n\
+             hint: set `listen` in runbookd.yaml (or RUNBOOKD_LISTEN) to the address that daemon serves, or stop it to work on the database here\n",
+            std::process::id()
+        )
+    };
     // This test process holds the database, as a running daemon would.
     let held = d.store().await;
     let ran = d.cli(&["run", "greet"]);
-    assert_eq!(ran.code, 3, "{}", ran.stderr);
-    assert_eq!(
-        ran.stderr,
-        format!(
-            "error: the database runbookd.db is in use by another runbookd (pid {}); stop it, or point this command at another database with --database\n",
-            std::process::id()
-        )
-    );
+    assert_eq!((ran.code, ran.stderr), (3, refused("runbookd.db")));
     // Readers are not writers: history stays readable meanwhile.
     assert_eq!(d.cli(&["runs"]).code, 0);
     // Another name for the same file is the same database.
     std::os::unix::fs::symlink(d.db(), d.path().join("alias.db")).unwrap();
     let ran = d.cli(&["--database", "sqlite://alias.db", "run", "greet"]);
-    assert_eq!(
-        (ran.code, ran.stderr),
-        (
-            3,
-            format!(
-                "error: the database alias.db is in use by another runbookd (pid {}); stop it, or point this command at another database with --database\n",
-                std::process::id()
-            )
-        )
-    );
+    assert_eq!((ran.code, ran.stderr), (3, refused("alias.db")));
     drop(held);
     assert_eq!(d.cli(&["run", "greet"]).code, 0);
     // A second hard link would give SQLite two journals for one file.

@@ -1,7 +1,7 @@
 //! The CLI's listings as a person at a terminal meets them: filters that
 //! refuse values they cannot match, dry runs marked as such, tables that fit
 //! 80 columns (cut with `…`, never wrapped), a closed pipe that ends the
-//! command quietly, and help that puts a command's own flags first.
+//! command quietly.
 
 mod common;
 
@@ -183,27 +183,6 @@ fn a_closed_pipe_ends_the_command_quietly() {
             String::from_utf8_lossy(&out.stderr).as_ref()
         ),
         (Some(0), "")
-    );
-}
-
-#[test]
-fn help_lists_a_commands_own_flags_first_and_global_ones_apart() {
-    let d = deployment();
-    let help = d.cli(&["emails", "--help"]);
-    let headings: Vec<&str> = help
-        .stdout
-        .lines()
-        .filter(|l| l.ends_with(':') && !l.starts_with(' '))
-        .collect();
-    assert_eq!(headings, ["Options:", "Global options:"], "{}", help.stdout);
-    let (own, global) = help.stdout.split_once("Global options:").unwrap();
-    assert!(
-        own.contains("--status") && !own.contains("--database"),
-        "{own}"
-    );
-    assert!(
-        global.contains("--database") && global.contains("--config"),
-        "{global}"
     );
 }
 

@@ -34,7 +34,7 @@ pub async fn run(args: MigrateStoreArgs) -> Outcome {
     let copied = crate::store::copy::sqlite_to_postgres(&from, &args.to)
         .await
         .map_err(|e| match e {
-            StoreError::Busy(m) => Failure::new(Exit::Unavailable, m)
+            e @ StoreError::Busy { .. } => Failure::new(Exit::Unavailable, e.to_string())
                 .hint("stop the daemon first: the copy must see a history nobody writes"),
             other => other.into(),
         })?;

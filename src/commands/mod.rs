@@ -7,10 +7,12 @@ mod issues;
 mod migrate_store;
 mod next;
 mod prune;
+mod remote;
 mod run;
 mod runbook;
 mod runbooks;
 mod runs;
+mod schema;
 mod serve;
 mod show;
 mod test;
@@ -119,6 +121,10 @@ impl Env {
 }
 
 pub async fn dispatch(cli: Cli) -> Outcome {
+    // Needs no config: an editor asks it before there is one.
+    if let Command::Schema(args) = &cli.command {
+        return Ok(schema::run(args));
+    }
     let env = Env::new(&cli)?;
     let sandbox = Sandbox::new(env.config.script_limits());
     match cli.command {
@@ -135,5 +141,6 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Emails(args) => emails::run(&env, args).await,
         Command::Test(args) => test::run(&env, sandbox, args).await,
         Command::MigrateStore(args) => migrate_store::run(args).await,
+        Command::Schema(args) => Ok(schema::run(&args)),
     }
 }

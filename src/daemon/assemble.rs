@@ -102,6 +102,7 @@ pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
         timezone: parts.config.timezone,
         auth_failures: Default::default(),
         database: crate::store::shown_url(&parts.config.database),
+        retention: parts.config.retention,
     });
     Ok(Assembled {
         parts,

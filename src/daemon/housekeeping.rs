@@ -87,7 +87,8 @@ async fn leads(p: &Parts) -> bool {
 
 /// Delete the runs older than the retention period.
 async fn prune(p: &Parts, now: DateTime<Utc>) {
-    let cutoff = now - TimeDelta::from_std(p.config.retention).unwrap_or(TimeDelta::days(90));
+    let cutoff =
+        crate::store::prune_cutoff(now, p.config.retention).unwrap_or(now - TimeDelta::days(90));
     match p.store.prune(cutoff).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(runs = n, "pruned runs older than the retention period"),

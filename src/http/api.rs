@@ -1,4 +1,4 @@
-//! `/api/v1`: runbooks, runs, deliveries, emails, manual runs, cancel, reload.
+//! `/api/v1`: runbooks, runs, deliveries, emails, manual runs, cancel, reload, prune.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/deliveries", get(list_deliveries))
         .route("/emails", get(list_emails))
         .route("/reload", post(reload))
+        .route("/prune", post(prune))
         .route("/issues", get(list_issues))
         .route("/issues/{key}/ack", post(ack_issue))
         .route("/issues/{key}/resolve", post(resolve_issue))
@@ -127,6 +128,9 @@ async fn get_runbook(
 struct StartBody {
     #[serde(default)]
     params: serde_json::Map<String, serde_json::Value>,
+    /// Perform reads, record the writes instead of doing them.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 #[derive(Deserialize)]
@@ -142,9 +146,9 @@ async fn start_run(
     body: Option<Json<StartBody>>,
 ) -> Result<Response, Problem> {
     let rb = find(&app, &name)?;
-    let given = body.map(|b| b.0.params).unwrap_or_default();
-    let params = bind_json_params(&rb, &given).map_err(|p| Problem::bad_request(p.join("; ")))?;
-    let id = actions::start_manual(&app, rb, params, false).await?;
+    let StartBody { params, dry_run } = body.map(|b| b.0).unwrap_or_default();
+    let params = bind_json_params(&rb, &params).map_err(|p| Problem::bad_request(p.join("; ")))?;
+    let id = actions::start_manual(&app, rb, params, dry_run).await?;
     if !q.wait {
         return Ok((
             StatusCode::ACCEPTED,
@@ -286,6 +290,32 @@ async fn list_emails(
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let rows = app.store.list_emails(status, limit).await?;
     Ok(Json(serde_json::json!({ "emails": rows })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PruneBody {
+    /// Instead of the configured retention, e.g. `30d`.
+    older_than: Option<String>,
+}
+
+async fn prune(
+    State(app): State<Arc<AppState>>,
+    body: Option<Json<PruneBody>>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let keep = match body.and_then(|b| b.0.older_than) {
+        Some(t) => crate::duration::parse(&t)
+            .map_err(|e| Problem::bad_request(format!("older_than: {e}")))?,
+        None => app.retention,
+    };
+    let cutoff = crate::store::prune_cutoff(crate::clock::now(), keep)
+        .ok_or_else(|| Problem::bad_request("older_than is too long"))?;
+    let pruned = app.store.prune(cutoff).await?;
+    Ok(Json(serde_json::json!({
+        "pruned": pruned,
+        "cutoff": cutoff,
+        "older_than": crate::duration::spec(keep),
+    })))
 }
 
 async fn reload(State(app): State<Arc<AppState>>) -> Json<super::ReloadReport> {

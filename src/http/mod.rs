@@ -67,6 +67,8 @@ pub struct AppState {
     pub auth_failures: AuthFailures,
     /// The database, as it may be shown (its password masked).
     pub database: String,
+    /// Runs older than this are pruned when `POST /api/v1/prune` names no age.
+    pub retention: Duration,
 }
 
 /// Refused webhook requests (failed authentication, or a path no runbook

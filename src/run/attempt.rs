@@ -128,12 +128,11 @@ pub async fn run(
             output: ended.json.clone(),
             error: ended.error.clone(),
         };
-        // The step and the lines it logged share one commit.
-        if let Err(e) = ex
-            .store
-            .insert_step(lease, &row, &host.take_pending())
-            .await
-        {
+        // The step and the lines it logged since the last write share one commit.
+        let (turn, lines) = host.take_pending().await;
+        let written = ex.store.insert_step(lease, &row, &lines).await;
+        drop(turn);
+        if let Err(e) = written {
             super::lost_if_fenced(host, &e);
             tracing::error!(run.id = host.run_id, error = %e, "could not record a step");
         }

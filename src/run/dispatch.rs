@@ -268,7 +268,9 @@ impl Dispatcher {
             data: row.trigger_data.clone(),
         };
         let params = row.params.as_object().cloned().unwrap_or_default();
-        let req = RunRequest::new(rb.clone(), trigger, params, &self.shutdown);
+        let mut req = RunRequest::new(rb.clone(), trigger, params, &self.shutdown);
+        // A dry run queued through the API or the web UI stays one.
+        req.dry_run = row.dry_run;
         if row.version_hash != rb.version.hash {
             tracing::info!(run.id = row.id, runbook = %rb.name, "the runbook changed since this run was queued; running the current version");
         }

@@ -23,6 +23,9 @@ use crate::store::{Lease, RunEnd, RunId, RunStatus, Store, StoreError};
 pub const LEASE: Duration = Duration::from_secs(30);
 /// How often a running attempt renews its lease.
 const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often lines a running step logged are written (when there are any),
+/// for whoever follows the run from its record.
+pub const LIVE_LOG: Duration = Duration::from_millis(500);
 /// The last wait before giving up on recording a run's end (1 + 2 + ... + 16 s).
 const FINISH_RETRY_UNTIL: Duration = Duration::from_secs(16);
 
@@ -38,10 +41,11 @@ pub struct Executor {
     owner: String,
 }
 
-/// Stops the heartbeat of a run when the run's execution ends.
-struct Heartbeat(tokio::task::JoinHandle<()>);
+/// Stops a run's companion task (its heartbeat, its live log) when the run's
+/// execution ends.
+struct Companion(tokio::task::JoinHandle<()>);
 
-impl Drop for Heartbeat {
+impl Drop for Companion {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -133,9 +137,9 @@ impl Executor {
     /// Renew the run's lease until the returned guard drops; a lost lease
     /// stops the run, and so does a request to cancel it made through
     /// another process (seen within a heartbeat).
-    fn heartbeat(&self, host: &Arc<RunHost>) -> Heartbeat {
+    fn heartbeat(&self, host: &Arc<RunHost>) -> Companion {
         let (store, host) = (self.store.clone(), host.clone());
-        Heartbeat(tokio::spawn(async move {
+        Companion(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
                 let Some(lease) = host.lease() else { continue };
@@ -155,6 +159,22 @@ impl Executor {
                     Err(e) => {
                         tracing::warn!(run.id = lease.run, error = %e, "could not renew a run's lease")
                     }
+                }
+            }
+        }))
+    }
+
+    /// Write the lines the run logs while a step runs every [`LIVE_LOG`],
+    /// until the returned guard drops. Lines written with a step's or the
+    /// run's record are taken first, so nothing is written twice or lost.
+    fn live_log(&self, host: &Arc<RunHost>) -> Companion {
+        let host = host.clone();
+        Companion(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LIVE_LOG).await;
+                if let Err(e) = host.flush().await {
+                    lost_if_fenced(&host, &e);
+                    tracing::warn!(run.id = host.run_id, error = %e, "could not write a run's log lines");
                 }
             }
         }))
@@ -184,6 +204,7 @@ impl Executor {
             }
         };
         let _beat = self.heartbeat(&host);
+        let _live = self.live_log(&host);
         let started = std::time::Instant::now();
         let (result, lease) = self.attempts(&req, &host, lease).await;
         let record_error = self.record_end(&req, &host, &lease, &result).await;
@@ -305,7 +326,7 @@ impl Executor {
             error: result.error.clone(),
             at: crate::clock::now(),
         };
-        let lines = host.take_pending();
+        let (_turn, lines) = host.take_pending().await;
         let mut wait = Duration::from_secs(1);
         loop {
             match self.store.finish(lease, &lines, &end).await {

@@ -115,8 +115,15 @@ pub struct RunHost {
     pub declared: Vec<String>,
     pub clock: Clock,
     pub timezone: Tz,
-    /// Lines not yet written to the store; flushed after each step.
+    /// Lines not yet written to the store; written with each step's record,
+    /// and by the executor every [`super::executor::LIVE_LOG`] meanwhile, so
+    /// a person following the run (`runbookd run` through the daemon,
+    /// `show`) sees them as they happen.
     pending: Mutex<Vec<LogRow>>,
+    /// Held from taking pending lines until they are written, so lines reach
+    /// the store (and get their ids) in the order they were logged even when
+    /// two writers race. A tokio mutex: it is held across the write.
+    write_order: tokio::sync::Mutex<()>,
     lines: AtomicUsize,
     pub events: Option<UnboundedSender<RunEvent>>,
     pub effects: Option<Arc<super::Effects>>,
@@ -148,6 +155,7 @@ impl RunHost {
             http_allow: rb.http_allow.clone(),
             http_min_interval: rb.http_min_interval,
             pending: Mutex::new(Vec::new()),
+            write_order: tokio::sync::Mutex::new(()),
             lines: AtomicUsize::new(0),
             last_http: Mutex::new(None),
             plan: Mutex::new(Vec::new()),
@@ -219,16 +227,19 @@ impl RunHost {
 
     /// Write pending log lines to the store (fenced by the attempt's lease).
     pub async fn flush(&self) -> crate::store::Result<()> {
-        let lines = self.take_pending();
+        let (_order, lines) = self.take_pending().await;
         match self.lease() {
-            Some(lease) => self.store.insert_logs(&lease, &lines).await,
-            None => Ok(()),
+            Some(lease) if !lines.is_empty() => self.store.insert_logs(&lease, &lines).await,
+            _ => Ok(()),
         }
     }
 
-    /// The log lines not yet written, to write with another record.
-    pub fn take_pending(&self) -> Vec<LogRow> {
-        std::mem::take(&mut *self.pending.lock().expect("log lock"))
+    /// The log lines not yet written, to write with another record, and the
+    /// turn to write them: hold the guard until they are written.
+    pub async fn take_pending(&self) -> (tokio::sync::MutexGuard<'_, ()>, Vec<LogRow>) {
+        let turn = self.write_order.lock().await;
+        let lines = std::mem::take(&mut *self.pending.lock().expect("log lock"));
+        (turn, lines)
     }
 
     pub fn set_step(&self, name: Option<&str>) {

@@ -29,7 +29,7 @@ use super::spec::{HttpSpec, RunbookSpec};
 use super::yaml_index::{self, Pos, PosIndex};
 
 /// The keys a runbook's entry may have.
-const KEYS: &[&str] = &["enabled", "params", "timezone", "http"];
+pub(crate) const KEYS: &[&str] = &["enabled", "params", "timezone", "http"];
 
 /// The `runbooks:` map of one config file.
 #[derive(Debug, Default)]

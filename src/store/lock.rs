@@ -99,10 +99,10 @@ impl DatabaseLock {
             } else {
                 format!("another runbookd (pid {holder})")
             };
-            return Err(StoreError::Busy(format!(
-                "the database {} is in use by {who}; stop it, or point this command at another database with --database",
-                typed.display()
-            )));
+            return Err(StoreError::Busy {
+                database: typed.display().to_string(),
+                holder: who,
+            });
         }
         file.set_len(0).ok();
         file.seek(SeekFrom::Start(0)).ok();

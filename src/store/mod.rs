@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use contract::*;
 pub use email::*;
@@ -35,9 +35,12 @@ pub const MAX_TEXT_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// Another process holds the database.
-    #[error("{0}")]
-    Busy(String),
+    /// Another process holds the database: `holder` is "another runbookd
+    /// (pid N)" or "another process".
+    #[error(
+        "the database {database} is in use by {holder}; stop it, or point this command at another database with --database"
+    )]
+    Busy { database: String, holder: String },
     #[error("the database {path} cannot be opened: {cause}")]
     Open { path: String, cause: String },
     /// A command that only reads found no database: nothing was recorded.
@@ -156,6 +159,12 @@ pub async fn open(url: &str, access: Access) -> Result<Arc<dyn Store>> {
     }
 }
 
+/// The creation time before which runs are pruned when `keep` is how long
+/// they are kept; `None` when `keep` reaches before the calendar.
+pub fn prune_cutoff(now: DateTime<Utc>, keep: std::time::Duration) -> Option<DateTime<Utc>> {
+    now.checked_sub_signed(chrono::TimeDelta::from_std(keep).ok()?)
+}
+
 /// A database URL as it may be shown (banner, messages): its password, if
 /// any, replaced by `***`.
 pub fn shown_url(url: &str) -> String {
@@ -237,7 +246,8 @@ pub fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
 /// The scripts of a version as stored: file → source.
 pub type ScriptTexts = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, Serialize)]
+/// Serialized by the API and read back by the CLI that follows a run through it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunDetail {
     pub run: RunRow,
     pub attempts: Vec<AttemptRow>,

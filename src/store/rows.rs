@@ -1,7 +1,7 @@
 //! The store's own row types, shared by every backend.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ScriptTexts;
 use super::kinds::*;
@@ -228,7 +228,7 @@ pub struct RunSummary {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRow {
     pub id: RunId,
     pub runbook: String,
@@ -248,7 +248,7 @@ pub struct RunRow {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttemptRow {
     pub id: AttemptId,
     pub attempt: u32,
@@ -259,7 +259,7 @@ pub struct AttemptRow {
 }
 
 /// A step's status uses the run statuses that apply to a step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRow {
     pub attempt_id: AttemptId,
     pub position: u32,
@@ -272,7 +272,7 @@ pub struct StepRow {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogRow {
     pub run_id: RunId,
     pub attempt: u32,

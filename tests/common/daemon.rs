@@ -26,6 +26,19 @@ impl Daemon {
         Self::spawn(d, cmd, env, format!("sqlite://{}", d.db().display()))
     }
 
+    /// Start `runbookd serve` in the deployment listening where its
+    /// `runbookd.yaml` says: on a free loopback port written there as
+    /// `listen`, so the CLI finds the daemon as a person's would.
+    pub fn start_configured(d: &Deployment, env: &[(&str, &str)]) -> Daemon {
+        let file = d.path().join("runbookd.yaml");
+        let mut config = std::fs::read_to_string(&file).unwrap_or_default();
+        config.push_str(&format!("listen: 127.0.0.1:{}\n", free_port()));
+        std::fs::write(&file, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbookd"));
+        cmd.arg("serve");
+        Self::spawn(d, cmd, env, format!("sqlite://{}", d.db().display()))
+    }
+
     /// Start `runbookd serve` in the deployment on the database `url` (a
     /// PostgreSQL database several daemons share).
     pub fn start_on(d: &Deployment, url: &str, env: &[(&str, &str)]) -> Daemon {
@@ -196,6 +209,16 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port nothing listens on (free when asked; the kernel hands
+/// out ports in turn, so it stays free for the moment a test needs).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Read every run of a database, oldest first (empty while it does not exist).

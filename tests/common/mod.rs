@@ -9,6 +9,7 @@ pub mod fakes;
 pub mod http;
 pub mod postgres;
 pub mod proxy;
+pub mod schema;
 pub mod shipped;
 pub mod smtp;
 
@@ -96,6 +97,12 @@ impl Deployment {
     }
 
     pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Ran {
+        Ran::from(self.command(args, env).output().expect("runbookd starts"))
+    }
+
+    /// The real binary with `args` and `env`, in the deployment's directory,
+    /// ready to start (to follow its output as it comes).
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbookd"));
         cmd.args(args)
             .current_dir(self.path())
@@ -109,7 +116,7 @@ impl Deployment {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Ran::from(cmd.output().expect("runbookd starts"))
+        cmd
     }
 
     /// Load the runbooks directory in-process, with `secrets` as the only set secrets.
