@@ -84,9 +84,12 @@ pub async fn sqlite_to_postgres(from: &Path, to: &str) -> Result<Vec<Copied>> {
     }
     // An email a stopped SQLite daemon was sending goes back to the queue
     // at the first look (SQLite kept no hold time).
-    sqlx::query("UPDATE outbox SET sending_until = now() WHERE status = 'sending' AND sending_until IS NULL")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE outbox SET sending_until = now() WHERE status = $1 AND sending_until IS NULL",
+    )
+    .bind(super::EmailStatus::Sending)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(copied)
 }
