@@ -26,11 +26,7 @@ pub struct ProxyUrl(pub url::Url);
 
 impl std::fmt::Debug for ProxyUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        let mut shown = self.0.clone();
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        write!(f, "{:?}", shown.as_str())
+        write!(f, "{:?}", crate::secrets::shown_url(&self.0))
     }
 }
 

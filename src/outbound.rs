@@ -171,7 +171,7 @@ impl Outbound {
             } else {
                 String::new()
             };
-            let shown = shown_url(&url);
+            let shown = crate::secrets::shown_url(&url);
             let host = url.host_str().unwrap_or("").to_string();
             return match outcome {
                 Ok((status, final_url, headers, body)) => {
@@ -345,34 +345,6 @@ fn retry_after(headers: &serde_json::Value) -> Option<Duration> {
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     (at.to_utc() - chrono::Utc::now()).to_std().ok()
-}
-
-/// The URL as logged: its password and query values that look like
-/// credentials masked.
-fn shown_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| {
-            let lower = k.to_ascii_lowercase();
-            let secret = ["token", "key", "secret", "password", "signature", "auth"]
-                .iter()
-                .any(|w| lower.contains(w));
-            (
-                k.into_owned(),
-                if secret { "***".into() } else { v.into_owned() },
-            )
-        })
-        .collect();
-    if pairs.is_empty() {
-        shown.set_query(None);
-    } else {
-        shown.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    shown.to_string()
 }
 
 #[cfg(test)]

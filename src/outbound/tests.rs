@@ -1,6 +1,7 @@
 //! The outbound policy: addresses, allow lists, masking in logs.
 
 use super::*;
+use crate::secrets::shown_url;
 
 fn out() -> Outbound {
     Outbound::new(vec!["status.example.com".into()], None).unwrap()

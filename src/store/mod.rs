@@ -168,28 +168,11 @@ pub fn prune_cutoff(now: DateTime<Utc>, keep: std::time::Duration) -> Option<Dat
 /// A database URL as it may be shown (banner, messages): its password, if
 /// any, replaced by `***`.
 pub fn shown_url(url: &str) -> String {
-    let Ok(mut u) = url::Url::parse(url) else {
-        return url.to_string();
-    };
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
+    match url::Url::parse(url) {
+        // The password, and `?password=` (another way to give it), masked.
+        Ok(u) => crate::secrets::shown_url(&u),
+        Err(_) => url.to_string(),
     }
-    // `?password=` is another way to give it.
-    if u.query_pairs().any(|(k, _)| k == "password") {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "password" {
-                    "***".into()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
 }
 
 /// The file a SQLite URL names: `sqlite://runbookd.db`, `sqlite:///abs.db`, `x.db`.
