@@ -73,8 +73,10 @@ pub(super) async fn assemble(opts: Options) -> anyhow::Result<Assembled> {
     );
     let recovered = crate::run::recover(store.as_ref(), lookup.as_ref()).await?;
     let intake = Intake::start(store.clone(), Some(dispatcher.clone()));
+    // Beside the start, not before it: a thousand runbooks' first versions
+    // are a thousand writes.
     let loaded_now = registry.read().expect("registry lock").all();
-    kept::save_loaded(&intake, &loaded_now).await;
+    tokio::spawn(kept::save_loaded(intake.clone(), loaded_now));
     let (scheduler, handle) = Scheduler::new(store.clone(), intake.clone());
     let parts = Arc::new(Parts {
         config,

@@ -95,14 +95,20 @@ fn taken(rb: &crate::runbook::Runbook, loaded: &Loaded) -> bool {
 
 /// Keep the text of every runbook version loaded, so a file broken at the
 /// next start can run the version loaded last ([`restore_broken`]), also
-/// one that never fired (an edit that disabled it, say).
+/// one that never fired (an edit that disabled it, say). All at once, so
+/// the writes share commits; a version already kept is not written again.
 pub(super) async fn save_loaded(
-    intake: &crate::run::Intake,
-    runbooks: &[Arc<crate::runbook::Runbook>],
+    intake: Arc<crate::run::Intake>,
+    runbooks: Vec<Arc<crate::runbook::Runbook>>,
 ) {
+    let mut saves = tokio::task::JoinSet::new();
     for rb in runbooks {
-        if let Err(e) = intake.ensure_version(rb).await {
-            tracing::warn!(runbook = %rb.name, error = %e, "could not keep the loaded version in the database");
-        }
+        let intake = intake.clone();
+        saves.spawn(async move {
+            if let Err(e) = intake.ensure_version(&rb).await {
+                tracing::warn!(runbook = %rb.name, error = %e, "could not keep the loaded version in the database");
+            }
+        });
     }
+    while saves.join_next().await.is_some() {}
 }

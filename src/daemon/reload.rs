@@ -67,7 +67,7 @@ async fn reload(p: &Parts) {
     if changes != Changes::default() {
         tracing::info!(added = ?changes.added, changed = ?changes.changed, removed = ?changes.removed, "runbooks reloaded");
     }
-    super::kept::save_loaded(&p.intake, &all).await;
+    super::kept::save_loaded(p.intake.clone(), all.clone()).await;
     p.scheduler.set_runbooks(all);
     p.dispatcher.pump_all().await;
 }
