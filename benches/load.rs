@@ -2,12 +2,17 @@
 //! driven over loopback, measured, and checked for correctness. Prints a table
 //! and writes `target/bench/results.json`. Every scenario is bounded in time.
 //!
-//! Scenarios: webhook, webhook-latency, runs, schedule, footprint, history,
-//! ui; and on PostgreSQL (`RUNBOOKD_TEST_POSTGRES_URL`, default the local
+//! Scenarios: webhook, storm, webhook-latency, runs, schedule, footprint,
+//! history, ui; and on PostgreSQL (`RUNBOOKD_TEST_POSTGRES_URL`, default the local
 //! server), with one and with two daemons: pg-webhook, pg-runs.
+//!
+//! `RUNBOOKD_BENCH_BIN` names another `runbookd` binary to measure (an older
+//! build, for a before/after comparison in one sitting).
 
 #[path = "load/pg.rs"]
 mod pg;
+#[path = "load/storm.rs"]
+mod storm;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -44,7 +49,9 @@ fn start(dir: &Path, workers: usize) -> Daemon {
 /// Start the daemon on `dir` with more arguments to `serve`.
 fn start_with(dir: &Path, workers: usize, args: &[&str]) -> Daemon {
     let t = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runbookd"))
+    let bin = std::env::var("RUNBOOKD_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_runbookd").to_string());
+    let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .current_dir(dir)
@@ -203,6 +210,7 @@ async fn webhook() -> Value {
         "accepted": ids.len(), "errors": errors, "lost": lost,
         "runs_per_s_during_load": runs.iter().filter(|r| r.finished_at.is_some_and(|f| f <= load_ended)).count() as f64 / secs,
         "start_wait_p50_s": pct(&waits, 0.5), "start_wait_p99_s": pct(&waits, 0.99),
+        "finished_within_1s_of_load_end": runs.iter().filter(|r| r.finished_at.is_some_and(|f| f <= load_ended + chrono::TimeDelta::seconds(1))).count(),
         "drained_after_load_s": if drained { last_end.map(|e| (e - load_ended).as_seconds_f64().max(0.0)) } else { None },
     })
 }
@@ -583,6 +591,7 @@ async fn main() {
         .collect();
     let all = [
         "webhook",
+        "storm",
         "webhook-latency",
         "runs",
         "schedule",
@@ -601,6 +610,7 @@ async fn main() {
         let t = Instant::now();
         let r = match *name {
             "webhook" => webhook().await,
+            "storm" => storm::storm().await,
             "webhook-latency" => webhook_latency().await,
             "runs" => runs().await,
             "schedule" => schedule().await,
