@@ -209,6 +209,60 @@ fn a_queued_run_is_started_by_one_owner_only() {
     });
 }
 
+/// Start an attempt early; `Some(lease)` once its start is on disk, `None`
+/// when the store found the run not startable (at once, or once written).
+async fn started_early(store: &dyn Store, run: RunId, number: u32, owner: &str) -> Option<Lease> {
+    let early = store
+        .start_attempt_early(run, number, owner, t0(), t0() + secs(30))
+        .await
+        .expect("the store answers");
+    let (lease, starting) = early?;
+    let on_disk = async { starting.made().await?.wait().await };
+    match on_disk.await {
+        Ok(()) => Some(lease),
+        Err(StoreError::Conflict(_)) => None,
+        Err(e) => panic!("the start was not written: {e}"),
+    }
+}
+
+#[test]
+fn an_early_start_is_kept_only_for_a_startable_run_and_under_its_own_lease() {
+    each_store(|store| async move {
+        let run = queued(store.as_ref(), "job").await;
+        let lease = started_early(store.as_ref(), run, 1, "node-a")
+            .await
+            .unwrap();
+        assert_eq!((lease.run, lease.number), (run, 1));
+        // The lease is the one recorded: it fences the run's writes.
+        let detail = store.run_detail(run).await.unwrap().unwrap();
+        let recorded: Vec<_> = detail.attempts.iter().map(|a| (a.id, a.attempt)).collect();
+        assert_eq!(recorded, [(lease.attempt, 1)]);
+        assert!(!store.heartbeat(&lease, t0() + secs(40)).await.unwrap());
+        // A second owner, and a start that expects another attempt count,
+        // find the run not startable; nothing of theirs is kept.
+        assert_eq!(started_early(store.as_ref(), run, 2, "node-b").await, None);
+        let other = queued(store.as_ref(), "job").await;
+        assert_eq!(
+            started_early(store.as_ref(), other, 2, "node-a").await,
+            None
+        );
+        assert_eq!(status_of(store.as_ref(), other).await, RunStatus::Queued);
+        let end = RunEnd {
+            status: RunStatus::Succeeded,
+            output: None,
+            error: None,
+            at: t0(),
+        };
+        store.finish(&lease, None, &[], &end).await.unwrap();
+        assert_eq!(started_early(store.as_ref(), run, 2, "node-a").await, None);
+        let detail = store.run_detail(run).await.unwrap().unwrap();
+        assert_eq!(
+            (detail.run.status, detail.attempts.len()),
+            (RunStatus::Succeeded, 1)
+        );
+    });
+}
+
 #[test]
 fn a_lease_expires_unless_renewed_and_recovery_takes_back_only_expired_runs() {
     each_store(|store| async move {
@@ -285,7 +339,11 @@ fn an_owner_that_lost_its_lease_changes_nothing() {
         fenced(store.insert_logs(&stale, std::slice::from_ref(&line)).await);
         fenced(store.insert_step(&stale, &step, &[]).await);
         fenced(store.heartbeat(&stale, t0() + secs(90)).await.map(|_| ()));
-        fenced(store.finish(&stale, &[], &end).await);
+        fenced(
+            store
+                .finish(&stale, Some(&step), std::slice::from_ref(&line), &end)
+                .await,
+        );
         fenced(
             store
                 .finish_attempt(&stale, RunStatus::Failed, None, t0())
@@ -322,8 +380,21 @@ fn an_owner_that_lost_its_lease_changes_nothing() {
         assert_eq!(store.state_get("job", "k", t0()).await.unwrap(), None);
         assert_eq!(store.issue("late").await.unwrap(), None);
         assert!(store.list_emails(None, 10).await.unwrap().is_empty());
-        store.finish(&fresh, &[], &end).await.unwrap();
-        assert_eq!(status_of(store.as_ref(), run).await, RunStatus::Succeeded);
+        // The new owner's last step is written with the run's end.
+        let last = StepRow {
+            attempt_id: fresh.attempt,
+            name: "last".into(),
+            ..step
+        };
+        store.finish(&fresh, Some(&last), &[], &end).await.unwrap();
+        let detail = store.run_detail(run).await.unwrap().unwrap();
+        assert_eq!(detail.run.status, RunStatus::Succeeded);
+        let steps: Vec<_> = detail
+            .steps
+            .iter()
+            .map(|s| (s.attempt_id, s.name.as_str(), s.status))
+            .collect();
+        assert_eq!(steps, [(fresh.attempt, "last", RunStatus::Succeeded)]);
     });
 }
 
@@ -392,6 +463,130 @@ fn a_delivery_repeated_within_its_window_is_a_duplicate_and_after_it_a_new_run()
             .await
             .unwrap();
         assert_eq!(runs.len(), 2);
+    });
+}
+
+/// A delivery of runbook `hook` whose run is admitted as `admission`, under `limit`.
+fn delivery_as(
+    key: Option<&str>,
+    admission: Admission,
+    limit: Option<(u32, DateTime<Utc>)>,
+) -> Delivery {
+    let d = delivery(key.unwrap_or_default(), t0());
+    let run = NewRun {
+        trigger_kind: TriggerKind::Webhook,
+        trigger_key: Some("webhook /hooks/x".into()),
+        ..new_run("hook", admission, t0())
+    };
+    Delivery {
+        dedup_key: key.map(str::to_string),
+        fate: Fate::Run { run, limit },
+        ..d
+    }
+}
+
+#[test]
+fn a_batch_records_every_delivery_in_order_whatever_its_fate_and_repeats_within_it() {
+    each_store(|store| async move {
+        let filtered = Delivery {
+            fate: Fate::Record {
+                outcome: DeliveryOutcome::Filtered,
+                detail: "when: was false".into(),
+            },
+            ..delivery("d-3", t0())
+        };
+        let limit = Some((1, t0() - secs(60)));
+        let batch = [
+            delivery("d-1", t0()),
+            delivery("d-2", t0()),
+            delivery("d-1", t0() + secs(1)),
+            filtered,
+            delivery_as(Some("d-4"), Admission::SkipIfActive, None),
+            delivery_as(None, Admission::Free, limit),
+            delivery_as(Some("d-1"), Admission::Free, limit),
+            delivery_as(None, Admission::Queued, None),
+        ];
+        let got = store.accept_deliveries(&batch).await.unwrap();
+        let Accepted::Run {
+            delivery: d,
+            run: r,
+            ..
+        } = got[0]
+        else {
+            panic!("{got:?}")
+        };
+        let run = |i: i64, n: i64, status| Accepted::Run {
+            delivery: d + i,
+            run: r + n,
+            status,
+        };
+        let (queued, throttled) = (RunStatus::Queued, RunStatus::Throttled);
+        let repeat = |i: i64| Accepted::Duplicate {
+            delivery: d + i,
+            original: d,
+            run: Some(r),
+        };
+        let want = vec![
+            run(0, 0, queued),
+            run(1, 1, queued),
+            repeat(2),
+            Accepted::Recorded { delivery: d + 3 },
+            run(4, 2, queued),
+            run(5, 3, throttled),
+            repeat(6),
+            run(7, 4, queued),
+        ];
+        assert_eq!(got, want);
+        // A key held by an earlier batch makes a repeat too.
+        let again = store
+            .accept_deliveries(&[delivery("d-2", t0() + secs(2))])
+            .await
+            .unwrap();
+        let held = Accepted::Duplicate {
+            delivery: d + 8,
+            original: d + 1,
+            run: Some(r + 1),
+        };
+        assert_eq!(again, [held]);
+        // Each delivery names its run, and each run its delivery.
+        let listed = store.list_deliveries(Some("hook"), None, 20).await.unwrap();
+        let named: Vec<_> = listed
+            .iter()
+            .rev()
+            .map(|l| (l.id, l.run_id, l.duplicate_of))
+            .collect();
+        let linked = [
+            (d, Some(r), None),
+            (d + 1, Some(r + 1), None),
+            (d + 2, Some(r), Some(d)),
+            (d + 3, None, None),
+            (d + 4, Some(r + 2), None),
+            (d + 5, Some(r + 3), None),
+            (d + 6, Some(r), Some(d)),
+            (d + 7, Some(r + 4), None),
+            (d + 8, Some(r + 1), Some(d + 1)),
+        ];
+        assert_eq!(named, linked);
+        let runs = store
+            .list_runs(&RunFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let from: Vec<_> = runs
+            .iter()
+            .rev()
+            .map(|run| (run.id, run.trigger_data["delivery_id"].as_i64()))
+            .collect();
+        let each = [
+            (r, d),
+            (r + 1, d + 1),
+            (r + 2, d + 4),
+            (r + 3, d + 5),
+            (r + 4, d + 7),
+        ];
+        assert_eq!(from, each.map(|(r, d)| (r, Some(d))));
     });
 }
 
@@ -627,7 +822,7 @@ fn retention_deletes_only_finished_runs_older_than_the_cutoff() {
             error: None,
             at: t0(),
         };
-        store.finish(&lease, &[], &end).await.unwrap();
+        store.finish(&lease, None, &[], &end).await.unwrap();
         let old_waiting = queued(store.as_ref(), "job").await;
         let (recent, _) = store
             .insert_run(&new_run("job", Admission::Free, t0() + TimeDelta::days(2)))

@@ -23,6 +23,10 @@ pub struct AttemptResult {
     pub status: RunStatus,
     pub output: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// The attempt's last step, not yet written: it is recorded with what
+    /// follows it (the run's end, or the attempt's before a retry), in the
+    /// same commit.
+    pub last_step: Option<StepRow>,
 }
 
 impl AttemptResult {
@@ -31,6 +35,7 @@ impl AttemptResult {
             status,
             output: None,
             error: Some(error),
+            last_step: None,
         }
     }
 }
@@ -101,6 +106,7 @@ pub async fn run(
     let run_deadline = Instant::now() + rb.timeout;
     let mut ctx = context(req, host);
     let mut output = None;
+    let mut last_step = None;
     for (position, step) in rb.steps.iter().enumerate() {
         host.set_step(Some(&step.name));
         let started = crate::clock::now();
@@ -128,13 +134,22 @@ pub async fn run(
             output: ended.json.clone(),
             error: ended.error.clone(),
         };
-        // The step and the lines it logged since the last write share one commit.
-        let (turn, lines) = host.take_pending().await;
-        let written = ex.store.insert_step(lease, &row, &lines).await;
-        drop(turn);
-        if let Err(e) = written {
-            super::lost_if_fenced(host, &e);
-            tracing::error!(run.id = host.run_id, error = %e, "could not record a step");
+        let stops = ends_attempt(step, &ended);
+        if stops || position + 1 == rb.steps.len() {
+            // Written with the run's end (or the attempt's), in one commit.
+            last_step = Some(row);
+        } else {
+            // The step and the lines it logged since the last write share one commit.
+            let (turn, lines) = host.take_pending().await;
+            let written = match host.made().await {
+                Ok(()) => ex.store.insert_step(lease, &row, &lines).await,
+                Err(e) => Err(e),
+            };
+            drop(turn);
+            if let Err(e) = written {
+                super::lost_if_fenced(host, &e);
+                tracing::error!(run.id = host.run_id, error = %e, "could not record a step");
+            }
         }
         if let Some(tx) = &req.events {
             let _ = tx.send(RunEvent::StepFinished {
@@ -147,24 +162,36 @@ pub async fn run(
         ctx.steps.insert(step.name.as_str().into(), value);
         // The last step's value is the run's output (null when it did not give one).
         output = ended.json;
-        match ended.status {
-            RunStatus::Succeeded | RunStatus::Skipped => {}
-            RunStatus::Failed | RunStatus::TimedOut if step.continue_on_error && !ended.fatal => {
+        if !stops {
+            if matches!(ended.status, RunStatus::Failed | RunStatus::TimedOut) {
                 host.note(
                     LogLevel::Warn,
                     &format!("continuing after step {} (continue_on_error)", step.name),
                 );
             }
-            status => {
-                let error = ended.error.unwrap_or_default();
-                return AttemptResult::failed(status, format!("step {}: {error}", step.name));
-            }
+            continue;
         }
+        let error = ended.error.unwrap_or_default();
+        let mut failed =
+            AttemptResult::failed(ended.status, format!("step {}: {error}", step.name));
+        failed.last_step = last_step;
+        return failed;
     }
     AttemptResult {
         status: RunStatus::Succeeded,
         output: Some(output.unwrap_or(serde_json::Value::Null)),
         error: None,
+        last_step,
+    }
+}
+
+/// Whether a step's end ends the attempt: it failed (or timed out, or was
+/// stopped) and may not be continued after.
+fn ends_attempt(step: &Step, ended: &StepEnd) -> bool {
+    match ended.status {
+        RunStatus::Succeeded | RunStatus::Skipped => false,
+        RunStatus::Failed | RunStatus::TimedOut => !step.continue_on_error || ended.fatal,
+        _ => true,
     }
 }
 

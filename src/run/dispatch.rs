@@ -271,6 +271,7 @@ impl Dispatcher {
         let mut req = RunRequest::new(rb.clone(), trigger, params, &self.shutdown);
         // A dry run queued through the API or the web UI stays one.
         req.dry_run = row.dry_run;
+        req.attempts_before = row.attempts;
         if row.version_hash != rb.version.hash {
             tracing::info!(run.id = row.id, runbook = %rb.name, "the runbook changed since this run was queued; running the current version");
         }

@@ -142,7 +142,7 @@ pub fn issue_open(
         .block(host.store.issue(key))
         .map_err(|e| e.to_string())?;
     let (row, is_new) = host
-        .block(host.store.open_issue(host.lease().as_ref(), &open))
+        .fenced(|fence| async move { host.store.open_issue(fence.as_ref(), &open).await })
         .map_err(|e| format!("issues::open failed: {e}"))?;
     let reopened = before.is_some_and(|b| b.status == IssueStatus::Resolved);
     let what = if is_new {
@@ -176,12 +176,13 @@ pub fn issue_resolve(host: &RunHost, key: &str, note: Option<String>) -> Result<
     }
     let note = note.map(|n| host.redactor.redact(&n));
     let was_open = host
-        .block(host.store.resolve_issue(
-            host.lease().as_ref(),
-            key,
-            note.as_deref(),
-            host.clock.now(),
-        ))
+        .fenced(|fence| async move {
+            let at = host.clock.now();
+            let store = &host.store;
+            store
+                .resolve_issue(fence.as_ref(), key, note.as_deref(), at)
+                .await
+        })
         .map_err(|e| format!("issues::resolve failed: {e}"))?;
     if was_open {
         host.note(LogLevel::Info, &format!("issue {key} resolved"));
@@ -269,7 +270,10 @@ pub fn email_send(host: &RunHost, message: serde_json::Value) -> Result<i64, Str
         return Ok(0);
     }
     let (id, new) = host
-        .block(host.store.queue_email(host.lease().as_ref(), &email))
+        .fenced(|fence| {
+            let email = &email;
+            async move { host.store.queue_email(fence.as_ref(), email).await }
+        })
         .map_err(|e| format!("email::send failed: {e}"))?;
     if new {
         host.note(
@@ -328,6 +332,13 @@ pub fn http(host: &RunHost, call: HttpCall) -> Result<serde_json::Value, String>
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(30));
     let cancel = host.cancel.clone();
     let outcome = host.block(async {
+        // Nothing leaves for a run whose start is not on disk.
+        if let Err(e) = host.started().await {
+            return Err(format!(
+                "http {} {}: the run's start could not be recorded ({e})",
+                call.method, call.url
+            ));
+        }
         // Keep the runbook's spacing between calls, within the step's time.
         let last = *host.last_http.lock().expect("http spacing lock");
         if let Some(at) = last.map(|l| l + host.http_min_interval)

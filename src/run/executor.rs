@@ -134,6 +134,26 @@ impl Executor {
             .await
     }
 
+    /// Start the run's first attempt; it may run before its start is on
+    /// disk ([`RunHost::started`]).
+    async fn start_first(
+        &self,
+        req: &RunRequest,
+        host: &RunHost,
+    ) -> Result<Option<Lease>, StoreError> {
+        let now = crate::clock::now();
+        let until = now + TimeDelta::from_std(LEASE).unwrap_or_default();
+        let number = req.attempts_before + 1;
+        let started = self
+            .store
+            .start_attempt_early(host.run_id, number, &self.owner, now, until)
+            .await?;
+        Ok(started.map(|(lease, starting)| {
+            host.start_pending(starting);
+            lease
+        }))
+    }
+
     /// Renew the run's lease until the returned guard drops; a lost lease
     /// stops the run, and so does a request to cancel it made through
     /// another process (seen within a heartbeat).
@@ -182,14 +202,14 @@ impl Executor {
 
     /// Execute a submitted run to its end: attempts, retries, and the final record.
     pub async fn execute(&self, run_id: RunId, req: RunRequest) -> Outcome {
-        let _permit = self
+        let permit = self
             .workers
             .acquire()
             .await
             .expect("the worker pool is never closed");
         let rb = req.runbook.clone();
         let host = self.host(run_id, &req);
-        let lease = match self.start_attempt(run_id).await {
+        let lease = match self.start_first(&req, &host).await {
             Ok(Some(lease)) => lease,
             Ok(None) => {
                 tracing::info!(run.id = run_id, runbook = %rb.name, "the run was started elsewhere or has ended; leaving it");
@@ -207,6 +227,23 @@ impl Executor {
         let _live = self.live_log(&host);
         let started = std::time::Instant::now();
         let (result, lease) = self.attempts(&req, &host, lease).await;
+        // The run's work is done: the next run may take the worker while
+        // this one's end waits for its commit.
+        drop(permit);
+        // Nothing it wrote is kept, and nothing left the process, unless its
+        // start is on disk.
+        match host.started().await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                tracing::info!(run.id = run_id, runbook = %rb.name, "the run was started elsewhere or has ended; leaving it");
+                return not_started(run_id, None);
+            }
+            Err(e) => {
+                // It stays queued, and runs again once the store takes writes.
+                tracing::error!(run.id = run_id, runbook = %rb.name, error = %e, "could not record the start of a run; it stays queued");
+                return not_started(run_id, Some(e.to_string()));
+            }
+        }
         let record_error = self.record_end(&req, &host, &lease, &result).await;
         let lost = matches!(record_error, Some(StoreError::Fenced { .. }));
         if !lost {
@@ -261,13 +298,22 @@ impl Executor {
         lease: &Lease,
         result: &AttemptResult,
     ) -> Result<Lease, AttemptResult> {
+        if let Err(e) = host.started().await {
+            return Err(AttemptResult::failed(RunStatus::Failed, e.to_string()));
+        }
         let keep = |r: Result<(), StoreError>| {
             if let Err(e) = r {
                 lost_if_fenced(host, &e);
                 tracing::error!(run.id = lease.run, error = %e, "could not record part of a run");
             }
         };
-        keep(host.flush().await);
+        match &result.last_step {
+            Some(step) => {
+                let (_turn, lines) = host.take_pending().await;
+                keep(self.store.insert_step(lease, step, &lines).await);
+            }
+            None => keep(host.flush().await),
+        }
         let error = result.error.as_deref();
         keep(
             self.store
@@ -309,7 +355,7 @@ impl Executor {
         }
     }
 
-    /// Record the run's end with its last log lines. A write refused for a
+    /// Record the run's end with its last step and log lines. A write refused for a
     /// passing cause (a full disk) is tried again for about half a minute; a
     /// run whose end still could not be written stays `running` and is taken
     /// as interrupted by recovery. Returns the error that stopped it.
@@ -329,7 +375,8 @@ impl Executor {
         let (_turn, lines) = host.take_pending().await;
         let mut wait = Duration::from_secs(1);
         loop {
-            match self.store.finish(lease, &lines, &end).await {
+            let step = result.last_step.as_ref();
+            match self.store.finish(lease, step, &lines, &end).await {
                 Ok(()) => return None,
                 Err(e @ StoreError::Fenced { .. }) => {
                     tracing::warn!(run.id = lease.run, runbook = %host.runbook, error = %e, "the run's end was not recorded: this process no longer holds it");

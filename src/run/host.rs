@@ -18,7 +18,7 @@ use super::RunEvent;
 use crate::runbook::Runbook;
 use crate::script::{Host, LogLevel};
 use crate::secrets::Redactor;
-use crate::store::{Lease, LogRow, RunId, Store};
+use crate::store::{Lease, LogRow, Pending, RunId, Starting, Store, StoreError};
 
 /// A run keeps at most this many log lines; the rest are counted, not stored.
 pub const MAX_LOG_LINES: usize = 10_000;
@@ -139,6 +139,17 @@ pub struct RunHost {
     /// When the current step must end (HTTP timeouts never go past it).
     pub deadline: Mutex<Option<std::time::Instant>>,
     pub cancel: CancellationToken,
+    /// Whether the first attempt's start is on disk yet (see [`RunHost::started`]).
+    start: tokio::sync::Mutex<Start>,
+}
+
+/// The first attempt's start, answered before it was made (see
+/// [`RunHost::made`] and [`RunHost::started`]).
+enum Start {
+    Asked(Starting),
+    Made(Pending),
+    OnDisk,
+    Lost(StoreError),
 }
 
 impl RunHost {
@@ -170,7 +181,69 @@ impl RunHost {
             identity: ctx.identity,
             dry_run: ctx.dry_run,
             cancel: ctx.cancel,
+            start: tokio::sync::Mutex::new(Start::OnDisk),
         }
+    }
+
+    /// The attempt's start was asked for but may not be made, or on disk, yet.
+    pub fn start_pending(&self, starting: Starting) {
+        *self.start.try_lock().expect("set before the attempt runs") = Start::Asked(starting);
+    }
+
+    /// Returns once the attempt's start is made: the run's writes, fenced
+    /// by its lease, wait for this. Fails as [`RunHost::started`] does.
+    pub async fn made(&self) -> Result<(), StoreError> {
+        let mut start = self.start.lock().await;
+        if let Start::Asked(_) = &*start {
+            let Start::Asked(starting) = std::mem::replace(&mut *start, Start::OnDisk) else {
+                unreachable!("matched above")
+            };
+            *start = match starting.made().await {
+                Ok(on_disk) => Start::Made(on_disk),
+                Err(e) => Start::Lost(e),
+            };
+        }
+        match &*start {
+            Start::Lost(e) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Returns once the attempt's start is on disk: anything that leaves the
+    /// process for the run (an HTTP call), and its end, wait for this. Fails
+    /// when the start could not be written (then nothing the run wrote is
+    /// kept, and it stays queued), and with `Conflict` when the run was not
+    /// startable after all.
+    pub async fn started(&self) -> Result<(), StoreError> {
+        self.made().await?;
+        let mut start = self.start.lock().await;
+        if let Start::Made(_) = &*start {
+            let Start::Made(on_disk) = std::mem::replace(&mut *start, Start::OnDisk) else {
+                unreachable!("matched above")
+            };
+            if let Err(e) = on_disk.wait().await {
+                *start = Start::Lost(e);
+            }
+        }
+        match &*start {
+            Start::Lost(e) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// A write of the run's, fenced by its attempt's lease, made once the
+    /// attempt's start is (blocking: for the script's thread).
+    pub fn fenced<T, Fut>(
+        &self,
+        write: impl FnOnce(Option<Lease>) -> Fut,
+    ) -> crate::store::Result<T>
+    where
+        Fut: Future<Output = crate::store::Result<T>>,
+    {
+        self.handle.block_on(async {
+            self.made().await?;
+            write(self.lease()).await
+        })
     }
 
     /// A new attempt holds the run: its number shows in log lines, and its
@@ -229,7 +302,10 @@ impl RunHost {
     pub async fn flush(&self) -> crate::store::Result<()> {
         let (_order, lines) = self.take_pending().await;
         match self.lease() {
-            Some(lease) if !lines.is_empty() => self.store.insert_logs(&lease, &lines).await,
+            Some(lease) if !lines.is_empty() => {
+                self.made().await?;
+                self.store.insert_logs(&lease, &lines).await
+            }
             _ => Ok(()),
         }
     }
@@ -385,17 +461,13 @@ impl Host for RunHost {
             ),
         };
         let value = self.redactor.redact_json(value);
-        self.store_call(
-            "state::set",
-            self.store.state_set(
-                self.lease().as_ref(),
-                &self.runbook,
-                key,
-                &value,
-                expires,
-                now,
-            ),
-        )
+        self.fenced(|fence| async move {
+            let store = &self.store;
+            store
+                .state_set(fence.as_ref(), &self.runbook, key, &value, expires, now)
+                .await
+        })
+        .map_err(|e| format!("state::set failed: {e}"))
     }
 
     fn state_delete(&self, key: &str) -> Result<bool, String> {
@@ -403,10 +475,10 @@ impl Host for RunHost {
         if self.planned(format!("state::delete {key}")) {
             return Ok(self.state_get(key)?.is_some());
         }
-        self.store_call(
-            "state::delete",
-            self.store
-                .state_delete(self.lease().as_ref(), &self.runbook, key),
-        )
+        self.fenced(|fence| async move {
+            let store = &self.store;
+            store.state_delete(fence.as_ref(), &self.runbook, key).await
+        })
+        .map_err(|e| format!("state::delete failed: {e}"))
     }
 }

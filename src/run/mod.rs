@@ -71,6 +71,9 @@ pub struct RunRequest {
     pub interrupt: CancellationToken,
     /// Perform reads, record (and do not perform) every write.
     pub dry_run: bool,
+    /// Attempts the run had before this execution (a run queued again after
+    /// its process stopped has had some).
+    pub attempts_before: u32,
 }
 
 impl RunRequest {
@@ -90,6 +93,7 @@ impl RunRequest {
             cancel: interrupt.child_token(),
             interrupt: interrupt.clone(),
             dry_run: false,
+            attempts_before: 0,
         }
     }
 }

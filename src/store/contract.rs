@@ -26,6 +26,49 @@ pub struct Lease {
     pub owner: String,
 }
 
+/// A write that was made but may not be on disk yet; [`Pending::wait`]
+/// returns once it is, or fails when it never will be.
+pub struct Pending(Option<std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>>>);
+
+impl Pending {
+    /// A write already on disk.
+    pub fn done() -> Self {
+        Pending(None)
+    }
+
+    pub fn new(on_disk: impl Future<Output = Result<()>> + Send + 'static) -> Self {
+        Pending(Some(Box::pin(on_disk)))
+    }
+
+    pub async fn wait(self) -> Result<()> {
+        match self.0 {
+            Some(on_disk) => on_disk.await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// A start asked for and not yet made: [`Starting::made`] returns once it
+/// is, with what tells when it is on disk.
+pub struct Starting(std::pin::Pin<Box<dyn Future<Output = Result<Pending>> + Send>>);
+
+impl Starting {
+    /// A start already made.
+    pub fn made_already(on_disk: Pending) -> Self {
+        Starting(Box::pin(std::future::ready(Ok(on_disk))))
+    }
+
+    pub fn new(made: impl Future<Output = Result<Pending>> + Send + 'static) -> Self {
+        Starting(Box::pin(made))
+    }
+
+    /// Fails when the start could not be made, with `Conflict` when the run
+    /// was not startable.
+    pub async fn made(self) -> Result<Pending> {
+        self.0.await
+    }
+}
+
 /// Runbook versions, kept once per hash so every run can show what ran.
 #[async_trait]
 pub trait VersionStore: Send + Sync {
@@ -76,6 +119,21 @@ pub trait RunStore: Send + Sync {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Lease>>;
+    /// As [`RunStore::start_attempt`] for attempt `number` (the run's
+    /// attempts so far plus one), but it may answer before the start is
+    /// made: the [`Starting`] tells when it is made (the run's fenced writes
+    /// wait for that), then when it is on disk (whoever lets anything leave
+    /// the process for the attempt, an HTTP call, waits for that), and fails
+    /// with `Conflict` when the run turns out not to be startable (another
+    /// owner started it, it ended, or its attempts are not `number - 1`).
+    async fn start_attempt_early(
+        &self,
+        run: RunId,
+        number: u32,
+        owner: &str,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<(Lease, Starting)>>;
     /// Renew a lease; returns whether the run was asked to stop
     /// ([`RunStore::request_cancel`]). Fails with `Fenced` when it was lost.
     async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<bool>;
@@ -95,9 +153,16 @@ pub trait RunStore: Send + Sync {
         error: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<()>;
-    /// The end of a run in one transaction (fenced): its last log lines and
-    /// the run's end, which also closes its open attempt.
-    async fn finish(&self, lease: &Lease, lines: &[LogRow], end: &RunEnd) -> Result<()>;
+    /// The end of a run in one transaction (fenced): its last step when not
+    /// yet written, its last log lines and the run's end, which also closes
+    /// its open attempt.
+    async fn finish(
+        &self,
+        lease: &Lease,
+        step: Option<&StepRow>,
+        lines: &[LogRow],
+        end: &RunEnd,
+    ) -> Result<()>;
     /// End a run that waits, no attempt running: `queued` (cancelled, or
     /// its runbook is gone) or `interrupted` (abandoned). False, and nothing
     /// changed, when its status is no longer `from`.

@@ -121,45 +121,23 @@ impl RunStore for PostgresStore {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Lease>> {
-        // As in SQLite: a queued run is anyone's, a running one (between
-        // retries) only its latest owner's; the trigger makes the run
-        // `running`. Two daemons starting it at once: the run's row lock
-        // makes the second wait, then find the run no longer queued (and
-        // the unique indexes would refuse a second attempt regardless).
-        let started = sqlx::query(
-            "INSERT INTO attempts (run_id, attempt, status, started_at, owner, lease_until)
-             SELECT r.id, r.attempts + 1, $1, $2, $3, $4 FROM runs r
-             WHERE r.id = $5 AND (r.status = $6 OR (r.status = $1 AND EXISTS (
-                 SELECT 1 FROM attempts a WHERE a.run_id = r.id AND a.attempt = r.attempts
-                     AND a.owner = $3 AND a.status <> $1)))
-             FOR UPDATE OF r
-             RETURNING id, attempt",
-        )
-        .bind(RunStatus::Running)
-        .bind(at)
-        .bind(owner)
-        .bind(lease_until)
-        .bind(run)
-        .bind(RunStatus::Queued)
-        .fetch_optional(&self.pool)
-        .await;
-        let row = match started {
-            Ok(Some(row)) => row,
-            Ok(None) => return Ok(None),
-            Err(e)
-                if e.as_database_error()
-                    .is_some_and(|d| d.is_unique_violation()) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Some(Lease {
-            run,
-            attempt: row.try_get("id")?,
-            number: row.try_get::<i32, _>("attempt")? as u32,
-            owner: owner.to_string(),
-        }))
+        self.start_numbered(run, None, owner, at, lease_until).await
+    }
+
+    async fn start_attempt_early(
+        &self,
+        run: RunId,
+        number: u32,
+        owner: &str,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<(Lease, Starting)>> {
+        // Written before answering: several daemons take from one queue,
+        // so a run runs only once its start is committed.
+        let started = self
+            .start_numbered(run, Some(number), owner, at, lease_until)
+            .await?;
+        Ok(started.map(|lease| (lease, Starting::made_already(Pending::done()))))
     }
 
     async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<bool> {
@@ -190,20 +168,7 @@ impl RunStore for PostgresStore {
     async fn insert_step(&self, lease: &Lease, s: &StepRow, lines: &[LogRow]) -> Result<()> {
         let mut tx = self.begin().await?;
         fence_in(&mut tx, lease).await?;
-        sqlx::query(
-            "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(s.attempt_id)
-        .bind(s.position as i32)
-        .bind(&s.name)
-        .bind(s.status)
-        .bind(s.started_at)
-        .bind(s.finished_at)
-        .bind(s.output.as_ref().map(cap_json))
-        .bind(s.error.as_deref().map(capped))
-        .execute(&mut *tx)
-        .await?;
+        insert_step_in(&mut tx, s).await?;
         insert_logs_in(&mut tx, lines).await?;
         Ok(tx.commit().await?)
     }
@@ -243,7 +208,13 @@ impl RunStore for PostgresStore {
         Ok(tx.commit().await?)
     }
 
-    async fn finish(&self, lease: &Lease, lines: &[LogRow], end: &RunEnd) -> Result<()> {
+    async fn finish(
+        &self,
+        lease: &Lease,
+        step: Option<&StepRow>,
+        lines: &[LogRow],
+        end: &RunEnd,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         // One update, on the fence's condition: it locks the run's row
         // itself, and the trigger closes the open attempt.
@@ -262,6 +233,9 @@ impl RunStore for PostgresStore {
         .await?;
         if done.rows_affected() != 1 {
             return Err(fenced(lease));
+        }
+        if let Some(s) = step {
+            insert_step_in(&mut tx, s).await?;
         }
         insert_logs_in(&mut tx, lines).await?;
         Ok(tx.commit().await?)
@@ -373,4 +347,77 @@ pub(super) async fn end_run_in(
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// A step of an attempt (the caller holds the fence).
+async fn insert_step_in(tx: &mut sqlx::PgConnection, s: &StepRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(s.attempt_id)
+    .bind(s.position as i32)
+    .bind(&s.name)
+    .bind(s.status)
+    .bind(s.started_at)
+    .bind(s.finished_at)
+    .bind(s.output.as_ref().map(cap_json))
+    .bind(s.error.as_deref().map(capped))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+impl PostgresStore {
+    /// Start the run's next attempt; with `number`, only when that is the
+    /// attempt's number.
+    async fn start_numbered(
+        &self,
+        run: RunId,
+        number: Option<u32>,
+        owner: &str,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<Lease>> {
+        // As in SQLite: a queued run is anyone's, a running one (between
+        // retries) only its latest owner's; the trigger makes the run
+        // `running`. Two daemons starting it at once: the run's row lock
+        // makes the second wait, then find the run no longer queued (and
+        // the unique indexes would refuse a second attempt regardless).
+        let started = sqlx::query(
+            "INSERT INTO attempts (run_id, attempt, status, started_at, owner, lease_until)
+             SELECT r.id, r.attempts + 1, $1, $2, $3, $4 FROM runs r
+             WHERE r.id = $5 AND ($7::int IS NULL OR r.attempts + 1 = $7) AND (r.status = $6 OR (r.status = $1 AND EXISTS (
+                 SELECT 1 FROM attempts a WHERE a.run_id = r.id AND a.attempt = r.attempts
+                     AND a.owner = $3 AND a.status <> $1)))
+             FOR UPDATE OF r
+             RETURNING id, attempt",
+        )
+        .bind(RunStatus::Running)
+        .bind(at)
+        .bind(owner)
+        .bind(lease_until)
+        .bind(run)
+        .bind(RunStatus::Queued)
+        .bind(number.map(|n| n as i32))
+        .fetch_optional(&self.pool)
+        .await;
+        let row = match started {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(None),
+            Err(e)
+                if e.as_database_error()
+                    .is_some_and(|d| d.is_unique_violation()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some(Lease {
+            run,
+            attempt: row.try_get("id")?,
+            number: row.try_get::<i32, _>("attempt")? as u32,
+            owner: owner.to_string(),
+        }))
+    }
 }

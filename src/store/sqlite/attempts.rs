@@ -54,7 +54,7 @@ async fn fence_in(tx: &mut SqliteConnection, lease: &Lease) -> Result<()> {
     }
 }
 
-fn fenced(lease: &Lease) -> StoreError {
+pub(super) fn fenced(lease: &Lease) -> StoreError {
     StoreError::Fenced {
         run: lease.run,
         attempt: lease.number,
@@ -117,43 +117,24 @@ impl RunStore for SqliteStore {
         // A queued run is anyone's; a running one (between retries) only its
         // latest attempt's owner's. The trigger `attempt_starts_run` makes
         // the run `running`; `attempts_one_running` refuses a second
-        // running attempt.
-        // One statement: a refused insert undoes itself.
-        let mut tx = self.write_one().await?;
-        let started = sqlx::query(
-            "INSERT INTO attempts (run_id, attempt, status, started_at, owner, lease_until)
-             SELECT r.id, r.attempts + 1, ?1, ?2, ?3, ?4 FROM runs r
-             WHERE r.id = ?5 AND (r.status = ?6 OR (r.status = ?1 AND EXISTS (
-                 SELECT 1 FROM attempts a WHERE a.run_id = r.id AND a.attempt = r.attempts
-                     AND a.owner = ?3 AND a.status <> ?1)))
-             RETURNING id, attempt",
-        )
-        .bind(RunStatus::Running)
-        .bind(ts(at))
-        .bind(owner)
-        .bind(ts(lease_until))
-        .bind(run)
-        .bind(RunStatus::Queued)
-        .fetch_optional(&mut *tx)
-        .await;
-        let row = match started {
-            Ok(row) => row,
-            Err(e)
-                if e.as_database_error()
-                    .is_some_and(|d| d.is_unique_violation()) =>
-            {
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let Some(row) = row else { return Ok(None) };
-        tx.commit().await?;
-        Ok(Some(Lease {
-            run,
-            attempt: row.try_get("id")?,
-            number: row.try_get::<i64, _>("attempt")? as u32,
-            owner: owner.to_string(),
-        }))
+        // running attempt. Written with other runs' starts (`recorder.rs`).
+        self.recorder()?
+            .start_attempt(run, owner, ts(at), ts(lease_until))
+            .await
+    }
+
+    async fn start_attempt_early(
+        &self,
+        run: RunId,
+        number: u32,
+        owner: &str,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<(Lease, Starting)>> {
+        let started = self
+            .recorder()?
+            .start_early(run, number, owner, ts(at), ts(lease_until));
+        Ok(Some(started.await?))
     }
 
     async fn heartbeat(&self, lease: &Lease, until: DateTime<Utc>) -> Result<bool> {
@@ -243,19 +224,15 @@ impl RunStore for SqliteStore {
         tx.commit().await
     }
 
-    async fn finish(&self, lease: &Lease, lines: &[LogRow], end: &RunEnd) -> Result<()> {
-        // Without log lines the end is one statement, fenced by its condition.
-        let mut tx = if lines.is_empty() {
-            self.write_one().await?
-        } else {
-            self.write().await?
-        };
-        // The trigger `run_end_closes_attempt` closes the open attempt.
-        if !end_held_run_in(&mut tx, lease, end).await? {
-            return Err(fenced(lease));
-        }
-        insert_logs_in(&mut tx, lines).await?;
-        tx.commit().await
+    async fn finish(
+        &self,
+        lease: &Lease,
+        step: Option<&StepRow>,
+        lines: &[LogRow],
+        end: &RunEnd,
+    ) -> Result<()> {
+        // Written with other runs' ends (`recorder.rs`).
+        self.recorder()?.finish(lease, step, lines, end).await
     }
 
     async fn end_waiting(&self, run: RunId, from: RunStatus, end: &RunEnd) -> Result<bool> {
@@ -332,7 +309,11 @@ impl RunStore for SqliteStore {
 
 /// A step of an attempt `lease` still holds; false (nothing written) when it
 /// does not.
-async fn insert_step_in(tx: &mut SqliteConnection, lease: &Lease, s: &StepRow) -> Result<bool> {
+pub(super) async fn insert_step_in(
+    tx: &mut SqliteConnection,
+    lease: &Lease,
+    s: &StepRow,
+) -> Result<bool> {
     let done = sqlx::query(concat!(
         "INSERT INTO steps (attempt_id, position, name, status, started_at, finished_at, output, error)
          SELECT ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE EXISTS (SELECT 1 FROM attempts WHERE ",
@@ -357,7 +338,11 @@ async fn insert_step_in(tx: &mut SqliteConnection, lease: &Lease, s: &StepRow) -
 
 /// The end of the run `lease` still holds; false (nothing written) when it
 /// does not.
-async fn end_held_run_in(tx: &mut SqliteConnection, lease: &Lease, end: &RunEnd) -> Result<bool> {
+pub(super) async fn end_held_run_in(
+    tx: &mut SqliteConnection,
+    lease: &Lease,
+    end: &RunEnd,
+) -> Result<bool> {
     let done = sqlx::query(concat!(
         "UPDATE runs SET status = ?4, output = ?5, error = ?6, finished_at = ?7, active_key = NULL
          WHERE id = ?8 AND EXISTS (SELECT 1 FROM attempts WHERE ",

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{SqliteStore, runs, time_col};
+use super::{SqliteStore, accept_set, runs, time_col};
 use crate::store::*;
 
 /// Record a batch of deliveries, with their runs, in one transaction.
@@ -16,8 +16,17 @@ pub(super) async fn accept_deliveries(
 ) -> Result<Vec<Accepted>> {
     let mut tx = store.write().await?;
     let mut out = Vec::with_capacity(batch.len());
-    for d in batch {
-        out.push(accept_one(&mut tx, d).await?);
+    let mut rest = batch;
+    while !rest.is_empty() {
+        // Runs of plain deliveries go set-wise; the others one by one, in order.
+        let plain = rest.iter().take_while(|d| accept_set::plain(d)).count();
+        if plain > 0 {
+            out.extend(accept_set::accept(&mut tx, &rest[..plain]).await?);
+            rest = &rest[plain..];
+        } else {
+            out.push(accept_one(&mut tx, &rest[0]).await?);
+            rest = &rest[1..];
+        }
     }
     tx.commit().await?;
     Ok(out)

@@ -14,13 +14,16 @@ use sqlx::{Row, SqlitePool};
 use super::*;
 use rows::{json_col, required, run_row, time_col};
 
+mod accept_set;
 mod attempts;
 mod deliveries;
 mod health;
 mod history;
 mod issues;
 mod outbox;
+mod recorder;
 mod rows;
+mod run_records;
 mod runs;
 mod schedule;
 mod writer;
@@ -30,6 +33,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The one connection that writes, group-committing (`None` when read-only).
     writer: Option<writer::Writer>,
+    /// Writes runs' starts and ends in batches, through the writer.
+    recorder: Option<recorder::Recorder>,
     /// Whether commits succeed now.
     health: Arc<health::WriteHealth>,
     /// Held for the life of the store when opened for writing.
@@ -125,9 +130,17 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .map_err(|e| open_err(&e))?;
+        // Runs are recorded only by the process that holds the database.
+        let recorder = match &writer {
+            Some(w) if access == Access::Exclusive => {
+                Some(recorder::Recorder::start(w.handle()).await?)
+            }
+            _ => None,
+        };
         Ok(SqliteStore {
             pool,
             writer,
+            recorder,
             health,
             _lock: lock,
         })
@@ -164,6 +177,14 @@ impl SqliteStore {
     /// savepoint (a failed statement undoes itself), two round trips fewer.
     async fn write_one(&self) -> Result<writer::Lease<'_>> {
         self.writer()?.lease(false).await
+    }
+
+    fn recorder(&self) -> Result<&recorder::Recorder> {
+        self.recorder.as_ref().ok_or_else(|| {
+            StoreError::Database(
+                "runs are recorded only by the process that holds the database".into(),
+            )
+        })
     }
 
     fn writer(&self) -> Result<&writer::Writer> {

@@ -88,38 +88,93 @@ impl Writer {
     /// statement and commit when it succeeds (a statement that fails undoes
     /// itself; one that succeeded stays in the batch).
     pub async fn lease(&self, savepoint: bool) -> Result<Lease<'_>> {
-        let mut slot = self.shared.slot.lock().await;
-        slot.settle().await;
-        // The flags are set before each await, so a caller that gives up
-        // halfway leaves the next user a connection it can put right.
-        if !slot.open {
-            slot.beginning = true;
-            slot.conn.execute("BEGIN IMMEDIATE").await?;
-            slot.beginning = false;
-            slot.open = true;
-        }
-        if savepoint {
-            slot.abandoned = true;
-            if let Err(e) = slot.conn.execute("SAVEPOINT lease").await {
-                slot.abandoned = false;
-                // Let the committer end the batch if nothing else is in it.
-                drop(slot);
-                self.shared.dirty.notify_one();
-                return Err(e.into());
-            }
+        lease_on(&self.shared, savepoint).await
+    }
+
+    /// A handle on the writer for a task of the store's own.
+    pub fn handle(&self) -> Handle {
+        Handle(self.shared.clone())
+    }
+}
+
+/// The writer, shared with a task that writes on the store's behalf
+/// (`recorder.rs`).
+#[derive(Clone)]
+pub(super) struct Handle(Arc<Shared>);
+
+impl Handle {
+    /// As [`Writer::lease`].
+    pub async fn lease(&self, savepoint: bool) -> Result<Lease<'_>> {
+        lease_on(&self.0, savepoint).await
+    }
+}
+
+async fn lease_on(shared: &Shared, savepoint: bool) -> Result<Lease<'_>> {
+    let mut slot = shared.slot.lock().await;
+    slot.settle().await;
+    // The flags are set before each await, so a caller that gives up
+    // halfway leaves the next user a connection it can put right.
+    if !slot.open {
+        slot.beginning = true;
+        slot.conn.execute("BEGIN IMMEDIATE").await?;
+        slot.beginning = false;
+        slot.open = true;
+    }
+    if savepoint {
+        slot.abandoned = true;
+        if let Err(e) = slot.conn.execute("SAVEPOINT lease").await {
             slot.abandoned = false;
+            // Let the committer end the batch if nothing else is in it.
+            drop(slot);
+            shared.dirty.notify_one();
+            return Err(e.into());
         }
-        Ok(Lease {
-            guard: Some(slot),
-            shared: &self.shared,
-            savepoint,
-        })
+        slot.abandoned = false;
+    }
+    Ok(Lease {
+        guard: Some(slot),
+        shared,
+        savepoint,
+    })
+}
+
+/// What a write is told once the writer (or a task of the store writing
+/// through it) is gone.
+pub(super) fn stopped() -> StoreError {
+    StoreError::Database("the database writer has stopped".into())
+}
+
+/// Writes released into a batch, not yet known to be on disk.
+#[derive(Clone)]
+pub(super) struct Durable(watch::Receiver<Outcome>);
+
+impl Durable {
+    /// Returns once the writes are committed to disk; fails when their
+    /// batch could not be committed.
+    pub async fn wait(mut self) -> Result<()> {
+        let done = self
+            .0
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| stopped())?
+            .clone();
+        match done {
+            Some(Ok(())) => Ok(()),
+            Some(Err(why)) => Err(StoreError::from_database_text(why)),
+            None => unreachable!("waited for an outcome"),
+        }
     }
 }
 
 impl Lease<'_> {
     /// Keep the lease's writes; returns once they are committed to disk.
-    pub async fn commit(mut self) -> Result<()> {
+    pub async fn commit(self) -> Result<()> {
+        self.release().await?.wait().await
+    }
+
+    /// Keep the lease's writes and give up the connection at once; the
+    /// returned [`Durable`] tells when they are on disk.
+    pub async fn release(mut self) -> Result<Durable> {
         let mut slot = self.guard.take().expect("a lease is committed once");
         if self.savepoint {
             slot.abandoned = true;
@@ -131,19 +186,10 @@ impl Lease<'_> {
             slot.abandoned = false;
         }
         slot.released += 1;
-        let mut outcome = slot.batch.subscribe();
+        let outcome = slot.batch.subscribe();
         drop(slot);
         self.shared.dirty.notify_one();
-        let done = outcome
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| StoreError::Database("the database writer has stopped".into()))?
-            .clone();
-        match done {
-            Some(Ok(())) => Ok(()),
-            Some(Err(why)) => Err(StoreError::from_database_text(why)),
-            None => unreachable!("waited for an outcome"),
-        }
+        Ok(Durable(outcome))
     }
 }
 
