@@ -1,5 +1,7 @@
 //! SQLite: webhook deliveries, accepted in batches (group commit), with
-//! deduplication and rate limits decided inside the transaction.
+//! deduplication and rate limits decided inside the transaction: set-wise
+//! (`accept_set.rs`) where nothing depends on other runs, one by one here
+//! where it does (`limit:`, `concurrency: forbid`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

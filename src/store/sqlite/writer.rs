@@ -6,7 +6,10 @@
 //! until the batch is committed, so an answer still means "on disk". A lease
 //! dropped without commit (an error on the way) has its savepoint rolled
 //! back before the connection is used again, so its writes never commit and
-//! the batch's other writes are unaffected.
+//! the batch's other writes are unaffected. [`Lease::release`] gives the
+//! connection up at once and returns a [`Durable`] that tells when its
+//! writes are on disk, for the store's own tasks that write for many
+//! callers and answer each later (`recorder.rs`).
 //!
 //! The committer task commits whenever released writes wait. Leases queue
 //! on a fair lock, so the committer waits behind the writes that were
