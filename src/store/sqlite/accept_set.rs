@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use super::rows::keep_prepared;
 use crate::store::*;
 
 /// Whether the set-wise path can record `d`: nothing about it depends on
@@ -168,7 +169,11 @@ async fn held_keys(
         ") SELECT w.runbook, w.trigger_key, w.dedup_key, w.delivery_id, w.run_id, w.expires_at
            FROM k JOIN webhook_dedup w ON w.runbook = k.r AND w.trigger_key = k.t AND w.dedup_key = k.d",
     );
-    let found = q.build().persistent(false).fetch_all(&mut *tx).await?;
+    let found = q
+        .build()
+        .persistent(keep_prepared(keyed.len()))
+        .fetch_all(&mut *tx)
+        .await?;
     let mut held = HashMap::with_capacity(found.len());
     for row in found {
         let key = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
@@ -203,7 +208,10 @@ async fn insert_runs(tx: &mut SqliteConnection, runs: &[(RunId, NewRun)]) -> Res
             .push_bind(run.dry_run)
             .push_bind(ts(run.created_at));
     });
-    q.build().persistent(false).execute(&mut *tx).await?;
+    q.build()
+        .persistent(keep_prepared(runs.len()))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -225,7 +233,10 @@ async fn insert_deliveries(tx: &mut SqliteConnection, rows: &[DeliveryIn<'_>]) -
             .push_bind(&r.d.body)
             .push_bind(r.detail);
     });
-    q.build().persistent(false).execute(&mut *tx).await?;
+    q.build()
+        .persistent(keep_prepared(rows.len()))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -249,6 +260,9 @@ async fn claim_keys(tx: &mut SqliteConnection, claims: &HashMap<Key<'_>, Holder>
         " ON CONFLICT (runbook, trigger_key, dedup_key) DO UPDATE
             SET delivery_id = excluded.delivery_id, run_id = excluded.run_id, expires_at = excluded.expires_at",
     );
-    q.build().persistent(false).execute(&mut *tx).await?;
+    q.build()
+        .persistent(keep_prepared(claims.len()))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }

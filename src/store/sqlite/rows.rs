@@ -48,6 +48,15 @@ pub(super) fn run_row(row: &SqliteRow) -> Result<RunRow> {
     })
 }
 
+/// Whether to keep the prepared form of a multi-row statement of `rows`
+/// rows. Its text changes with the row count, so only small batches (the
+/// shapes a lightly loaded daemon repeats) are kept in the connection's
+/// statement cache; larger ones would push out the writer's other
+/// statements for shapes seldom seen twice.
+pub(super) fn keep_prepared(rows: usize) -> bool {
+    rows <= 8
+}
+
 pub(super) async fn insert_logs_in(
     tx: &mut sqlx::SqliteConnection,
     lines: &[LogRow],

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::recorder::{EndJob, StartJob};
-use super::rows::insert_logs_in;
+use super::rows::{insert_logs_in, keep_prepared};
 use crate::store::*;
 
 /// The highest attempt id the database has used.
@@ -55,7 +55,11 @@ pub(super) async fn start_many(
     )
     .push_bind(RunStatus::Running)
     .push("))) RETURNING id, attempt");
-    let rows = q.build().persistent(false).fetch_all(&mut *tx).await?;
+    let rows = q
+        .build()
+        .persistent(keep_prepared(jobs.len()))
+        .fetch_all(&mut *tx)
+        .await?;
     let mut started = HashMap::with_capacity(rows.len());
     for row in rows {
         let number: i64 = row.try_get(1)?;
@@ -92,7 +96,7 @@ pub(super) async fn end_many(tx: &mut SqliteConnection, jobs: &[EndJob]) -> Resu
     );
     let ended: HashSet<RunId> = q
         .build()
-        .persistent(false)
+        .persistent(keep_prepared(jobs.len()))
         .fetch_all(&mut *tx)
         .await?
         .iter()
@@ -139,6 +143,9 @@ async fn insert_steps(tx: &mut SqliteConnection, jobs: &[EndJob]) -> Result<()> 
            JOIN runs r ON r.id = a.run_id AND r.attempts = a.attempt AND r.status = ",
     )
     .push_bind(RunStatus::Running);
-    q.build().persistent(false).execute(&mut *tx).await?;
+    q.build()
+        .persistent(keep_prepared(steps.len()))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
