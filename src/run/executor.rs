@@ -379,6 +379,8 @@ impl Executor {
             match self.store.finish(lease, step, &lines, &end).await {
                 Ok(()) => return None,
                 Err(e @ StoreError::Fenced { .. }) => {
+                    // Its last step was refused with it: the run is lost here.
+                    lost_if_fenced(host, &e);
                     tracing::warn!(run.id = lease.run, runbook = %host.runbook, error = %e, "the run's end was not recorded: this process no longer holds it");
                     return Some(e);
                 }

@@ -15,10 +15,11 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::RunEvent;
+use super::start_gate::StartGate;
 use crate::runbook::Runbook;
 use crate::script::{Host, LogLevel};
 use crate::secrets::Redactor;
-use crate::store::{Lease, LogRow, Pending, RunId, Starting, Store, StoreError};
+use crate::store::{Lease, LogRow, RunId, Starting, Store, StoreError};
 
 /// A run keeps at most this many log lines; the rest are counted, not stored.
 pub const MAX_LOG_LINES: usize = 10_000;
@@ -139,17 +140,8 @@ pub struct RunHost {
     /// When the current step must end (HTTP timeouts never go past it).
     pub deadline: Mutex<Option<std::time::Instant>>,
     pub cancel: CancellationToken,
-    /// Whether the first attempt's start is on disk yet (see [`RunHost::started`]).
-    start: tokio::sync::Mutex<Start>,
-}
-
-/// The first attempt's start, answered before it was made (see
-/// [`RunHost::made`] and [`RunHost::started`]).
-enum Start {
-    Asked(Starting),
-    Made(Pending),
-    OnDisk,
-    Lost(StoreError),
+    /// Whether the first attempt's start is made, and on disk, yet.
+    start: StartGate,
 }
 
 impl RunHost {
@@ -181,54 +173,23 @@ impl RunHost {
             identity: ctx.identity,
             dry_run: ctx.dry_run,
             cancel: ctx.cancel,
-            start: tokio::sync::Mutex::new(Start::OnDisk),
+            start: StartGate::open(),
         }
     }
 
     /// The attempt's start was asked for but may not be made, or on disk, yet.
     pub fn start_pending(&self, starting: Starting) {
-        *self.start.try_lock().expect("set before the attempt runs") = Start::Asked(starting);
+        self.start.set(starting);
     }
 
-    /// Returns once the attempt's start is made: the run's writes, fenced
-    /// by its lease, wait for this. Fails as [`RunHost::started`] does.
+    /// Returns once the attempt's start is made; see [`StartGate::made`].
     pub async fn made(&self) -> Result<(), StoreError> {
-        let mut start = self.start.lock().await;
-        if let Start::Asked(_) = &*start {
-            let Start::Asked(starting) = std::mem::replace(&mut *start, Start::OnDisk) else {
-                unreachable!("matched above")
-            };
-            *start = match starting.made().await {
-                Ok(on_disk) => Start::Made(on_disk),
-                Err(e) => Start::Lost(e),
-            };
-        }
-        match &*start {
-            Start::Lost(e) => Err(e.clone()),
-            _ => Ok(()),
-        }
+        self.start.made().await
     }
 
-    /// Returns once the attempt's start is on disk: anything that leaves the
-    /// process for the run (an HTTP call), and its end, wait for this. Fails
-    /// when the start could not be written (then nothing the run wrote is
-    /// kept, and it stays queued), and with `Conflict` when the run was not
-    /// startable after all.
+    /// Returns once the attempt's start is on disk; see [`StartGate::started`].
     pub async fn started(&self) -> Result<(), StoreError> {
-        self.made().await?;
-        let mut start = self.start.lock().await;
-        if let Start::Made(_) = &*start {
-            let Start::Made(on_disk) = std::mem::replace(&mut *start, Start::OnDisk) else {
-                unreachable!("matched above")
-            };
-            if let Err(e) = on_disk.wait().await {
-                *start = Start::Lost(e);
-            }
-        }
-        match &*start {
-            Start::Lost(e) => Err(e.clone()),
-            _ => Ok(()),
-        }
+        self.start.started().await
     }
 
     /// A write of the run's, fenced by its attempt's lease, made once the

@@ -16,6 +16,7 @@ mod host;
 pub mod intake;
 mod params;
 mod rescue;
+mod start_gate;
 
 use std::sync::Arc;
 
